@@ -1,0 +1,37 @@
+"""Test-wide setup: without a CUDA GPU, Triton kernels run in Triton's CPU interpreter."""
+import os
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import torch  # noqa: E402  (importing torch does not import any Triton kernel)
+
+# Must be set before any segzoo kernel module is imported: kernels are JIT-decorated at import.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+SHARED_DATASETS = Path(os.environ.get("SEGZOO_DATASETS", Path(__file__).resolve().parents[1].parent / "shared" / "datasets"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def shared_datasets() -> Path:
+    """Path of ../shared/datasets; the test is skipped when it is absent."""
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip(f"shared datasets not found at {SHARED_DATASETS}")
+    return SHARED_DATASETS
