@@ -207,7 +207,8 @@ def test_input_size_contract(name: str, dims: int) -> None:
         assert out.shape == (2, NUM_CLASSES, *bad)
 
 
-@pytest.mark.parametrize("name,dims", CHECKED)
+# External models: only the timm wrapper is compiled (MONAI's own graph is MONAI's business, and slow to trace).
+@pytest.mark.parametrize("name,dims", [c for c in CHECKED if ":" not in c.values[0] or c.values[0] == "timm:resnet18"])
 def test_torch_compile(name: str, dims: int) -> None:
     model = _build(name, dims).eval()
     x = _input(model, _sizes(model, dims)[0])
