@@ -86,7 +86,8 @@ class UNetDecoder(nn.Module):
                 self.ups.append(conv_nd(spatial_dims, prev, out_c, 1, bias=False))
             self.stages.append(ConvStage(spatial_dims, out_c + feature_channels[i], out_c, blocks_per_stage, 1,
                                          residual, norm, act))
-            self.heads.append(SegmentationHead(spatial_dims, out_c, num_classes))
+            if deep_supervision and i > 0:
+                self.heads.append(SegmentationHead(spatial_dims, out_c, num_classes))
             prev = out_c
         self.final_up = feature_strides[0]
         if self.final_up > 1:
@@ -101,11 +102,11 @@ class UNetDecoder(nn.Module):
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
         x = feats[-1]
         aux: list[torch.Tensor] = []
-        for j, (up, stage, head) in enumerate(zip(self.ups, self.stages, self.heads)):
+        for j, (up, stage) in enumerate(zip(self.ups, self.stages)):
             skip = feats[len(feats) - 2 - j]
             x = stage(torch.cat([up(x), skip], dim=1))
-            if self.deep_supervision and self.training and j < len(self.stages) - 1:
-                aux.append(head(x))
+            if self.deep_supervision and self.training and j < len(self.heads):
+                aux.append(self.heads[j](x))
         out = self.head(self.final(x))
         if self.deep_supervision and self.training:
             return [out, *reversed(aux)]
