@@ -79,8 +79,18 @@ def write_fit_metrics(run_dir: Path, logged: dict[str, Any], model: Segmentation
 
 def run_lightning_cli(argv: list[str]) -> ZooCLI:
     """Run one LightningCLI subcommand (`fit`, `validate`, `test`, `predict`) with segzoo's defaults."""
+    import sys
+
+    saved, sys.argv = sys.argv, ["zoo", *argv]  # LightningCLI reads sys.argv; this also names the program `zoo`
+    try:
+        return _make_cli()
+    finally:
+        sys.argv = saved
+
+
+def _make_cli() -> ZooCLI:
     return ZooCLI(
-        SegmentationModule, SegDataModule, subclass_mode_model=True, subclass_mode_data=True, args=argv,
+        SegmentationModule, SegDataModule, subclass_mode_model=True, subclass_mode_data=True,
         trainer_defaults={
             "precision": "bf16-mixed" if torch.cuda.is_available() else "32-true",
             "plugins": [AtomicCheckpointIO()],
