@@ -56,7 +56,8 @@ def _check_case(d: Mapping[Hashable, Any], num_classes: int, in_channels: int) -
     values = torch.unique(torch.as_tensor(lab))
     bad = values[(values < 0) | (values >= num_classes) | (values != values.round())]
     if bad.numel():
-        raise ValueError(f"case {d['name']}: label values {bad[:10].tolist()} outside the classes 0..{num_classes - 1} "
+        shown = [int(v) if float(v).is_integer() else float(v) for v in bad[:10].tolist()]
+        raise ValueError(f"case {d['name']}: label values {shown} outside the classes 0..{num_classes - 1} "
                          f"(num_classes={num_classes})")
 
 
@@ -140,7 +141,7 @@ class VolumeDataModule(SegDataModule):
         t: list = [LoadImaged(keys, ensure_channel_first=True, image_only=True),
                    _CheckCase(nc, ic)]
         if self.orientation:
-            t.append(Orientationd(keys, axcodes=self.orientation))
+            t.append(Orientationd(keys, axcodes=self.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S"))))
         if self.spacing:
             t.append(Spacingd(keys, pixdim=self.spacing, mode=("bilinear", "nearest")))
         t += [_Normalize(self.normalization), EnsureTyped("image", dtype=torch.float32, track_meta=False),
