@@ -15,7 +15,8 @@ def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray | None = None) 
     nib.save(nib.Nifti1Image(data, np.eye(4) if affine is None else affine), str(path))
 
 
-def make_case(rng: np.random.Generator, shape: tuple[int, ...] = SHAPE, channels: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def make_case(rng: np.random.Generator, shape: tuple[int, ...] = SHAPE,
+              channels: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """An image and a label with two small blobs (classes 1 and 2) far from each other: rare foreground."""
     label = np.zeros(shape, np.uint8)
     c = [int(rng.integers(2, s - 3)) for s in shape]

@@ -38,7 +38,8 @@ def test_spec_errors_and_off_switches() -> None:
     assert len(build_augment_2d({"hflip": True, "scale": {"range": [0.9, 1.1]}}).transforms) == 2
     with pytest.raises(ValueError, match=r"augment.hflip: a number is a probability in \[0, 1\], got 2"):
         build_augment_2d({"hflip": 2})
-    with pytest.raises(ValueError, match=r"augment.elastic accepts parameters \['alpha', 'sigma', 'p'\], got unknown \['beta'\]"):
+    with pytest.raises(ValueError, match=r"augment.elastic accepts parameters \['alpha', 'sigma', 'p'\], "
+                                         r"got unknown \['beta'\]"):
         build_augment_2d({"elastic": {"beta": 1}})
     with pytest.raises(ValueError, match="augment.noise.p must be a probability"):
         build_augment_2d({"noise": {"p": -0.1}})

@@ -48,7 +48,8 @@ def test_clear_errors(tmp_path: Path) -> None:
     root = make_imagefolder(tmp_path / "a")
     (root / "val" / "n01").rename(root / "val" / "n09")
     dm = ImageFolderDataModule(str(root), num_workers=0)
-    with pytest.raises(ValueError, match=r"classes do not match the training classes: missing \['n01'\], extra \['n09'\]"):
+    with pytest.raises(ValueError, match=r"classes do not match the training classes: "
+                                         r"missing \['n01'\], extra \['n09'\]"):
         dm.setup("fit")
 
     root = make_imagefolder(tmp_path / "b")

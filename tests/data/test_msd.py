@@ -38,6 +38,8 @@ def test_split_files_contract_and_label_balanced_crops(tmp_path: Path) -> None:
     assert val["image"].shape == (1, 1) + SHAPE and val["label"].shape == (1,) + SHAPE and val["name"] == ["toy_004"]
     assert abs(val["image"].mean().item()) < 1e-4 and abs(val["image"].std(unbiased=False).item() - 1) < 1e-3
     assert dm.describe()["normalization"] == {"kind": "zscore"}
+    assert (dm.describe()["orientation"], dm.describe()["spacing"]) == (None, None)
+    assert _dm(root, orientation="RAS", spacing=(1, 1, 1.5)).describe()["spacing"] == [1, 1, 1.5]
 
 
 def test_background_crops_miss_the_rare_foreground(tmp_path: Path) -> None:
@@ -89,7 +91,8 @@ def test_multimodal_task_and_augmentation(tmp_path: Path) -> None:
     assert set(batch["label"].unique().tolist()) <= {0, 1, 2}
     with pytest.raises(ValueError, match=r"unknown 3-D augmentation\(s\) \['shear'\]"):
         _dm(root, augment={"shear": 0.5})
-    with pytest.raises(ValueError, match=r"augment.rotate accepts parameters \['degrees', 'p'\], got unknown \['limit'\]"):
+    with pytest.raises(ValueError, match=r"augment.rotate accepts parameters \['degrees', 'p'\], "
+                                         r"got unknown \['limit'\]"):
         _dm(root, augment={"rotate": {"limit": 3}})
 
 
@@ -103,7 +106,8 @@ def test_clear_errors(tmp_path: Path) -> None:
 
     root = make_msd(tmp_path / "size")
     write_nifti(root / "labelsTr/toy_001.nii.gz", np.zeros((5, 5, 5), np.uint8))
-    with pytest.raises(ValueError, match=r"toy_001: image .* has size \(16, 14, 12\) but label .* has size \(5, 5, 5\)"):
+    with pytest.raises(ValueError, match=r"toy_001: image .* has size \(16, 14, 12\) "
+                                         r"but label .* has size \(5, 5, 5\)"):
         _dm(root).setup("fit")
 
     root = make_msd(tmp_path / "corrupt")

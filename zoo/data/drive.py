@@ -2,8 +2,8 @@
 
 Layout (unchanged from the release)::
 
-    root/training/images/21_training.tif   root/training/1st_manual/21_manual1.gif   root/training/mask/21_training_mask.gif
-    root/test/images/01_test.tif           root/test/1st_manual/01_manual1.gif       root/test/mask/01_test_mask.gif
+    root/training/images/21_training.tif  1st_manual/21_manual1.gif  mask/21_training_mask.gif
+    root/test/images/01_test.tif          1st_manual/01_manual1.gif  mask/01_test_mask.gif
 
 Training uses random patches (centred inside the FOV) of the training images minus a validation split; validation
 and test batches are whole images. The 20 official test images are the test set.
@@ -112,8 +112,8 @@ class _PatchDataset(Dataset):
         self.centres = [np.argwhere(c.fov if c.fov.any() else np.ones_like(c.fov)) for c in cases]
         ph, pw = self.patch
         border = [(ph, ph), (pw, pw)]  # zero border of one patch so any crop position is valid
-        self.arrays = [(np.pad(c.image, border + [(0, 0)]), np.pad(c.label, border), np.pad(c.fov.astype(np.uint8), border))
-                       for c in cases]
+        self.arrays = [(np.pad(c.image, border + [(0, 0)]), np.pad(c.label, border),
+                        np.pad(c.fov.astype(np.uint8), border)) for c in cases]
 
     def __len__(self) -> int:
         return len(self.names) * self.per_case
@@ -185,7 +185,8 @@ class DriveDataModule(SegDataModule):
         self.root = Path(root)
         self.num_classes, self.in_channels, self.spatial_dims = 2, len(_CHANNELS[channels]), 2
         self.patch_size, self.class_names = [int(s) for s in patch_size], ["background", "vessel"]
-        self.batch_size, self.patches_per_image, self.num_workers, self.seed = batch_size, patches_per_image, num_workers, seed
+        self.batch_size, self.patches_per_image = batch_size, patches_per_image
+        self.num_workers, self.seed = num_workers, seed
         self.val_fraction, self.val_ids, self.val_set = val_fraction, list(val_ids) if val_ids else None, val_set
         self.channels, self.norm_kind = _CHANNELS[channels], normalization
         self.augment_spec = augment

@@ -1,4 +1,4 @@
-"""Image classification from ``root/train/<class>/*`` and ``root/val/<class>/*`` (e.g. Imagenette) for encoder pretraining.
+"""Classification from ``root/train/<class>/*`` and ``root/val/<class>/*`` (e.g. Imagenette) for encoder pretraining.
 
 Batches are ``{"image": float32 [B, 3, S, S], "label": int64 [B]}``. Training uses timm's ImageNet recipe
 (random resized crop, flip, RandAugment, random erasing); evaluation resizes the short side and centre-crops.
@@ -18,7 +18,8 @@ _EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def scan_image_folder(folder: str | Path, classes: Sequence[str] | None = None) -> tuple[list[str], list[tuple[Path, int]]]:
+def scan_image_folder(folder: str | Path,
+                      classes: Sequence[str] | None = None) -> tuple[list[str], list[tuple[Path, int]]]:
     """Sorted class names (sub-folders) and ``(path, class index)`` samples; ``classes`` fixes the expected classes."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -62,7 +63,8 @@ class ImageFolderDataModule(L.LightningDataModule):
     def __init__(self, root: str, image_size: int = 160, batch_size: int = 128, train_dir: str = "train",
                  val_dir: str = "val", crop_scale: Sequence[float] = (0.35, 1.0),
                  auto_augment: str | None = "rand-m9-mstd0.5-inc1", random_erasing: float = 0.25,
-                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, num_workers: int = 4) -> None:
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                 num_workers: int = 4) -> None:
         super().__init__()
         if image_size < 8:
             raise ValueError(f"image_size must be >= 8, got {image_size}")

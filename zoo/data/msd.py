@@ -96,7 +96,8 @@ class DecathlonDataModule(VolumeDataModule):
             train = _read_split(train_file, set(by_name)) if train_file else sorted(set(by_name) - set(val))
             overlap = sorted(set(train) & set(val))
             if overlap:
-                raise ValueError(f"{len(overlap)} case(s) are in both the training and validation splits, e.g. {overlap[:3]}")
+                raise ValueError(f"{len(overlap)} case(s) are in both the training and validation splits, "
+                                 f"e.g. {overlap[:3]}")
         else:
             names = sorted(by_name)
             n_val = max(1, int(round(self.val_fraction * len(names)))) if self.val_fraction > 0 else 0

@@ -117,7 +117,8 @@ class VolumeDataModule(SegDataModule):
             raise ValueError(f"normalization must be 'zscore' or 'window', got {normalization!r}")
         self.normalization: dict[str, Any] = check_normalization(norm)
         self.num_classes, self.in_channels, self.spatial_dims = num_classes, in_channels, 3
-        self.class_names = list(class_names) if class_names else ["background"] + [f"class_{i}" for i in range(1, num_classes)]
+        default_names = ["background"] + [f"class_{i}" for i in range(1, num_classes)]
+        self.class_names = list(class_names) if class_names else default_names
         if len(self.class_names) != num_classes:
             raise ValueError(f"class_names needs {num_classes} names, got {self.class_names}")
         self.patch_size = [int(s) for s in patch_size]
@@ -131,6 +132,10 @@ class VolumeDataModule(SegDataModule):
 
     def _split(self) -> tuple[list[dict], list[dict]]:
         raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Adds the grid the model was trained on: ``orientation`` (axis codes) and ``spacing`` (mm, None = native)."""
+        return {**super().describe(), "orientation": self.orientation, "spacing": self.spacing}
 
     # ---- transforms --------------------------------------------------------------------------------------------
     def _deterministic(self, train: bool) -> list:
