@@ -85,6 +85,8 @@ def test_good_transfer_verified(server: _Server, tmp_path: Path) -> None:
     assert server.ranges == [None]
     download(f"{server.url}/data.bin", out, sha256=SHA)  # already there and verified: no new request
     assert len(server.ranges) == 1
+    out.write_bytes(b"stale")  # present but wrong: fetched again and replaced only once verified
+    assert download(f"{server.url}/data.bin", out, sha256=SHA).read_bytes() == PAYLOAD and len(server.ranges) == 2
 
 
 def test_checksum_mismatch_removes_file(server: _Server, tmp_path: Path) -> None:
