@@ -109,6 +109,9 @@ def test_dataset_normalization_and_val_on_test(drive: Path) -> None:
     dm.setup("test")
     test = next(iter(dm.test_dataloader()))
     assert test["name"] == ["01"] and test["roi"].any()
+    fresh = DriveDataModule(str(drive), normalization="dataset", val_set="test", num_workers=0)
+    fresh.setup("test")  # e.g. `zoo test` from a checkpoint: the training statistics are still the ones used
+    assert fresh.describe()["normalization"] == norm
 
 
 def test_workers_get_distinct_random_streams(drive: Path) -> None:

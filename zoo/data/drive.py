@@ -213,13 +213,13 @@ class DriveDataModule(SegDataModule):
         return [c for c in cases if c.name not in val], [c for c in cases if c.name in val]
 
     def setup(self, stage: str | None = None) -> None:
-        if stage in (None, "fit", "validate") and self.train_cases is None:
+        if self.train_cases is None and (stage in (None, "fit", "validate") or self.norm_kind == "dataset"):
             self.train_cases, self.val_cases = self._split_training(read_drive_split(self.root, "training"))
             if self.val_set == "test":
                 self.val_cases = self._test()
-            elif not self.val_cases and stage in (None, "fit", "validate"):
+            elif not self.val_cases:
                 raise ValueError("no validation images: set val_fraction > 0, val_ids, or val_set: test")
-            if self.norm_kind == "dataset":
+            if self.norm_kind == "dataset":  # statistics of the training split, whatever the stage
                 pix = np.concatenate([c.image[..., self.channels].reshape(-1, len(self.channels))
                                       for c in self.train_cases]).astype(np.float64)
                 self.normalization = {"kind": "mean_std", "channels": self.channels,
