@@ -11,10 +11,11 @@ from zoo.data.normalize import normalize
 
 def test_every_2d_op_keeps_masks_as_labels() -> None:
     rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (32, 28, 3), dtype=np.uint8)
-    mask = rng.integers(0, 3, (32, 28)).astype(np.uint8)
-    roi = np.ones((32, 28), np.uint8)
-    aug = build_augment_2d({name: 1.0 for name in AUGMENT_2D_OPS}, extra_masks=("roi",))
+    image = rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)
+    mask = rng.integers(0, 3, (28, 28)).astype(np.uint8)
+    roi = np.ones((28, 28), np.uint8)
+    aug = build_augment_2d({name: 1.0 for name in AUGMENT_2D_OPS}, extra_masks=("roi",), patch_size=(28, 28))
+    aug.set_random_seed(0)
     assert len(aug.transforms) == len(AUGMENT_2D_OPS)
     out = aug(image=image, mask=mask, roi=roi)
     assert out["image"].shape == image.shape and out["image"].dtype == np.uint8
@@ -27,6 +28,7 @@ def test_2d_geometry_is_shared_by_image_and_masks() -> None:
     image[2:6, 3:9] = 200
     mask = (image[..., 0] > 0).astype(np.uint8)
     aug = build_augment_2d({"vflip": 1.0, "rotate": {"limit": 45, "p": 1.0}}, extra_masks=("roi",))
+    aug.set_random_seed(0)
     out = aug(image=image, mask=mask, roi=mask.copy())
     assert np.array_equal(out["mask"], out["roi"])
     moved = out["image"][..., 0] > 100
@@ -46,6 +48,12 @@ def test_spec_errors_and_off_switches() -> None:
     with pytest.raises(ValueError, match="augment must be a dict"):
         build_augment_2d(["hflip"])  # type: ignore[arg-type]
     assert build_augment_3d(None) == [] and len(build_augment_3d({"flip": 0.5})) == 3  # one flip per axis
+    with pytest.raises(ValueError, match=r"augment.rot90 needs equal patch sizes .* got patch_size=\[16, 12\]"):
+        build_augment_2d({"rot90": 0.5}, patch_size=(16, 12))
+    assert build_augment_2d({"rot90": 0.5}, patch_size=(16, 16)) is not None
+    with pytest.raises(ValueError, match=r"rotated axes \[1, 2\], got patch_size=\[8, 8, 4\]"):
+        build_augment_3d({"rot90": {"axes": [1, 2]}}, patch_size=(8, 8, 4))
+    assert len(build_augment_3d({"rot90": 0.5}, patch_size=(8, 8, 4))) == 1
 
 
 def test_3d_flip_applies_to_image_and_label() -> None:

@@ -170,11 +170,26 @@ def _check_names(spec: Mapping[str, Any], ops: Mapping[str, Any], dims: str) -> 
         raise ValueError(f"unknown {dims} augmentation(s) {unknown}; known: {sorted(ops)}")
 
 
-def build_augment_2d(spec: Mapping[str, Any] | None, extra_masks: Sequence[str] = ()) -> Any | None:
-    """An ``albumentations.Compose`` for image + ``mask`` (+ ``extra_masks`` such as ``roi``), or None if empty."""
+def _check_rot90(spec: Mapping[str, Any], patch_size: Sequence[int] | None, axes: Sequence[int]) -> None:
+    """Quarter turns swap the rotated axes: only shape-preserving (equal sizes) so patches still batch together."""
+    if _settings("rot90", spec.get("rot90")) is None or patch_size is None:
+        return
+    sizes = [patch_size[a] for a in axes]
+    if len(set(sizes)) > 1:
+        raise ValueError(f"augment.rot90 needs equal patch sizes along the rotated axes {list(axes)}, "
+                         f"got patch_size={list(patch_size)}")
+
+
+def build_augment_2d(spec: Mapping[str, Any] | None, extra_masks: Sequence[str] = (),
+                     patch_size: Sequence[int] | None = None) -> Any | None:
+    """An ``albumentations.Compose`` for image + ``mask`` (+ ``extra_masks`` such as ``roi``), or None if empty.
+
+    ``patch_size`` (H, W), when given, is checked against shape-changing operations (``rot90`` needs H == W).
+    """
     if not spec:
         return None
     _check_names(spec, AUGMENT_2D_OPS, "2-D")
+    _check_rot90(spec, patch_size, (0, 1))
     transforms = []
     for name, fn in AUGMENT_2D_OPS.items():  # fixed order: geometric, then intensity
         kwargs = _settings(name, spec.get(name))
@@ -187,11 +202,16 @@ def build_augment_2d(spec: Mapping[str, Any] | None, extra_masks: Sequence[str] 
 
 
 def build_augment_3d(spec: Mapping[str, Any] | None, keys: Sequence[str] = ("image", "label"),
-                     spatial_dims: int = 3) -> list:
-    """MONAI dictionary transforms for ``keys`` (the first is the image; the others are label maps)."""
+                     spatial_dims: int = 3, patch_size: Sequence[int] | None = None) -> list:
+    """MONAI dictionary transforms for ``keys`` (the first is the image; the others are label maps).
+
+    ``patch_size``, when given, is checked against ``rot90`` (equal sizes along its ``axes``).
+    """
     if not spec:
         return []
     _check_names(spec, AUGMENT_3D_OPS, "3-D")
+    rot = _settings("rot90", spec.get("rot90"))
+    _check_rot90(spec, patch_size, tuple((rot or {}).get("axes", (0, 1))))
     out: list = []
     for name, fn in AUGMENT_3D_OPS.items():
         kwargs = _settings(name, spec.get(name))

@@ -107,7 +107,7 @@ class _PatchDataset(Dataset):
     def __init__(self, cases: list[_Case], patch_size: Sequence[int], per_case: int, augment: Any,
                  norm: Mapping[str, Any], seed: int) -> None:
         self.patch, self.per_case, self.augment, self.norm = tuple(patch_size), per_case, augment, norm
-        self.rng = np.random.default_rng(seed)
+        self.reseed(seed)
         self.names, self.shapes = [c.name for c in cases], [c.fov.shape for c in cases]
         self.centres = [np.argwhere(c.fov if c.fov.any() else np.ones_like(c.fov)) for c in cases]
         ph, pw = self.patch
@@ -190,7 +190,7 @@ class DriveDataModule(SegDataModule):
         self.val_fraction, self.val_ids, self.val_set = val_fraction, list(val_ids) if val_ids else None, val_set
         self.channels, self.norm_kind = _CHANNELS[channels], normalization
         self.augment_spec = augment
-        build_augment_2d(augment, extra_masks=("roi",))  # fail early on a bad spec
+        build_augment_2d(augment, extra_masks=("roi",), patch_size=self.patch_size)  # fail early
         self.normalization: dict[str, Any] = {"kind": "zscore", "channels": self.channels}
         self.train_cases: list[_Case] | None = None
         self.val_cases: list[_Case] | None = None
@@ -240,7 +240,7 @@ class DriveDataModule(SegDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.train_cases is None:
             self.setup("fit")
-        augment = build_augment_2d(self.augment_spec, extra_masks=("roi",))
+        augment = build_augment_2d(self.augment_spec, extra_masks=("roi",), patch_size=self.patch_size)
         ds = _PatchDataset(self.train_cases, self.patch_size, self.patches_per_image, augment, self.normalization,
                            self.seed)
         return self._loader(ds, self.batch_size, shuffle=True)

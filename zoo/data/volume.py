@@ -126,7 +126,7 @@ class VolumeDataModule(SegDataModule):
         self.pos_fraction, self.class_ratios = pos_fraction, list(class_ratios) if class_ratios else None
         self.orientation, self.spacing = orientation, list(spacing) if spacing else None
         self.augment_spec, self.cache_rate, self.num_workers, self.seed = augment, cache_rate, num_workers, seed
-        build_augment_3d(augment)  # fail early on a bad spec
+        build_augment_3d(augment, patch_size=self.patch_size)  # fail early on a bad spec
         self.train_ds: Any = None
         self.val_ds: Any = None
 
@@ -171,7 +171,7 @@ class VolumeDataModule(SegDataModule):
             crop = RandCropByLabelClassesd(keys, label_key="label", spatial_size=self.patch_size,
                                            ratios=self.class_ratios, num_classes=self.num_classes,
                                            num_samples=self.samples_per_volume, indices_key="label_cls")
-        return [crop] + build_augment_3d(self.augment_spec, keys=keys, spatial_dims=3)
+        return [crop] + build_augment_3d(self.augment_spec, keys=keys, patch_size=self.patch_size)
 
     def _dataset(self, records: list[dict], train: bool) -> Any:
         from monai.data import CacheDataset
