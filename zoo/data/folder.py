@@ -88,10 +88,12 @@ class FolderSegDataset(Dataset):
     """Cases of one split, read once (``cache``) or on every access; an optional albumentations transform."""
 
     def __init__(self, cases: list[Case], load: Callable[[Path, Path], tuple[np.ndarray, np.ndarray]],
-                 transform: A.Compose | None = None, length: int | None = None, cache: bool = True) -> None:
-        self.cases, self.load, self.transform = cases, load, transform
+                 transform: A.Compose | None = None, length: int | None = None, cache: bool = True,
+                 intensity: bool = False, seed: int = 0) -> None:
+        self.cases, self.load, self.transform, self.intensity = cases, load, transform, intensity
         self.length = length or len(cases)
         self.cache = [load(*c) for c in cases] if cache else None
+        self.rng = np.random.default_rng(seed)
         self._seeded_for: int | None = None
 
     def __len__(self) -> int:
@@ -100,10 +102,12 @@ class FolderSegDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         k = i % len(self.cases)
         image, mask = self.cache[k] if self.cache is not None else self.load(*self.cases[k])
+        self._seed_worker()
         if self.transform is not None:
-            self._seed_worker()
             out = self.transform(image=image.transpose(1, 2, 0), mask=mask.astype(np.int32))
             image, mask = out["image"].transpose(2, 0, 1), out["mask"]
+        if self.intensity and self.rng.random() < 0.5:
+            image = image * self.rng.uniform(0.9, 1.1) + self.rng.uniform(-0.1, 0.1)
         return {"image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
                 "label": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.int64)), "name": self.cases[k][0].stem}
 
@@ -111,7 +115,9 @@ class FolderSegDataset(Dataset):
         """Give each DataLoader worker (and each epoch's workers) its own augmentation stream."""
         info = get_worker_info()
         if info is not None and self._seeded_for != info.seed:
-            self.transform.set_random_seed(info.seed % 2**32)
+            if self.transform is not None:
+                self.transform.set_random_seed(info.seed % 2**32)
+            self.rng = np.random.default_rng(info.seed)
             self._seeded_for = info.seed
 
 
@@ -168,7 +174,7 @@ class FolderSegDataModule(SegDataModule):
         return load_case(image_path, mask_path, self.num_classes, self.in_channels)
 
     def train_transform(self) -> A.Compose:
-        """Pad to the patch, random crop, then (if ``augment``) flips, rot90 (square patches) and light intensity."""
+        """Pad to the patch, random crop, then (if ``augment``) flips and rot90 (square patches only)."""
         import albumentations as A
         import cv2
 
@@ -179,7 +185,6 @@ class FolderSegDataModule(SegDataModule):
             ops += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
             if h == w:
                 ops.append(A.RandomRotate90(p=0.5))
-            ops.append(A.RandomBrightnessContrast(brightness_limit=0.1, contrast_limit=0.1, p=0.5))
         return A.Compose(ops, seed=self.seed)
 
     def setup(self, stage: str | None = None) -> None:
@@ -189,7 +194,7 @@ class FolderSegDataModule(SegDataModule):
                 for c in self.train_cases:
                     self._load(*c)
             self.train_set = FolderSegDataset(self.train_cases, self._load, self.train_transform(),
-                                              self.samples_per_epoch, self.cache)
+                                              self.samples_per_epoch, self.cache, self.augment, self.seed)
         if self.val_set is None:
             self.val_set = FolderSegDataset(self.val_cases, self._load, None, None, self.cache)
             if not self.cache:
