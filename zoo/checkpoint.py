@@ -25,8 +25,18 @@ def _torch_load(path: Path, arg: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, pickle with disallowed globals, not a torch file at all
-        raise ValueError(f"{arg}: cannot load {str(path)!r} as a torch checkpoint with weights_only=True "
-                         f"(corrupt, or holds pickled objects): {err}") from err
+        raise ValueError(f"{arg}: cannot load {str(path)!r} with torch.load(weights_only=True): corrupt, not a "
+                         f"torch file, or it holds pickled Python objects ({_short(err)})") from err
+
+
+def _short(err: Exception) -> str:
+    """The informative sentence of torch.load's long error text (without its advice to unpickle)."""
+    text = str(err)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1].strip()
+        return text.split(". ")[0].split("\n")[0].strip()
+    return text.strip().split("\n")[0].split(". ")[0]
 
 
 def _model_weights(state: dict[str, Any]) -> dict[str, Any]:
