@@ -15,6 +15,7 @@ from torch import nn
 
 from zoo.checkpoint import load_model_weights, load_segzoo_checkpoint, load_weights_file
 from zoo.data.normalize import check_normalization, normalize
+from zoo.geometry import to_input_grid, to_training_grid
 from zoo.inference import predict_logits
 from zoo.overlay import save_overlay
 from zoo.registry import create_model
@@ -49,6 +50,8 @@ class Predictor:
     device: str = "auto"
     amp: bool = False
     class_names: list[str] | None = None
+    orientation: str | None = None
+    spacing: list[float] | None = None
 
     def __post_init__(self) -> None:
         self.normalization = check_normalization(self.normalization)
@@ -64,7 +67,8 @@ class Predictor:
         model, info = load_segzoo_checkpoint(ckpt)
         roi = list(roi_size) if roi_size is not None else list(info["patch_size"])
         return cls(model, int(info["num_classes"]), int(info["in_channels"]), int(info["spatial_dims"]),
-                   dict(info["normalization"]), roi, class_names=info.get("class_names"), **kwargs)
+                   dict(info["normalization"]), roi, class_names=info.get("class_names"),
+                   orientation=info.get("orientation"), spacing=info.get("spacing"), **kwargs)
 
     @classmethod
     def from_registry(cls, name: str, weights: str | Path | None = None, num_classes: int | None = None,
@@ -82,29 +86,40 @@ class Predictor:
                              "pass them explicitly")
         return cls(model, *map(int, facts), normalization=normalization or {"kind": "zscore"}, **kwargs)
 
-    def _prepare(self, image: np.ndarray, source: str) -> torch.Tensor:
-        """Check channels and dims of a raw ``[C, *spatial]`` image and normalise it into ``[1, C, *spatial]``."""
-        if image.ndim - 1 != self.spatial_dims:
-            raise ValueError(f"{source}: the model is {self.spatial_dims}-D but the input is "
-                             f"{image.ndim - 1}-D (shape [C, *spatial] = {list(image.shape)})")
+    def _prepare(self, image: np.ndarray | torch.Tensor, source: str) -> torch.Tensor:
+        """Normalise a raw ``[C, *spatial]`` image into ``[1, C, *spatial]``, checking its channel count."""
         x = normalize(image, self.normalization)
         if x.shape[0] != self.in_channels:
             raise ValueError(f"{source}: the model expects {self.in_channels} input channel(s), got {x.shape[0]} "
                              f"(image shape [C, *spatial] = {list(image.shape)})")
         return torch.as_tensor(x)[None].to(self.torch_device)
 
-    def predict_array(self, image: np.ndarray, source: str = "image") -> np.ndarray:
-        """Label map ``[*spatial]`` (int64) for one raw, unnormalised image ``[C, *spatial]``."""
-        x = self._prepare(np.asarray(image, dtype=np.float32), source)
-        logits = predict_logits(self.model, x, self.roi_size, self.overlap, self.sw_batch_size, self.amp)
-        return logits[0].argmax(0).cpu().numpy().astype(np.int64)
+    def predict_array(self, image: np.ndarray, source: str = "image", affine: np.ndarray | None = None) -> np.ndarray:
+        """Label map ``[*spatial]`` (int64) for one raw, unnormalised image ``[C, *spatial]``.
+
+        With a NIfTI ``affine`` and a training ``orientation``/``spacing``, the image is first brought onto the
+        training grid and the logits resampled back, so the labels lie on the input's own grid.
+        """
+        image = np.asarray(image, dtype=np.float32)
+        if image.ndim - 1 != self.spatial_dims:
+            raise ValueError(f"{source}: the model is {self.spatial_dims}-D but the input is "
+                             f"{image.ndim - 1}-D (shape [C, *spatial] = {list(image.shape)})")
+        regrid = affine is not None and bool(self.orientation or self.spacing)
+        work: np.ndarray | torch.Tensor = image
+        if regrid:
+            work, work_affine = to_training_grid(image, affine, self.orientation, self.spacing)
+        x = self._prepare(work, source)
+        logits = predict_logits(self.model, x, self.roi_size, self.overlap, self.sw_batch_size, self.amp)[0]
+        if regrid:
+            logits = to_input_grid(logits, work_affine, affine, image.shape[1:])
+        return logits.argmax(0).cpu().numpy().astype(np.int64)
 
     def predict_file(self, path: str | Path, output_dir: str | Path, overlay: bool = False,
                      alpha: float = 0.5) -> Path:
         """Predict one file; writes ``<output>/<stem>.png`` or ``.nii.gz`` (+ ``overlays/<stem>.png`` if asked)."""
         path, out_dir = Path(path), Path(output_dir)
         image, reference = read_input(path)
-        labels = self.predict_array(image, str(path))
+        labels = self.predict_array(image, str(path), None if reference is None else reference.affine)
         stem = split_name(path)[0]
         out = write_label_map(out_dir / (stem + (".nii.gz" if reference is not None else ".png")), labels,
                               self.num_classes, reference)
@@ -167,6 +182,8 @@ Inputs are normalised as the checkpoint's data_info says (for --model: --normali
 Multi-channel NIfTI inputs are 4-D with channels last [X, Y, Z, C]. Images that fit the window (the training
 patch, or --roi) run whole, zero-padded to the model's size multiple; larger ones are tiled with MONAI's
 sliding_window_inference (gaussian blending of logits, --overlap, --sw-batch-size).
+When the checkpoint's data_info records an orientation (e.g. RAS) and/or a spacing (mm), NIfTI inputs are
+reoriented/resampled as in training and the logits resampled back onto the input's own grid.
 """
 
 
