@@ -179,8 +179,9 @@ def _check_labels(arr: np.ndarray, path: Path, num_classes: int) -> None:
 
 def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int, include_background: bool = False,
                      class_names: Sequence[str] | None = None, hd95: bool = True, hd95_voxels: bool = False,
-                     progress: bool = False) -> EvalResult:
-    """Score every prediction in ``pred_dir`` against the ground truth of the same stem in ``gt_dir``."""
+                     progress: bool = False, roi_dir: str | Path | None = None) -> EvalResult:
+    """Score every prediction in ``pred_dir`` against the ground truth of the same stem in ``gt_dir``
+    (inside the nonzero pixels of the same-stem mask in ``roi_dir``, when given)."""
     if not isinstance(num_classes, int) or num_classes < (1 if include_background else 2):
         raise ValueError(f"num_classes must be an int >= {1 if include_background else 2} "
                          f"(background + at least one scored class), got {num_classes!r}")
@@ -188,6 +189,11 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int,
     if len(names) != num_classes:
         raise ValueError(f"class_names must have num_classes={num_classes} entries, got {len(names)}: {names}")
     pairs = match_cases(pred_dir, gt_dir)
+    rois = _names(list_cases(roi_dir, "--roi-dir"), "--roi-dir") if roi_dir is not None else None
+    missing = sorted({p[0] for p in pairs} - set(rois)) if rois is not None else []
+    if missing:
+        raise ValueError(f"--roi-dir: {len(missing)} case(s) have no ROI mask in {str(roi_dir)!r}: "
+                         + ", ".join(repr(m) for m in missing[:10]))
     from rich.console import Console
     from rich.progress import track
 
@@ -202,9 +208,15 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int,
                              f"truth {str(gt_path)!r} has shape {gt.shape}")
         _check_labels(pred, pred_path, num_classes)
         _check_labels(gt, gt_path, num_classes)
+        roi = None
+        if rois is not None:
+            roi = read_label_map(rois[stem])[0] > 0
+            if roi.shape != gt.shape:
+                raise ValueError(f"case {stem!r}: ROI mask {str(rois[stem])!r} has shape {roi.shape} but ground "
+                                 f"truth {str(gt_path)!r} has shape {gt.shape}")
         physical = is_nifti(gt_path) and not hd95_voxels
         units.add("mm" if physical else ("voxels" if gt.ndim == 3 else "pixels"))
-        values = case_metrics(pred, gt, num_classes, spacing if physical else None, hd95=hd95)
+        values = case_metrics(pred, gt, num_classes, spacing if physical else None, hd95=hd95, roi=roi)
         for m in METRIC_NAMES:
             per_case[m].append(values[m])
     arrays = {m: np.stack(v) for m, v in per_case.items()}
@@ -229,6 +241,8 @@ def build_parser(prog: str = "zoo eval") -> argparse.ArgumentParser:
     p.add_argument("--include-background", action="store_true", help="score class 0 too (excluded by default)")
     p.add_argument("--class-names", help="comma-separated names of all N classes, background first")
     p.add_argument("--output", help="folder for the CSV/JSON/Markdown files (default: the --pred folder)")
+    p.add_argument("--roi-dir", help="folder of masks with the same stems; only their nonzero pixels are scored "
+                                     "(e.g. DRIVE's field of view)")
     p.add_argument("--hd95-voxels", action="store_true", help="HD95 in voxels even for NIfTI (default: mm)")
     p.add_argument("--no-hd95", action="store_true", help="skip HD95 (the slowest metric)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table on the terminal")
@@ -241,7 +255,8 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
     names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
     try:
         result = evaluate_folders(args.pred, args.gt, args.num_classes, args.include_background, names,
-                                  hd95=not args.no_hd95, hd95_voxels=args.hd95_voxels, progress=not args.quiet)
+                                  hd95=not args.no_hd95, hd95_voxels=args.hd95_voxels, progress=not args.quiet,
+                                  roi_dir=args.roi_dir)
         out = Path(args.output or args.pred)
         out.mkdir(parents=True, exist_ok=True)
         result.write_csv(out / "metrics_per_case.csv")

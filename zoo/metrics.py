@@ -93,13 +93,19 @@ def hd95_per_class(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tenso
 
 
 def case_metrics(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor, num_classes: int,
-                 spacing: Sequence[float] | None = None, hd95: bool = True) -> dict[str, np.ndarray]:
-    """Every metric of ``METRIC_NAMES`` for one case: ``{name: float64 [num_classes]}`` (NaN = undefined)."""
-    pred_t = torch.as_tensor(np.asarray(pred)) if not isinstance(pred, torch.Tensor) else pred
-    gt_t = torch.as_tensor(np.asarray(gt)) if not isinstance(gt, torch.Tensor) else gt
-    conf = confusion_per_class(pred_t, gt_t, num_classes)
+                 spacing: Sequence[float] | None = None, hd95: bool = True,
+                 roi: np.ndarray | torch.Tensor | None = None) -> dict[str, np.ndarray]:
+    """Every metric of ``METRIC_NAMES`` for one case: ``{name: float64 [num_classes]}`` (NaN = undefined).
+
+    ``roi`` (bool, same shape) restricts scoring to its pixels, e.g. a retinal field of view.
+    """
+    pred_t, gt_t = torch.as_tensor(np.asarray(pred)), torch.as_tensor(np.asarray(gt))
+    roi_t = None if roi is None else torch.as_tensor(np.asarray(roi)).bool()
+    conf = confusion_per_class(pred_t, gt_t, num_classes, roi_t)
     dice, iou = dice_iou(conf)
     sens, prec = sensitivity_precision(conf)
+    if roi_t is not None:  # outside the ROI neither side has any class, so no surface lies there
+        pred_t, gt_t = pred_t.masked_fill(~roi_t, -1), gt_t.masked_fill(~roi_t, -1)
     hd = hd95_per_class(pred_t, gt_t, num_classes, spacing) if hd95 else np.full(num_classes, np.nan)
     return dict(dice=dice.numpy(), iou=iou.numpy(), hd95=hd, sensitivity=sens.numpy(), precision=prec.numpy())
 

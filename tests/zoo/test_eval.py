@@ -154,6 +154,22 @@ def test_eval_main_writes_csv_json_markdown(folders, tmp_path, capsys):
     assert "0" in json.loads((out / "metrics.json").read_text())["per_class"]
 
 
+def test_eval_roi_dir_restricts_scoring(folders, tmp_path):
+    pred, gt = folders
+    roi = tmp_path / "roi"
+    roi.mkdir()
+    for stem in ("a", "b", "c"):
+        m = np.ones((8, 10), np.uint8)
+        m[:, 5:] = 0  # right half ignored: drops class 2 everywhere and b's stray prediction
+        _png(roi / f"{stem}.png", m)
+    r = evaluate_folders(pred, gt, 3, roi_dir=roi)
+    assert r.per_case["dice"][:, 1] == pytest.approx([1.0, 1.0, 12 / 15])
+    assert np.isnan(r.per_case["dice"][:, 2]).all() and np.isnan(r.per_case["hd95"][:, 2]).all()
+    (roi / "c.png").unlink()
+    with pytest.raises(ValueError, match="--roi-dir: 1 case.*'c'"):
+        evaluate_folders(pred, gt, 3, roi_dir=roi)
+
+
 def test_eval_nifti_hd95_in_mm(tmp_path):
     pred, gt = tmp_path / "p", tmp_path / "g"
     pred.mkdir(), gt.mkdir()
