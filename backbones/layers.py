@@ -7,12 +7,13 @@ import torch
 from torch import nn
 
 __all__ = [
-    "conv_nd", "conv_transpose_nd", "norm_nd", "act_layer", "ConvNormAct", "ResidualBlock", "ConvStage",
+    "conv_nd", "conv_transpose_nd", "max_pool_nd", "norm_nd", "act_layer", "ConvNormAct", "ResidualBlock", "ConvStage",
     "check_spatial_input", "pad_to_multiple",
 ]
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _CONV_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+_MAXPOOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
 _INSTANCE = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
 _BATCH = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
@@ -32,6 +33,12 @@ def conv_transpose_nd(spatial_dims: int, *args, **kwargs) -> nn.Module:
     """`nn.ConvTranspose{1,2,3}d` chosen by `spatial_dims`."""
     _check_dims(spatial_dims)
     return _CONV_T[spatial_dims](*args, **kwargs)
+
+
+def max_pool_nd(spatial_dims: int, kernel_size: int, stride: int | None = None, padding: int = 0) -> nn.Module:
+    """`nn.MaxPool{1,2,3}d` chosen by `spatial_dims`."""
+    _check_dims(spatial_dims)
+    return _MAXPOOL[spatial_dims](kernel_size, stride, padding)
 
 
 def norm_nd(norm: str | None, spatial_dims: int, channels: int) -> nn.Module:

@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-from backbones.layers import ConvStage, check_spatial_input, conv_nd, conv_transpose_nd, pad_to_multiple
+from backbones.base import SegmentationModel, StageEncoder
+from backbones.layers import ConvStage, conv_nd, conv_transpose_nd
 
-__all__ = ["UNetEncoder", "UNetDecoder", "SegmentationHead", "EncoderDecoder", "UNet"]
+__all__ = ["UNetEncoder", "UNetDecoder", "SegmentationHead", "ConcatConvStage", "EncoderDecoder", "UNet"]
 
 
-class UNetEncoder(nn.Module):
+class UNetEncoder(StageEncoder):
     """Stages of conv blocks with strided-conv downsampling; `forward_features` returns one map per stage."""
 
     def __init__(
@@ -36,16 +37,6 @@ class UNetEncoder(nn.Module):
         self.feature_channels = list(channels)
         self.feature_strides = [int(math.prod(strides[: i + 1])) for i in range(len(strides))]
 
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = []
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
-        return feats
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.forward_features(x)
-
 
 class SegmentationHead(nn.Sequential):
     """1x1 conv to class logits."""
@@ -54,18 +45,31 @@ class SegmentationHead(nn.Sequential):
         super().__init__(conv_nd(spatial_dims, in_channels, num_classes, 1))
 
 
+class ConcatConvStage(ConvStage):
+    """The default decoder stage: concatenate the upsampled map and the skip, then conv blocks."""
+
+    def forward(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(torch.cat([up, skip], dim=1))
+
+
+# (upsampled channels, skip channels, out channels) -> module whose forward(up, skip) fuses them.
+StageBuilder = Callable[[int, int, int], nn.Module]
+
+
 class UNetDecoder(nn.Module):
     """Upsample (transposed conv) -> concat skip -> conv blocks, from the deepest map to the shallowest.
 
     Shared by every encoder family: it only needs the encoder's `feature_channels` and `feature_strides`. If the
     shallowest feature has stride > 1, a final upsampling brings the logits back to the input resolution.
     Returns logits at full resolution, or, with deep supervision in training mode, a list from fine to coarse.
+    `stage_builder` swaps the per-scale fusion block (default `ConcatConvStage`) for families with their own.
     """
 
     def __init__(
         self, spatial_dims: int, feature_channels: Sequence[int], feature_strides: Sequence[int], num_classes: int,
         decoder_channels: Sequence[int] | None = None, blocks_per_stage: int = 2, norm: str | None = "instance",
         act: str | None = "leakyrelu", deep_supervision: bool = False, residual: bool = False,
+        stage_builder: StageBuilder | None = None,
     ) -> None:
         super().__init__()
         n = len(feature_channels)
@@ -84,9 +88,13 @@ class UNetDecoder(nn.Module):
                 self.ups.append(conv_transpose_nd(spatial_dims, prev, out_c, up, up, bias=False))
             else:
                 self.ups.append(conv_nd(spatial_dims, prev, out_c, 1, bias=False))
-            self.stages.append(ConvStage(spatial_dims, out_c + feature_channels[i], out_c, blocks_per_stage, 1,
-                                         residual, norm, act))
-            self.heads.append(SegmentationHead(spatial_dims, out_c, num_classes))
+            if stage_builder is None:
+                self.stages.append(ConcatConvStage(spatial_dims, out_c + feature_channels[i], out_c,
+                                                   blocks_per_stage, 1, residual, norm, act))
+            else:
+                self.stages.append(stage_builder(out_c, feature_channels[i], out_c))
+            if deep_supervision and i > 0:  # auxiliary heads on every scale but the finest
+                self.heads.append(SegmentationHead(spatial_dims, out_c, num_classes))
             prev = out_c
         self.final_up = feature_strides[0]
         if self.final_up > 1:
@@ -101,36 +109,25 @@ class UNetDecoder(nn.Module):
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
         x = feats[-1]
         aux: list[torch.Tensor] = []
-        for j, (up, stage, head) in enumerate(zip(self.ups, self.stages, self.heads)):
-            skip = feats[len(feats) - 2 - j]
-            x = stage(torch.cat([up(x), skip], dim=1))
-            if self.deep_supervision and self.training and j < len(self.stages) - 1:
-                aux.append(head(x))
+        for j, (up, stage) in enumerate(zip(self.ups, self.stages)):
+            x = stage(up(x), feats[len(feats) - 2 - j])
+            if self.deep_supervision and self.training and j < len(self.heads):
+                aux.append(self.heads[j](x))
         out = self.head(self.final(x))
         if self.deep_supervision and self.training:
             return [out, *reversed(aux)]
         return out
 
 
-class EncoderDecoder(nn.Module):
+class EncoderDecoder(SegmentationModel):
     """Any encoder with `forward_features` + a `UNetDecoder`; checks (or pads) the input size."""
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, spatial_dims: int, in_channels: int,
                  num_classes: int, divisor: int | Sequence[int], pad_input: bool = False) -> None:
-        super().__init__()
+        super().__init__(spatial_dims, in_channels, num_classes, divisor, pad_input)
         self.encoder, self.decoder = encoder, decoder
-        self.spatial_dims, self.in_channels, self.num_classes = spatial_dims, in_channels, num_classes
-        self.divisor, self.pad_input = divisor, pad_input
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.pad_input:
-            check_spatial_input(x, self.spatial_dims, self.in_channels, 1)
-            x, crop = pad_to_multiple(x, self.divisor)
-            out = self.decoder(self.encoder.forward_features(x))
-            if isinstance(out, list):  # deep-supervision outputs stay at their own (padded) scales
-                return [out[0][crop], *out[1:]]
-            return out[crop]
-        check_spatial_input(x, self.spatial_dims, self.in_channels, self.divisor)
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         return self.decoder(self.encoder.forward_features(x))
 
 

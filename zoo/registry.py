@@ -9,7 +9,8 @@ from typing import Any, Callable
 
 from torch import nn
 
-__all__ = ["ModelEntry", "register_model", "create_model", "list_models", "get_model_entry", "UnknownModelError"]
+__all__ = ["ModelEntry", "register_model", "register_prefix", "create_model", "list_models", "get_model_entry",
+           "UnknownModelError"]
 
 
 class UnknownModelError(KeyError):
@@ -31,6 +32,8 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+# "timm" -> resolver: names "timm:<rest>" are built on demand by resolver("<rest>") and are not listed.
+_PREFIXES: dict[str, Callable[[str], ModelEntry]] = {}
 
 
 def register_model(
@@ -57,6 +60,16 @@ def register_model(
     return wrap(fn) if fn is not None else wrap
 
 
+def register_prefix(prefix: str, resolver: Callable[[str], ModelEntry]) -> None:
+    """Resolve names `"<prefix>:<rest>"` dynamically with `resolver(rest)`, which returns a `ModelEntry` or
+    raises `UnknownModelError` (e.g. `timm:resnet18`, `monai:SwinUNETR`)."""
+    if not prefix or ":" in prefix:
+        raise ValueError(f"prefix must be a non-empty name without ':', got {prefix!r}")
+    if prefix in _PREFIXES and _PREFIXES[prefix] is not resolver:
+        raise ValueError(f"model prefix {prefix!r} is already registered by {_PREFIXES[prefix].__module__}")
+    _PREFIXES[prefix] = resolver
+
+
 def _ensure_builtin_models() -> None:
     # Importing zoo.models registers every built-in family; imported lazily so `zoo.registry` stays light.
     import zoo.models  # noqa: F401
@@ -67,6 +80,12 @@ def get_model_entry(name: str) -> ModelEntry:
     _ensure_builtin_models()
     if name in _REGISTRY:
         return _REGISTRY[name]
+    prefix, sep, rest = name.partition(":")
+    if sep:
+        if prefix not in _PREFIXES:
+            raise UnknownModelError(f"unknown model prefix {prefix + ':'!r} in {name!r}; known prefixes: "
+                                    f"{', '.join(p + ':' for p in sorted(_PREFIXES)) or 'none'}")
+        return _PREFIXES[prefix](rest)
     close = difflib.get_close_matches(name, _REGISTRY.keys(), n=5, cutoff=0.5)
     if not close:
         close = [k for k in _REGISTRY if name.split("_")[0] in k][:5]
