@@ -14,7 +14,7 @@ from torch import nn
 
 from zoo.registry import create_model
 
-__all__ = ["load_segzoo_checkpoint", "load_weights_file", "load_model_weights", "DATA_INFO_KEYS"]
+__all__ = ["load_segzoo_checkpoint", "DATA_INFO_KEYS"]
 
 DATA_INFO_KEYS = ("num_classes", "in_channels", "spatial_dims", "patch_size", "class_names", "normalization")
 
@@ -40,7 +40,7 @@ def _short(err: Exception) -> str:
 
 
 def _model_weights(state: dict[str, Any]) -> dict[str, Any]:
-    """The ``model.``-prefixed entries of a Lightning state dict, prefix (and torch.compile's ``_orig_mod.``) cut."""
+    """The ``model.``-prefixed entries of a Lightning state dict, prefix (and a compiled ``_orig_mod.``) cut."""
     out = {}
     for k, v in state.items():
         if k.startswith("model."):
@@ -49,37 +49,9 @@ def _model_weights(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_weights_file(path: str | Path, arg: str = "weights") -> dict[str, torch.Tensor]:
-    """A model state dict from ``.safetensors`` or a torch file (a bare state dict, or a checkpoint whose
-    ``state_dict`` holds ``model.``-prefixed weights)."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        if not path.is_file():
-            raise FileNotFoundError(f"{arg}: file {str(path)!r} does not exist")
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except Exception as err:
-            raise ValueError(f"{arg}: cannot read safetensors file {str(path)!r}: {err}") from err
-    obj = _torch_load(path, arg)
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = _model_weights(obj["state_dict"]) or obj["state_dict"]
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{arg}: {str(path)!r} holds no state dict of tensors")
-    return obj
-
-
-def load_model_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """``model.load_state_dict(state, strict=True)`` with an error naming the file and the mismatched keys."""
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"weights in {source!r} do not fit the model: {err}") from err
-
-
-def load_segzoo_checkpoint(path: str | Path, arg: str = "ckpt") -> tuple[nn.Module, dict[str, Any]]:
-    """The model (weights loaded, eval mode, on CPU) and ``data_info`` of a segzoo Lightning checkpoint."""
+def load_segzoo_checkpoint(path: str | Path, arg: str = "ckpt") -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    """The model (weights loaded, eval mode, on CPU), ``data_info`` and all hyper-parameters of a segzoo
+    checkpoint; ``data_info``'s num_classes/in_channels/spatial_dims default to the model's."""
     path = Path(path)
     ckpt = _torch_load(path, arg)
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
@@ -89,12 +61,18 @@ def load_segzoo_checkpoint(path: str | Path, arg: str = "ckpt") -> tuple[nn.Modu
         raise ValueError(f"{arg}: {str(path)!r} is not a segzoo checkpoint (it lacks {what}; expected a file saved "
                          "by zoo.lightning.SegmentationModule)")
     info = dict(hp["data_info"])
-    lacking = [k for k in DATA_INFO_KEYS if k not in info and k != "class_names"]
-    if lacking:
-        raise ValueError(f"{arg}: {str(path)!r} has data_info without keys {lacking}; expected {list(DATA_INFO_KEYS)}")
+    if "normalization" not in info:
+        raise ValueError(f"{arg}: {str(path)!r} has data_info without 'normalization' (keys {sorted(info)}), so "
+                         f"its input pipeline is unknown; expected keys {list(DATA_INFO_KEYS)}")
     state = _model_weights(ckpt["state_dict"])
     if not state:
         raise ValueError(f"{arg}: {str(path)!r} has no 'model.'-prefixed weights in its state_dict")
     model = create_model(hp["model_name"], **dict(hp["model_kwargs"]))
-    load_model_weights(model, state, str(path))
-    return model.eval(), info
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{arg}: the weights in {str(path)!r} do not fit model {hp['model_name']!r}: {err}") from err
+    for key in ("num_classes", "in_channels", "spatial_dims"):
+        if key not in info and getattr(model, key, None) is not None:
+            info[key] = int(getattr(model, key))
+    return model.eval(), info, dict(hp)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.checkpoint import load_model_weights, load_segzoo_checkpoint, load_weights_file
+from zoo.checkpoint import load_segzoo_checkpoint
 from zoo.data.normalize import check_normalization, normalize
 from zoo.geometry import to_input_grid, to_training_grid
 from zoo.inference import predict_logits
@@ -62,13 +62,20 @@ class Predictor:
         self.model = self.model.to(self.torch_device).eval()
 
     @classmethod
-    def from_checkpoint(cls, ckpt: str | Path, roi_size: Sequence[int] | None = None, **kwargs: Any) -> Predictor:
-        """From a segzoo checkpoint; the window defaults to the training patch size."""
-        model, info = load_segzoo_checkpoint(ckpt)
-        roi = list(roi_size) if roi_size is not None else list(info["patch_size"])
+    def from_checkpoint(cls, ckpt: str | Path, roi_size: Sequence[int] | None = None, overlap: float | None = None,
+                        **kwargs: Any) -> Predictor:
+        """From a segzoo checkpoint; window and overlap default to the training patch and ``sw_overlap``."""
+        model, info, hp = load_segzoo_checkpoint(ckpt)
+        patch = info.get("patch_size")
+        roi = list(roi_size) if roi_size is not None else (list(patch) if patch else None)
+        missing = [k for k in ("num_classes", "in_channels", "spatial_dims") if k not in info]
+        if missing:
+            raise ValueError(f"ckpt: {str(ckpt)!r} records no {missing} (neither data_info nor the model has them)")
         return cls(model, int(info["num_classes"]), int(info["in_channels"]), int(info["spatial_dims"]),
-                   dict(info["normalization"]), roi, class_names=info.get("class_names"),
-                   orientation=info.get("orientation"), spacing=info.get("spacing"), **kwargs)
+                   dict(info["normalization"]), roi,
+                   overlap=float(hp.get("sw_overlap", 0.5)) if overlap is None else overlap,
+                   class_names=info.get("class_names"), orientation=info.get("orientation"),
+                   spacing=info.get("spacing"), **kwargs)
 
     @classmethod
     def from_registry(cls, name: str, weights: str | Path | None = None, num_classes: int | None = None,
@@ -77,9 +84,7 @@ class Predictor:
         """From a registry model (optionally with a weights file); no window unless ``roi_size`` is given."""
         overrides = {k: v for k, v in dict(num_classes=num_classes, in_channels=in_channels,
                                            spatial_dims=spatial_dims).items() if v is not None}
-        model = create_model(name, **overrides)
-        if weights is not None:
-            load_model_weights(model, load_weights_file(weights, "weights"), str(weights))
+        model = create_model(name, pretrained=False if weights is None else str(weights), **overrides)
         facts = [getattr(model, k, None) for k in ("num_classes", "in_channels", "spatial_dims")]
         if None in facts:
             raise ValueError(f"model {name!r} does not expose num_classes/in_channels/spatial_dims; "
@@ -164,6 +169,7 @@ def predict(input: str | Path, output: str | Path, ckpt: str | Path | None = Non
     if ckpt is not None and weights is not None:
         raise ValueError("weights goes with model, not with ckpt (a checkpoint holds its own weights)")
     files = list_cases(input, "input")
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}  # None: the checkpoint's or the default value
     predictor = (Predictor.from_checkpoint(ckpt, **kwargs) if ckpt is not None
                  else Predictor.from_registry(model, weights, **kwargs))
     if overlay and any(is_nifti(f) for f in files):
@@ -207,7 +213,8 @@ def build_parser(prog: str = "zoo predict") -> argparse.ArgumentParser:
     p.add_argument("--roi", type=int, nargs="+", metavar="SIZE",
                    help="sliding-window size, one per spatial dim (default: the checkpoint's training patch; "
                         "with --model: none, i.e. whole images)")
-    p.add_argument("--overlap", type=float, default=0.5, help="window overlap fraction in [0, 1) (default 0.5)")
+    p.add_argument("--overlap", type=float, default=None,
+                   help="window overlap fraction in [0, 1) (default: the checkpoint's sw_overlap, else 0.5)")
     p.add_argument("--sw-batch-size", type=int, default=1, help="windows per forward pass (default 1)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, or cuda[:N] (default auto)")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA (ignored on CPU)")

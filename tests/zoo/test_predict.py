@@ -65,6 +65,33 @@ def test_predict_2d_files_match_direct_model(ckpt2d, images, tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(out / "fits.png")), direct)
 
 
+def test_real_lightning_checkpoint_predicts_like_validation(tmp_path):
+    """A checkpoint saved by Lightning from `SegmentationModule` loads (weights_only) and gives the logits its
+    validation step computes, whole-image and sliding-window."""
+    import lightning as L
+
+    from zoo.lightning.segmentation import SegmentationModule
+
+    torch.manual_seed(0)
+    info = dict(num_classes=NUM_CLASSES, in_channels=1, spatial_dims=2, patch_size=[16, 16],
+                class_names=["bg", "a", "b"], normalization={"kind": "zscore"})
+    module = SegmentationModule("unet_tiny", data_info=info)
+    batch = {"image": torch.randn(2, 1, 16, 16), "label": torch.randint(0, NUM_CLASSES, (2, 16, 16))}
+    trainer = L.Trainer(max_steps=1, default_root_dir=tmp_path, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, accelerator="cpu")
+    trainer.fit(module, torch.utils.data.DataLoader([{k: v[i] for k, v in batch.items()} for i in range(2)],
+                                                    batch_size=2))
+    trainer.save_checkpoint(tmp_path / "real.ckpt")
+    predictor = Predictor.from_checkpoint(tmp_path / "real.ckpt", device="cpu")
+    assert predictor.roi_size == [16, 16] and predictor.overlap == module.hparams["sw_overlap"]
+    module.eval()
+    for shape in ((16, 16), (40, 24)):  # fits the patch / tiled
+        raw = np.random.default_rng(0).normal(5, 2, (1, *shape)).astype(np.float32)
+        with torch.no_grad():
+            val = module.predict_logits(torch.as_tensor(normalize(raw, info["normalization"]))[None])
+        np.testing.assert_array_equal(predictor.predict_array(raw), val[0].argmax(0).numpy())
+
+
 def test_sliding_window_equals_whole_image_for_pointwise_model():
     torch.manual_seed(0)
     head = nn.Conv2d(2, 4, 1)  # pointwise: every window sees the same logits, so blending must reproduce them
