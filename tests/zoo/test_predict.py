@@ -220,3 +220,20 @@ def test_predict_help(capsys):
     for phrase in ("--ckpt", "--model", "--weights", "--roi", "--overlap", "--sw-batch-size", "--device", "--amp",
                    "--overlay", "affine and header", "gaussian", "class indices"):
         assert phrase in text, phrase
+
+
+def test_overlay_colours_only_foreground():
+    from zoo.overlay import class_colors, overlay_rgb
+
+    image = np.linspace(0, 255, 4 * 5, dtype=np.float32).reshape(1, 4, 5)
+    labels = np.zeros((4, 5), np.int64)
+    labels[1, 2], labels[3, 4] = 1, 13  # 13 > the 10 base colours: still a colour of its own
+    out = overlay_rgb(image, labels, 14, alpha=1.0)
+    assert out.shape == (4, 5, 3) and out.dtype == np.uint8
+    cols = class_colors(14)
+    assert len({tuple(c) for c in cols}) == 14
+    assert (out[1, 2] == cols[1]).all() and (out[3, 4] == cols[13]).all()
+    gray = out[labels == 0]
+    assert (gray[:, 0] == gray[:, 1]).all() and gray[:, 0].max() > gray[:, 0].min()  # background: the image
+    with pytest.raises(ValueError, match="does not match label shape"):
+        overlay_rgb(image, labels[:3], 14)

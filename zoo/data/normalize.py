@@ -67,7 +67,8 @@ def normalize(image: Array, spec: Mapping[str, Any]) -> Array:
         mean = torch.tensor(spec["mean"], dtype=x.dtype, device=x.device)
         std = torch.tensor(spec["std"], dtype=x.dtype, device=x.device)
         if mean.numel() != x.shape[0]:
-            raise ValueError(f"normalization has {mean.numel()} mean/std values but the image has {x.shape[0]} channels")
+            raise ValueError(f"normalization has {mean.numel()} mean/std values but the image has "
+                             f"{x.shape[0]} channels")
         shape = (-1,) + (1,) * (x.ndim - 1)
         x = (x - mean.view(shape)) / std.view(shape)
     elif kind == "window":
