@@ -216,7 +216,8 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int,
                                  f"truth {str(gt_path)!r} has shape {gt.shape}")
         physical = is_nifti(gt_path) and not hd95_voxels
         units.add("mm" if physical else ("voxels" if gt.ndim == 3 else "pixels"))
-        values = case_metrics(pred, gt, num_classes, spacing if physical else None, hd95=hd95, roi=roi)
+        values = case_metrics(pred, gt, num_classes, spacing if physical else None, hd95=hd95, roi=roi,
+                              include_background=include_background)
         for m in METRIC_NAMES:
             per_case[m].append(values[m])
     arrays = {m: np.stack(v) for m, v in per_case.items()}

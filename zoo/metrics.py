@@ -74,9 +74,11 @@ def _hd95_binary(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float], per
 
 
 def hd95_per_class(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor, num_classes: int,
-                   spacing: Sequence[float] | None = None, percentile: float = 95.0) -> np.ndarray:
+                   spacing: Sequence[float] | None = None, percentile: float = 95.0,
+                   include_background: bool = True) -> np.ndarray:
     """HD95 per class for one case of integer label maps (MONAI's definition: max of the two directed
-    95th-percentile surface distances), in units of ``spacing`` (default: voxels); NaN unless both have the class."""
+    95th-percentile surface distances), in units of ``spacing`` (default: voxels); NaN unless both have the class
+    (and for class 0 when ``include_background`` is False: its surface spans the volume, so it is slow)."""
     pred = pred.cpu().numpy() if isinstance(pred, torch.Tensor) else np.asarray(pred)
     gt = gt.cpu().numpy() if isinstance(gt, torch.Tensor) else np.asarray(gt)
     if pred.shape != gt.shape:
@@ -85,7 +87,7 @@ def hd95_per_class(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tenso
     if len(spacing) != pred.ndim:
         raise ValueError(f"spacing must have {pred.ndim} entries (one per spatial dim), got {spacing}")
     out = np.full(num_classes, np.nan)
-    for c in range(num_classes):
+    for c in range(0 if include_background else 1, num_classes):
         p, g = pred == c, gt == c
         if p.any() and g.any():
             out[c] = _hd95_binary(p, g, spacing, percentile)
@@ -94,10 +96,12 @@ def hd95_per_class(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tenso
 
 def case_metrics(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor, num_classes: int,
                  spacing: Sequence[float] | None = None, hd95: bool = True,
-                 roi: np.ndarray | torch.Tensor | None = None) -> dict[str, np.ndarray]:
+                 roi: np.ndarray | torch.Tensor | None = None,
+                 include_background: bool = True) -> dict[str, np.ndarray]:
     """Every metric of ``METRIC_NAMES`` for one case: ``{name: float64 [num_classes]}`` (NaN = undefined).
 
-    ``roi`` (bool, same shape) restricts scoring to its pixels, e.g. a retinal field of view.
+    ``roi`` (bool, same shape) restricts scoring to its pixels, e.g. a retinal field of view; without
+    ``include_background`` the background's HD95 is not computed (NaN).
     """
     pred_t, gt_t = torch.as_tensor(np.asarray(pred)), torch.as_tensor(np.asarray(gt))
     roi_t = None if roi is None else torch.as_tensor(np.asarray(roi)).bool()
@@ -106,7 +110,8 @@ def case_metrics(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor,
     sens, prec = sensitivity_precision(conf)
     if roi_t is not None:  # outside the ROI neither side has any class, so no surface lies there
         pred_t, gt_t = pred_t.masked_fill(~roi_t, -1), gt_t.masked_fill(~roi_t, -1)
-    hd = hd95_per_class(pred_t, gt_t, num_classes, spacing) if hd95 else np.full(num_classes, np.nan)
+    hd = (hd95_per_class(pred_t, gt_t, num_classes, spacing, include_background=include_background) if hd95
+          else np.full(num_classes, np.nan))
     return dict(dice=dice.numpy(), iou=iou.numpy(), hd95=hd, sensitivity=sens.numpy(), precision=prec.numpy())
 
 

@@ -85,10 +85,11 @@ class Predictor:
         overrides = {k: v for k, v in dict(num_classes=num_classes, in_channels=in_channels,
                                            spatial_dims=spatial_dims).items() if v is not None}
         model = create_model(name, pretrained=False if weights is None else str(weights), **overrides)
-        facts = [getattr(model, k, None) for k in ("num_classes", "in_channels", "spatial_dims")]
+        keys = ("num_classes", "in_channels", "spatial_dims")
+        facts = [overrides.get(k, getattr(model, k, None)) for k in keys]
         if None in facts:
-            raise ValueError(f"model {name!r} does not expose num_classes/in_channels/spatial_dims; "
-                             "pass them explicitly")
+            lacking = [k for k, v in zip(keys, facts) if v is None]
+            raise ValueError(f"model {name!r} does not expose {lacking}; pass them explicitly")
         return cls(model, *map(int, facts), normalization=normalization or {"kind": "zscore"}, **kwargs)
 
     def _prepare(self, image: np.ndarray | torch.Tensor, source: str) -> torch.Tensor:

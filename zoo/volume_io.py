@@ -1,6 +1,7 @@
 """Case files for `zoo predict` and `zoo eval`: listing and stem matching, NIfTI volumes, 2-D vs 3-D dispatch.
 
-2-D images (PNG/JPEG/TIFF) are read by `zoo.data.io`, as training reads them. Arrays are channel-first ``[C, *spatial]`` for images and ``[*spatial]`` for label maps. 2-D arrays are
+2-D images (PNG/JPEG/TIFF) are read by `zoo.data.io`, as training reads them. Arrays are channel-first
+``[C, *spatial]`` for images and ``[*spatial]`` for label maps. 2-D arrays are
 ``[H, W]`` (PIL's row-major order); NIfTI arrays keep nibabel's voxel order ``[X, Y, Z]``, so a label map
 written back with the input's affine and header lines up with the input in any viewer.
 """
