@@ -55,6 +55,10 @@ def sensitivity_precision(conf: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return sens, prec
 
 
+def _cpu_tensor(a: np.ndarray | torch.Tensor) -> torch.Tensor:
+    return a.detach().cpu() if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a))
+
+
 def _surface(mask: np.ndarray) -> np.ndarray:
     """Boundary voxels of a binary mask (the mask minus its erosion; voxels on the array border count)."""
     return mask & ~ndimage.binary_erosion(mask, border_value=0)
@@ -77,10 +81,9 @@ def hd95_per_class(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tenso
                    spacing: Sequence[float] | None = None, percentile: float = 95.0,
                    include_background: bool = True) -> np.ndarray:
     """HD95 per class for one case of integer label maps (MONAI's definition: max of the two directed
-    95th-percentile surface distances), in units of ``spacing`` (default: voxels); NaN unless both have the class
-    (and for class 0 when ``include_background`` is False: its surface spans the volume, so it is slow)."""
-    pred = pred.cpu().numpy() if isinstance(pred, torch.Tensor) else np.asarray(pred)
-    gt = gt.cpu().numpy() if isinstance(gt, torch.Tensor) else np.asarray(gt)
+    95th-percentile surface distances), in units of ``spacing`` (default: voxels); NaN unless both have the class.
+    Class 0 is left NaN unless ``include_background``: its surface spans the whole volume, which is slow."""
+    pred, gt = _cpu_tensor(pred).numpy(), _cpu_tensor(gt).numpy()
     if pred.shape != gt.shape:
         raise ValueError(f"prediction shape {pred.shape} does not match ground truth shape {gt.shape}")
     spacing = [1.0] * pred.ndim if spacing is None else [float(s) for s in spacing]
@@ -103,8 +106,8 @@ def case_metrics(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor,
     ``roi`` (bool, same shape) restricts scoring to its pixels, e.g. a retinal field of view; without
     ``include_background`` the background's HD95 is not computed (NaN).
     """
-    pred_t, gt_t = torch.as_tensor(np.asarray(pred)), torch.as_tensor(np.asarray(gt))
-    roi_t = None if roi is None else torch.as_tensor(np.asarray(roi)).bool()
+    pred_t, gt_t = _cpu_tensor(pred), _cpu_tensor(gt)
+    roi_t = None if roi is None else _cpu_tensor(roi).bool()
     conf = confusion_per_class(pred_t, gt_t, num_classes, roi_t)
     dice, iou = dice_iou(conf)
     sens, prec = sensitivity_precision(conf)
