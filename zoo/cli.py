@@ -31,11 +31,11 @@ def main(argv: list[str] | None = None) -> None:
     elif cmd == "predict":
         from zoo.predict import predict_main
 
-        predict_main(rest)
+        raise SystemExit(predict_main(rest))
     elif cmd == "eval":
         from zoo.evaluate import eval_main
 
-        eval_main(rest)
+        raise SystemExit(eval_main(rest))
     elif cmd == "models":
         from zoo.models.listing import models_main
 

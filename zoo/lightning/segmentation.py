@@ -97,15 +97,16 @@ class SegmentationModule(L.LightningModule):
         return loss
 
     # -- validation -------------------------------------------------------------------------------------
-    def predict_logits(self, image: torch.Tensor) -> torch.Tensor:
-        """Logits for whole cases; sliding-window (gaussian) when a case is larger than the training patch."""
-        patch = self.hparams["data_info"].get("patch_size")
-        if patch and any(s > p for s, p in zip(image.shape[2:], patch)):
-            from monai.inferers import sliding_window_inference
+    @property
+    def divisor(self) -> int | Sequence[int]:
+        """Input-size multiple of the wrapped model (read by `zoo.inference.predict_logits`)."""
+        return getattr(self.model, "divisor", 1)
 
-            return sliding_window_inference(image, list(patch), 4, self, overlap=self.hparams["sw_overlap"],
-                                            mode="gaussian")
-        return self(image)
+    def predict_logits(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits for whole cases, the same path as `zoo predict`: sliding-window (gaussian) beyond the patch."""
+        from zoo.inference import predict_logits
+
+        return predict_logits(self, image, self.hparams["data_info"].get("patch_size"), self.hparams["sw_overlap"], 4)
 
     def on_validation_epoch_start(self) -> None:
         # per class: sum of per-case Dice, sum of per-case IoU, number of cases scored
