@@ -1,13 +1,22 @@
 """Segmentation metrics shared by validation and `zoo eval`, so both report the same numbers.
 
 Convention: per case and per class; a class absent from both prediction and ground truth in a case is NaN
-(skipped), a class present in only one scores 0; means over cases ignore NaN.
+(skipped), a class present in only one scores Dice/IoU 0; means over cases ignore NaN. Sensitivity is NaN where
+the ground truth lacks the class, precision where the prediction lacks it, HD95 unless both have it.
 """
 from __future__ import annotations
 
-import torch
+import math
+from typing import Mapping, Sequence
 
-__all__ = ["confusion_per_class", "dice_iou"]
+import numpy as np
+import torch
+from scipy import ndimage
+
+__all__ = ["confusion_per_class", "dice_iou", "sensitivity_precision", "hd95_per_class", "case_metrics",
+           "aggregate_cases", "METRIC_NAMES"]
+
+METRIC_NAMES = ("dice", "iou", "hd95", "sensitivity", "precision")
 
 
 def confusion_per_class(pred: torch.Tensor, gt: torch.Tensor, num_classes: int,
@@ -35,3 +44,107 @@ def dice_iou(conf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     dice = torch.where(denom > 0, 2 * tp / denom.clamp_min(1), nan)
     iou = torch.where(denom > 0, tp / (tp + fp + fn).clamp_min(1), nan)
     return dice, iou
+
+
+def sensitivity_precision(conf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sensitivity tp/(tp+fn) and precision tp/(tp+fp) per class; NaN where the denominator is 0."""
+    tp, fp, fn = conf.double().unbind(-1)
+    nan = torch.full_like(tp, float("nan"))
+    sens = torch.where(tp + fn > 0, tp / (tp + fn).clamp_min(1), nan)
+    prec = torch.where(tp + fp > 0, tp / (tp + fp).clamp_min(1), nan)
+    return sens, prec
+
+
+def _cpu_tensor(a: np.ndarray | torch.Tensor) -> torch.Tensor:
+    return a.detach().cpu() if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a))
+
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+    """Boundary voxels of a binary mask (the mask minus its erosion; voxels on the array border count)."""
+    return mask & ~ndimage.binary_erosion(mask, border_value=0)
+
+
+def _hd95_binary(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float], percentile: float) -> float:
+    """Symmetric percentile Hausdorff distance between the surfaces of two non-empty binary masks."""
+    # Crop to the union's bounding box (+1 margin): every surface voxel lies inside, so distances stay exact.
+    coords = np.argwhere(pred | gt)
+    lo = np.maximum(coords.min(0) - 1, 0)
+    hi = coords.max(0) + 2
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    sp, sg = _surface(pred[box]), _surface(gt[box])
+    d_to_gt = ndimage.distance_transform_edt(~sg, sampling=spacing)
+    d_to_pred = ndimage.distance_transform_edt(~sp, sampling=spacing)
+    return float(max(np.percentile(d_to_gt[sp], percentile), np.percentile(d_to_pred[sg], percentile)))
+
+
+def hd95_per_class(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor, num_classes: int,
+                   spacing: Sequence[float] | None = None, percentile: float = 95.0,
+                   include_background: bool = True) -> np.ndarray:
+    """HD95 per class for one case of integer label maps (MONAI's definition: max of the two directed
+    95th-percentile surface distances), in units of ``spacing`` (default: voxels); NaN unless both have the class.
+    Class 0 is left NaN unless ``include_background``: its surface spans the whole volume, which is slow."""
+    pred, gt = _cpu_tensor(pred).numpy(), _cpu_tensor(gt).numpy()
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction shape {pred.shape} does not match ground truth shape {gt.shape}")
+    spacing = [1.0] * pred.ndim if spacing is None else [float(s) for s in spacing]
+    if len(spacing) != pred.ndim:
+        raise ValueError(f"spacing must have {pred.ndim} entries (one per spatial dim), got {spacing}")
+    out = np.full(num_classes, np.nan)
+    for c in range(0 if include_background else 1, num_classes):
+        p, g = pred == c, gt == c
+        if p.any() and g.any():
+            out[c] = _hd95_binary(p, g, spacing, percentile)
+    return out
+
+
+def case_metrics(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor, num_classes: int,
+                 spacing: Sequence[float] | None = None, hd95: bool = True,
+                 roi: np.ndarray | torch.Tensor | None = None,
+                 include_background: bool = True) -> dict[str, np.ndarray]:
+    """Every metric of ``METRIC_NAMES`` for one case: ``{name: float64 [num_classes]}`` (NaN = undefined).
+
+    ``roi`` (bool, same shape) restricts scoring to its pixels, e.g. a retinal field of view; without
+    ``include_background`` the background's HD95 is not computed (NaN).
+    """
+    pred_t, gt_t = _cpu_tensor(pred), _cpu_tensor(gt)
+    roi_t = None if roi is None else _cpu_tensor(roi).bool()
+    conf = confusion_per_class(pred_t, gt_t, num_classes, roi_t)
+    dice, iou = dice_iou(conf)
+    sens, prec = sensitivity_precision(conf)
+    if roi_t is not None:  # outside the ROI neither side has any class, so no surface lies there
+        pred_t, gt_t = pred_t.masked_fill(~roi_t, -1), gt_t.masked_fill(~roi_t, -1)
+    hd = (hd95_per_class(pred_t, gt_t, num_classes, spacing, include_background=include_background) if hd95
+          else np.full(num_classes, np.nan))
+    return dict(dice=dice.numpy(), iou=iou.numpy(), hd95=hd, sensitivity=sens.numpy(), precision=prec.numpy())
+
+
+def _nan_mean_std(values: np.ndarray) -> tuple[float, float, int]:
+    """Mean, population std and count of the finite entries of a 1-D array (NaN, NaN, 0 when none)."""
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return math.nan, math.nan, 0
+    return float(v.mean()), float(v.std()), int(v.size)
+
+
+def aggregate_cases(per_case: Mapping[str, np.ndarray | torch.Tensor], include_background: bool = False) -> dict:
+    """Summarise ``{metric: [num_cases, num_classes]}`` arrays (NaN = undefined, skipped everywhere).
+
+    Returns ``per_class[metric]`` = mean/std/n over cases per class, and ``mean[metric]`` = mean over the scored
+    classes (foreground unless ``include_background``) of the per-class means -- the headline number -- with
+    ``std[metric]`` = std over cases of each case's mean over its scored classes. Stds are population (ddof=0).
+    """
+    per_class: dict[str, dict[str, np.ndarray]] = {}
+    mean: dict[str, float] = {}
+    std: dict[str, float] = {}
+    first = 0 if include_background else 1
+    for name, arr in per_case.items():
+        a = arr.double().cpu().numpy() if isinstance(arr, torch.Tensor) else np.asarray(arr, dtype=np.float64)
+        if a.ndim != 2:
+            raise ValueError(f"per_case[{name!r}] must be [num_cases, num_classes], got shape {a.shape}")
+        stats = np.array([_nan_mean_std(a[:, c]) for c in range(a.shape[1])]).reshape(a.shape[1], 3)
+        per_class[name] = dict(mean=stats[:, 0], std=stats[:, 1], n=stats[:, 2].astype(int))
+        mean[name] = _nan_mean_std(stats[first:, 0])[0]
+        scored = a[:, first:]
+        case_means = np.array([_nan_mean_std(row)[0] for row in scored]) if len(scored) else np.zeros(0)
+        std[name] = _nan_mean_std(case_means)[1]
+    return dict(per_class=per_class, mean=mean, std=std)

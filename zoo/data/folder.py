@@ -1,0 +1,218 @@
+"""Train on your own 2-D data: a folder of images and a folder of label masks, matched by file stem.
+
+Images (PNG/JPEG/TIFF, grayscale or RGB) are z-scored per image and channel (``zoo.data.transforms``); masks hold
+class indices ``0 .. num_classes-1``. Training samples are random ``patch_size`` crops (zero-padded when the image
+is smaller) with optional flips, 90-degree rotations and light brightness/contrast changes (albumentations);
+validation uses whole images, one per batch. Every file is read and checked in ``setup`` so a bad file fails
+before training starts, with an error that names it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from zoo.data.base import SegDataModule
+from zoo.data.io import is_image_file, read_image, read_mask
+from zoo.data.transforms import ZSCORE, zscore
+
+if TYPE_CHECKING:  # albumentations (and OpenCV) load only when a training transform is built
+    import albumentations as A
+
+__all__ = ["match_pairs", "load_case", "FolderSegDataset", "FolderSegDataModule"]
+
+Case = tuple[Path, Path]
+
+
+def _names(stems: list[str], limit: int = 10) -> str:
+    more = f" (and {len(stems) - limit} more)" if len(stems) > limit else ""
+    return ", ".join(stems[:limit]) + more
+
+
+def _files_by_stem(folder: str | Path, what: str) -> dict[str, Path]:
+    folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(f"{what} folder not found: {folder}")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{what} must be a folder, got a file: {folder}")
+    files: dict[str, Path] = {}
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and is_image_file(f):
+            if f.stem in files:
+                raise ValueError(f"{what} folder {folder} has two files with stem {f.stem!r}: {files[f.stem].name}, {f.name}")
+            files[f.stem] = f
+    if not files:
+        raise ValueError(f"{what} folder {folder} holds no PNG/JPEG/TIFF files")
+    return files
+
+
+def match_pairs(images: str | Path, masks: str | Path, mask_suffix: str = "") -> list[Case]:
+    """(image, mask) pairs whose stems match (mask stem = image stem + ``mask_suffix``); unmatched stems are an error."""
+    imgs = _files_by_stem(images, "images")
+    msks = _files_by_stem(masks, "masks")
+    wanted = {stem + mask_suffix: stem for stem in imgs}
+    no_mask = sorted(s for s in imgs if s + mask_suffix not in msks)
+    no_image = sorted(s for s in msks if s not in wanted)
+    if no_mask or no_image:
+        parts = []
+        if no_mask:
+            parts.append(f"{len(no_mask)} image(s) in {images} without a mask: {_names(no_mask)}")
+        if no_image:
+            parts.append(f"{len(no_image)} mask(s) in {masks} without an image: {_names(no_image)}")
+        hint = f" (mask_suffix={mask_suffix!r})" if mask_suffix else ""
+        raise ValueError("image and mask files must match by file stem" + hint + "; " + "; ".join(parts))
+    return [(imgs[s], msks[s + mask_suffix]) for s in sorted(imgs)]
+
+
+def load_case(image_path: Path, mask_path: Path, num_classes: int, in_channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read and check one pair: z-scored float32 ``[C, H, W]`` image and int64 ``[H, W]`` mask."""
+    image = read_image(image_path)
+    if image.shape[0] != in_channels:
+        raise ValueError(f"image {image_path} has {image.shape[0]} channel(s); expected in_channels={in_channels}")
+    mask = read_mask(mask_path)
+    if mask.shape != image.shape[1:]:
+        raise ValueError(f"mask {mask_path} has size {tuple(mask.shape)} (H, W) but image {image_path} has size "
+                         f"{tuple(image.shape[1:])}")
+    top = int(mask.max(initial=0))
+    if top >= num_classes:
+        hint = " (a 0/255 binary mask? store foreground as 1)" if top == 255 else ""
+        raise ValueError(f"mask {mask_path} has label {top} but num_classes={num_classes} allows labels "
+                         f"0..{num_classes - 1}{hint}")
+    return zscore(image), mask
+
+
+class FolderSegDataset(Dataset):
+    """Cases of one split, read once (``cache``) or on every access; an optional albumentations transform."""
+
+    def __init__(self, cases: list[Case], load: Callable[[Path, Path], tuple[np.ndarray, np.ndarray]],
+                 transform: A.Compose | None = None, length: int | None = None, cache: bool = True,
+                 intensity: bool = False, seed: int = 0) -> None:
+        self.cases, self.load, self.transform, self.intensity = cases, load, transform, intensity
+        self.length = length or len(cases)
+        self.cache = [load(*c) for c in cases] if cache else None
+        self.rng = np.random.default_rng(seed)
+        self._seeded_for: int | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict:
+        k = i % len(self.cases)
+        image, mask = self.cache[k] if self.cache is not None else self.load(*self.cases[k])
+        self._seed_worker()
+        if self.transform is not None:
+            out = self.transform(image=image.transpose(1, 2, 0), mask=mask.astype(np.int32))
+            image, mask = out["image"].transpose(2, 0, 1), out["mask"]
+        if self.intensity and self.rng.random() < 0.5:
+            image = image * self.rng.uniform(0.9, 1.1) + self.rng.uniform(-0.1, 0.1)
+        return {"image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
+                "label": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.int64)), "name": self.cases[k][0].stem}
+
+    def _seed_worker(self) -> None:
+        """Give each DataLoader worker (and each epoch's workers) its own augmentation stream."""
+        info = get_worker_info()
+        if info is not None and self._seeded_for != info.seed:
+            if self.transform is not None:
+                self.transform.set_random_seed(info.seed % 2**32)
+            self.rng = np.random.default_rng(info.seed)
+            self._seeded_for = info.seed
+
+
+class FolderSegDataModule(SegDataModule):
+    """2-D images + masks from folders; validation from ``val_images``/``val_masks`` or a seeded ``val_fraction``."""
+
+    def __init__(
+        self, num_classes: int, train_images: str, train_masks: str, val_images: str | None = None,
+        val_masks: str | None = None, val_fraction: float = 0.2, patch_size: int | tuple[int, int] = 256,
+        batch_size: int = 8, num_workers: int = 0, seed: int = 0, augment: bool = True,
+        in_channels: int | None = None, class_names: list[str] | None = None, mask_suffix: str = "",
+        samples_per_epoch: int | None = None, cache: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an integer >= 2 (background + classes), got {num_classes!r}")
+        size = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
+        if len(size) != 2 or any(not isinstance(s, int) or s < 1 for s in size):
+            raise ValueError(f"patch_size must be a positive int or two of them (H, W), got {patch_size!r}")
+        if (val_images is None) != (val_masks is None):
+            raise ValueError(f"val_images and val_masks must be given together, got val_images={val_images!r}, "
+                             f"val_masks={val_masks!r}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"class_names must have num_classes={num_classes} entries, got {len(class_names)}")
+        for name, v in (("batch_size", batch_size), ("num_workers", num_workers + 1)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+        train = match_pairs(train_images, train_masks, mask_suffix)
+        if val_images is not None:
+            val = match_pairs(val_images, val_masks, mask_suffix)
+        else:
+            if not 0 < val_fraction < 1:
+                raise ValueError(f"val_fraction must be in (0, 1) when no val_images are given, got {val_fraction!r}")
+            if len(train) < 2:
+                raise ValueError(f"need at least 2 image/mask pairs to split off validation, found {len(train)}")
+            order = np.random.default_rng(seed).permutation(len(train))
+            n_val = min(max(1, int(round(val_fraction * len(train)))), len(train) - 1)
+            val = [train[i] for i in sorted(order[:n_val])]
+            train = [train[i] for i in sorted(order[n_val:])]
+        self.train_cases, self.val_cases = train, val
+
+        self.num_classes, self.spatial_dims, self.patch_size = num_classes, 2, size
+        self.in_channels = in_channels if in_channels is not None else read_image(train[0][0]).shape[0]
+        self.class_names = list(class_names) if class_names else ["background"] + [f"class_{i}" for i in range(1, num_classes)]
+        self.normalization = dict(ZSCORE)
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.augment, self.samples_per_epoch, self.cache = augment, samples_per_epoch, cache
+        self.train_set: FolderSegDataset | None = None
+        self.val_set: FolderSegDataset | None = None
+
+    def _load(self, image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
+        return load_case(image_path, mask_path, self.num_classes, self.in_channels)
+
+    def train_transform(self) -> A.Compose:
+        """Pad to the patch, random crop, then (if ``augment``) flips and rot90 (square patches only)."""
+        import albumentations as A
+        import cv2
+
+        h, w = self.patch_size
+        ops: list = [A.PadIfNeeded(min_height=h, min_width=w, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0),
+                     A.RandomCrop(height=h, width=w)]
+        if self.augment:
+            ops += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
+            if h == w:
+                ops.append(A.RandomRotate90(p=0.5))
+        return A.Compose(ops, seed=self.seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_set is None:
+            # Checking every file up front: a bad one fails now, not hours into training.
+            if not self.cache:
+                for c in self.train_cases:
+                    self._load(*c)
+            self.train_set = FolderSegDataset(self.train_cases, self._load, self.train_transform(),
+                                              self.samples_per_epoch, self.cache, self.augment, self.seed)
+        if self.val_set is None:
+            self.val_set = FolderSegDataset(self.val_cases, self._load, None, None, self.cache)
+            if not self.cache:
+                for c in self.val_cases:
+                    self._load(*c)
+
+    def _loader(self, ds: FolderSegDataset | None, batch_size: int, shuffle: bool) -> DataLoader:
+        if ds is None:
+            raise RuntimeError("call setup() before asking for a dataloader")
+        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
+                          drop_last=shuffle and len(ds) > batch_size)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, 1, False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()

@@ -1,0 +1,78 @@
+"""Generic 3-D data: a folder of NIfTI images and a folder of NIfTI label maps, matched by file stem.
+
+``images/case_a.nii.gz`` pairs with ``labels/case_a.nii.gz`` (``image_suffix`` strips e.g. nnU-Net's ``_0000``
+from image names). Validation comes from its own folders or from a seeded ``val_fraction`` of the cases.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from zoo.data.volume import VolumeDataModule, nifti_stem
+
+__all__ = ["NiftiFolderDataModule", "pair_nifti_folders"]
+
+
+def _nifti_files(folder: Path, what: str) -> list[Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{what} folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.name.endswith((".nii", ".nii.gz")) and not p.name.startswith("."))
+    if not files:
+        raise ValueError(f"{what} folder {folder} has no .nii/.nii.gz files")
+    return files
+
+
+def pair_nifti_folders(image_dir: str | Path, label_dir: str | Path, image_suffix: str = "") -> list[dict]:
+    """Records ``{"image", "label", "name"}`` for every stem present in both folders; any unmatched file is an error."""
+    images, labels = {}, {}
+    for p in _nifti_files(Path(image_dir), "image"):
+        stem = nifti_stem(p)
+        images[stem.removesuffix(image_suffix) if image_suffix else stem] = p
+    for p in _nifti_files(Path(label_dir), "label"):
+        labels[nifti_stem(p)] = p
+    only_img, only_lab = sorted(set(images) - set(labels)), sorted(set(labels) - set(images))
+    if only_img or only_lab:
+        raise ValueError(f"image/label folders do not match by file stem: {len(only_img)} image(s) without a label "
+                         f"{only_img[:5]}, {len(only_lab)} label(s) without an image {only_lab[:5]} "
+                         f"(image_dir={image_dir}, label_dir={label_dir}, image_suffix={image_suffix!r})")
+    return [{"image": str(images[n]), "label": str(labels[n]), "name": n} for n in sorted(images)]
+
+
+class NiftiFolderDataModule(VolumeDataModule):
+    """Train on your own 3-D NIfTI volumes from a config: same pipeline as the MSD module, cases from folders."""
+
+    def __init__(self, image_dir: str, label_dir: str, num_classes: int, in_channels: int = 1,
+                 class_names: Sequence[str] | None = None, val_image_dir: str | None = None,
+                 val_label_dir: str | None = None, val_fraction: float = 0.2, image_suffix: str = "",
+                 patch_size: Sequence[int] = (96, 96, 96), batch_size: int = 2, samples_per_volume: int = 2,
+                 crop: str = "pos_neg", pos_fraction: float = 0.67, class_ratios: Sequence[float] | None = None,
+                 orientation: str | None = "RAS", spacing: Sequence[float] | None = None,
+                 normalization: str = "zscore", intensity_window: Sequence[float] | None = None,
+                 augment: dict[str, Any] | None = None, cache_rate: float = 1.0, num_workers: int = 2,
+                 seed: int = 0) -> None:
+        super().__init__(num_classes=num_classes, in_channels=in_channels, class_names=class_names,
+                         patch_size=patch_size, batch_size=batch_size, samples_per_volume=samples_per_volume,
+                         crop=crop, pos_fraction=pos_fraction, class_ratios=class_ratios, orientation=orientation,
+                         spacing=spacing, normalization=normalization, intensity_window=intensity_window,
+                         augment=augment, cache_rate=cache_rate, num_workers=num_workers, seed=seed)
+        if (val_image_dir is None) != (val_label_dir is None):
+            raise ValueError(f"give both val_image_dir and val_label_dir or neither, got {val_image_dir!r} and "
+                             f"{val_label_dir!r}")
+        if val_image_dir is None and not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1) when there are no validation folders, got {val_fraction}")
+        self.records = pair_nifti_folders(image_dir, label_dir, image_suffix)
+        self.val_records = pair_nifti_folders(val_image_dir, val_label_dir, image_suffix) if val_image_dir else None
+        self.val_fraction = val_fraction
+
+    def _split(self) -> tuple[list[dict], list[dict]]:
+        if self.val_records is not None:
+            return self.records, self.val_records
+        n_val = max(1, int(round(self.val_fraction * len(self.records))))
+        if n_val >= len(self.records):
+            raise ValueError(f"val_fraction={self.val_fraction} leaves no training case out of {len(self.records)}")
+        perm = np.random.default_rng(self.seed).permutation(len(self.records))
+        val = set(perm[:n_val].tolist())
+        return ([r for i, r in enumerate(self.records) if i not in val],
+                [r for i, r in enumerate(self.records) if i in val])

@@ -1,0 +1,243 @@
+"""The 3-D NIfTI pipeline shared by the MSD and NIfTI-folder data modules (they only differ in how cases are found).
+
+Per case (cached by MONAI's CacheDataset): load channels-first, check the image/label pair, reorient (e.g. RAS),
+resample to ``spacing``, normalise (``zoo.data.normalize``, recorded for `zoo predict`). Training then takes
+label-balanced random patches (``RandCropByPosNegLabeld`` or ``RandCropByLabelClassesd``) and the MONAI
+augmentations of ``zoo.data.augment.build_augment_3d``; validation/test batches are whole volumes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Hashable, Mapping, Sequence
+
+import torch
+from monai.transforms import Transform
+
+from zoo.data.augment import build_augment_3d
+from zoo.data.base import SegDataModule
+from zoo.data.normalize import check_normalization, normalize
+
+__all__ = ["VolumeDataModule", "nifti_stem", "check_nifti_pairs"]
+
+_CROPS = ("pos_neg", "classes")
+
+
+def nifti_stem(path: str | Path) -> str:
+    """Case name of a NIfTI file: its name without ``.nii.gz`` / ``.nii``."""
+    name = Path(path).name
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def check_nifti_pairs(records: Sequence[Mapping[str, Any]]) -> None:
+    """Read every header once: unreadable files and image/label size mismatches fail here with both file names."""
+    import nibabel as nib
+    for r in records:
+        shapes = []
+        for key in ("image", "label"):
+            try:
+                shapes.append(tuple(nib.load(str(r[key])).shape))
+            except Exception as e:  # nibabel raises several types for missing/corrupt files
+                raise ValueError(f"cannot read {key} file {r[key]}: {e}") from e
+        if shapes[0][:3] != shapes[1][:3]:
+            raise ValueError(f"case {r['name']}: image {r['image']} has size {shapes[0][:3]} but label {r['label']} "
+                             f"has size {shapes[1][:3]}")
+
+
+def _check_case(d: Mapping[Hashable, Any], num_classes: int, in_channels: int) -> None:
+    img, lab = d["image"], d["label"]
+    if img.shape[0] != in_channels:
+        raise ValueError(f"case {d['name']}: image has {img.shape[0]} channel(s), expected in_channels={in_channels}")
+    if lab.shape[0] != 1 or tuple(lab.shape[1:]) != tuple(img.shape[1:]):
+        raise ValueError(f"case {d['name']}: label shape {tuple(lab.shape)} does not match image shape "
+                         f"{tuple(img.shape)} (one label channel expected)")
+    values = torch.unique(torch.as_tensor(lab))
+    bad = values[(values < 0) | (values >= num_classes) | (values != values.round())]
+    if bad.numel():
+        shown = [int(v) if float(v).is_integer() else float(v) for v in bad[:10].tolist()]
+        raise ValueError(f"case {d['name']}: label values {shown} outside the classes 0..{num_classes - 1} "
+                         f"(num_classes={num_classes})")
+
+
+def _root_cause(e: BaseException) -> BaseException:
+    """MONAI wraps transform errors in ``RuntimeError('applying transform ...')``; surface our own clear error."""
+    while e.__cause__ is not None and isinstance(e, RuntimeError):
+        e = e.__cause__
+    return e
+
+
+def collate_volumes(items: list) -> dict:
+    """Flatten MONAI multi-sample lists and build a contract batch of plain tensors (label without channel dim)."""
+    from monai.data import MetaTensor
+    flat = [s for it in items for s in (it if isinstance(it, list) else [it])]
+
+    def plain(x: Any) -> torch.Tensor:
+        return x.as_tensor() if isinstance(x, MetaTensor) else torch.as_tensor(x)
+    return {"image": torch.stack([plain(s["image"]).float() for s in flat]),
+            "label": torch.stack([plain(s["label"])[0].round().long() for s in flat]),
+            "name": [s["name"] for s in flat]}
+
+
+class VolumeDataModule(SegDataModule):
+    """Base of the 3-D modules; subclasses implement ``_split() -> (train_records, val_records)``.
+
+    Records are dicts ``{"image": path, "label": path, "name": case}``. The test set is the validation split
+    (public 3-D sets rarely ship test labels).
+    """
+
+    def __init__(self, *, num_classes: int, in_channels: int, class_names: Sequence[str] | None,
+                 patch_size: Sequence[int], batch_size: int, samples_per_volume: int, crop: str,
+                 pos_fraction: float, class_ratios: Sequence[float] | None, orientation: str | None,
+                 spacing: Sequence[float] | None, normalization: str, intensity_window: Sequence[float] | None,
+                 augment: dict[str, Any] | None, cache_rate: float, num_workers: int, seed: int) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2 (background + foreground), got {num_classes}")
+        if len(patch_size) != 3 or min(patch_size) < 1:
+            raise ValueError(f"patch_size must be three positive ints, got {list(patch_size)}")
+        if crop not in _CROPS:
+            raise ValueError(f"crop must be one of {_CROPS}, got {crop!r}")
+        if not 0.0 <= pos_fraction <= 1.0:
+            raise ValueError(f"pos_fraction must be in [0, 1], got {pos_fraction}")
+        if class_ratios is not None and len(class_ratios) != num_classes:
+            raise ValueError(f"class_ratios needs {num_classes} values (one per class), got {list(class_ratios)}")
+        if spacing is not None and (len(spacing) != 3 or min(spacing) <= 0):
+            raise ValueError(f"spacing must be three positive numbers (mm) or null, got {list(spacing)}")
+        if not 0.0 <= cache_rate <= 1.0:
+            raise ValueError(f"cache_rate must be in [0, 1], got {cache_rate}")
+        if normalization == "window":
+            if intensity_window is None or len(intensity_window) != 2:
+                raise ValueError(f"normalization 'window' needs intensity_window [min, max], got {intensity_window}")
+            norm = {"kind": "window", "min": float(intensity_window[0]), "max": float(intensity_window[1])}
+        elif normalization == "zscore":
+            norm = {"kind": "zscore"}
+        else:
+            raise ValueError(f"normalization must be 'zscore' or 'window', got {normalization!r}")
+        self.normalization: dict[str, Any] = check_normalization(norm)
+        self.num_classes, self.in_channels, self.spatial_dims = num_classes, in_channels, 3
+        default_names = ["background"] + [f"class_{i}" for i in range(1, num_classes)]
+        self.class_names = list(class_names) if class_names else default_names
+        if len(self.class_names) != num_classes:
+            raise ValueError(f"class_names needs {num_classes} names, got {self.class_names}")
+        self.patch_size = [int(s) for s in patch_size]
+        self.batch_size, self.samples_per_volume, self.crop = batch_size, samples_per_volume, crop
+        self.pos_fraction, self.class_ratios = pos_fraction, list(class_ratios) if class_ratios else None
+        self.orientation, self.spacing = orientation, list(spacing) if spacing else None
+        self.augment_spec, self.cache_rate, self.num_workers, self.seed = augment, cache_rate, num_workers, seed
+        build_augment_3d(augment, patch_size=self.patch_size)  # fail early on a bad spec
+        self.train_ds: Any = None
+        self.val_ds: Any = None
+
+    def _split(self) -> tuple[list[dict], list[dict]]:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Adds the grid the model was trained on: ``orientation`` (axis codes) and ``spacing`` (mm, None = native)."""
+        return {**super().describe(), "orientation": self.orientation, "spacing": self.spacing}
+
+    # ---- transforms --------------------------------------------------------------------------------------------
+    def _deterministic(self, train: bool) -> list:
+        from monai.transforms import (EnsureTyped, FgBgToIndicesd, ClassesToIndicesd, LoadImaged,
+                                      Orientationd, Spacingd, SpatialPadd)
+        keys = ["image", "label"]
+        nc, ic = self.num_classes, self.in_channels
+        t: list = [LoadImaged(keys, ensure_channel_first=True, image_only=True),
+                   _CheckCase(nc, ic)]
+        if self.orientation:
+            t.append(Orientationd(keys, axcodes=self.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S"))))
+        if self.spacing:
+            t.append(Spacingd(keys, pixdim=self.spacing, mode=("bilinear", "nearest")))
+        t += [_Normalize(self.normalization), EnsureTyped("image", dtype=torch.float32, track_meta=False),
+              EnsureTyped("label", dtype=torch.uint8 if nc <= 256 else torch.int64, track_meta=False)]
+        if train:
+            t.append(SpatialPadd(keys, spatial_size=self.patch_size))
+            if self.crop == "pos_neg":
+                t.append(FgBgToIndicesd("label", fg_postfix="_fg", bg_postfix="_bg"))
+            else:
+                t.append(ClassesToIndicesd("label", num_classes=nc, indices_postfix="_cls"))
+        return t
+
+    def _random(self) -> list:
+        from monai.transforms import RandCropByLabelClassesd, RandCropByPosNegLabeld
+        keys = ["image", "label"]
+        if self.crop == "pos_neg":
+            crop = RandCropByPosNegLabeld(keys, label_key="label", spatial_size=self.patch_size,
+                                          pos=self.pos_fraction, neg=1.0 - self.pos_fraction,
+                                          num_samples=self.samples_per_volume, fg_indices_key="label_fg",
+                                          bg_indices_key="label_bg")
+        else:
+            crop = RandCropByLabelClassesd(keys, label_key="label", spatial_size=self.patch_size,
+                                           ratios=self.class_ratios, num_classes=self.num_classes,
+                                           num_samples=self.samples_per_volume, indices_key="label_cls")
+        return [crop] + build_augment_3d(self.augment_spec, keys=keys, patch_size=self.patch_size)
+
+    def _dataset(self, records: list[dict], train: bool) -> Any:
+        from monai.data import CacheDataset
+        from monai.transforms import Compose
+        transform = Compose(self._deterministic(train) + (self._random() if train else []))
+        transform.set_random_state(seed=self.seed)
+        try:
+            return CacheDataset(records, transform, cache_rate=self.cache_rate, num_workers=max(1, self.num_workers),
+                                progress=False)
+        except RuntimeError as e:
+            raise _root_cause(e) from None
+
+    # ---- Lightning hooks ---------------------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.val_ds is not None and (self.train_ds is not None or stage not in (None, "fit")):
+            return
+        train, val = self._split()
+        if not val:
+            raise ValueError("the validation split is empty: give validation cases or a val_fraction > 0")
+        check_nifti_pairs(train + val)
+        if stage in (None, "fit") and self.train_ds is None:
+            if not train:
+                raise ValueError("the training split is empty")
+            self.train_ds = self._dataset(train, train=True)
+        if self.val_ds is None:
+            self.val_ds = self._dataset(val, train=False)
+
+    def _loader(self, ds: Any, batch_size: int, shuffle: bool) -> Any:
+        from monai.data import DataLoader
+        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          collate_fn=collate_volumes, persistent_workers=self.num_workers > 0,
+                          pin_memory=torch.cuda.is_available())
+
+    def train_dataloader(self) -> Any:
+        if self.train_ds is None:
+            self.setup("fit")
+        return self._loader(self.train_ds, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> Any:
+        if self.val_ds is None:
+            self.setup("validate")
+        return self._loader(self.val_ds, 1, shuffle=False)
+
+    def test_dataloader(self) -> Any:
+        return self.val_dataloader()
+
+    def predict_dataloader(self) -> Any:
+        return self.val_dataloader()
+
+
+class _CheckCase(Transform):
+    """Transform: clear errors for channel count, label size and label values (runs on the raw loaded data)."""
+
+    def __init__(self, num_classes: int, in_channels: int) -> None:
+        self.num_classes, self.in_channels = num_classes, in_channels
+
+    def __call__(self, d: Mapping[Hashable, Any]) -> Mapping[Hashable, Any]:
+        _check_case(d, self.num_classes, self.in_channels)
+        return d
+
+
+class _Normalize(Transform):
+    """Transform: ``zoo.data.normalize`` on the image (after reorientation and resampling)."""
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        self.spec = dict(spec)
+
+    def __call__(self, d: Mapping[Hashable, Any]) -> dict:
+        return {**d, "image": normalize(torch.as_tensor(d["image"]), self.spec)}

@@ -1,0 +1,277 @@
+"""`zoo eval`: score a folder of predicted label maps against ground truth, per case and per class.
+
+Writes a per-case CSV, a JSON summary (keys ``dice`` and ``miou``: foreground means) and a Markdown table.
+The conventions are in `CONVENTIONS` (printed by ``--help``); the metrics themselves live in `zoo.metrics`.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from zoo.metrics import METRIC_NAMES, aggregate_cases, case_metrics
+from zoo.volume_io import is_nifti, list_cases, read_label_map, split_name
+
+__all__ = ["EvalResult", "match_cases", "evaluate_folders", "summary_json", "markdown_table", "fmt", "eval_main",
+           "CONVENTIONS"]
+
+CONVENTIONS = """\
+Conventions:
+  - Background (class 0) is excluded from every table and mean unless --include-background.
+  - A class empty in both prediction and ground truth of a case is skipped for that case (undefined), never
+    scored 0 or 1. A class present in only one scores Dice 0 and IoU 0; its HD95 is then undefined.
+    Sensitivity is undefined where the ground truth lacks the class, precision where the prediction lacks it.
+  - Per class: mean and std (population) over the cases where the metric is defined (n = their count).
+  - dice / miou (and each metric's mean): the mean over scored classes of those per-class means; a metric's
+    std is the std over cases of each case's mean over its scored classes.
+  - HD95: max of the two directed 95th-percentile distances between the class surfaces, in mm from the
+    ground truth's NIfTI voxel size (or in voxels with --hd95-voxels), in pixels for 2-D images.
+  - Undefined values are written as n/a (null in JSON); NaN is never printed as a number.
+  - Predictions and ground truth are matched by file stem (a.png <-> a.png, b.nii.gz <-> b.nii); every
+    stem must have both files."""
+
+_LABELS = dict(dice="Dice", iou="IoU", hd95="HD95", sensitivity="Sensitivity", precision="Precision")
+
+
+def fmt(value: float, digits: int = 4) -> str:
+    """A number with ``digits`` decimals, or ``n/a`` for NaN/None (NaN is never printed as a number)."""
+    if value is None or not math.isfinite(float(value)):
+        return "n/a"
+    return f"{float(value):.{digits}f}"
+
+
+def _json_num(value: float) -> float | None:
+    return None if value is None or not math.isfinite(float(value)) else float(value)
+
+
+@dataclass
+class EvalResult:
+    """Per-case metric arrays ``{metric: [num_cases, num_classes]}`` and their `aggregate_cases` summary."""
+
+    cases: list[str]
+    class_names: list[str]
+    per_case: dict[str, np.ndarray]
+    summary: dict[str, Any]
+    include_background: bool
+    hd95_unit: str
+
+    @property
+    def scored_classes(self) -> list[int]:
+        """Indices of the classes in tables and means (foreground unless background is included)."""
+        return list(range(0 if self.include_background else 1, len(self.class_names)))
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON summary (see `summary_json`) plus case names and the HD95 unit."""
+        out = summary_json(self.summary, self.class_names, self.include_background)
+        out.update(num_cases=len(self.cases), hd95_unit=self.hd95_unit, cases=self.cases)
+        return out
+
+    def write_csv(self, path: str | Path) -> Path:
+        """One row per case and scored class: case, class, class_name, then every metric (n/a if undefined)."""
+        path = Path(path)
+        metrics = list(self.per_case)
+        with path.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["case", "class", "class_name", *metrics])
+            for i, case in enumerate(self.cases):
+                for c in self.scored_classes:
+                    w.writerow([case, c, self.class_names[c], *(fmt(self.per_case[m][i, c], 6) for m in metrics)])
+        return path
+
+    def markdown(self) -> str:
+        """The per-class mean ± std table with a final row of means over the scored classes."""
+        return markdown_table(self.summary, self.class_names, self.include_background,
+                              title=f"{len(self.cases)} case(s); HD95 in {self.hd95_unit}")
+
+
+def summary_json(summary: dict[str, Any], class_names: Sequence[str], include_background: bool = False) -> dict:
+    """JSON-ready dict of an `aggregate_cases` summary: ``dice`` and ``miou`` (means over scored classes),
+    ``metrics`` (mean/std per metric) and ``per_class`` (mean/std/n per metric); undefined values are null."""
+    mean, std, per_class = summary["mean"], summary["std"], summary["per_class"]
+    first = 0 if include_background else 1
+    out: dict[str, Any] = {
+        "dice": _json_num(mean.get("dice", math.nan)),
+        "miou": _json_num(mean.get("iou", math.nan)),
+        "include_background": include_background,
+        "num_classes": len(class_names),
+        "metrics": {m: {"mean": _json_num(mean[m]), "std": _json_num(std[m])} for m in mean},
+        "per_class": {
+            class_names[c]: {m: {"mean": _json_num(per_class[m]["mean"][c]), "std": _json_num(per_class[m]["std"][c]),
+                                 "n": int(per_class[m]["n"][c])} for m in per_class}
+            for c in range(first, len(class_names))
+        },
+    }
+    return out
+
+
+def markdown_table(summary: dict[str, Any], class_names: Sequence[str], include_background: bool = False,
+                   title: str | None = None) -> str:
+    """Markdown table: one row per scored class (mean ± std over cases, n/a if undefined) + the overall mean."""
+    metrics = list(summary["mean"])
+    first = 0 if include_background else 1
+    digits = {m: 2 if m == "hd95" else 4 for m in metrics}
+    head = ["class", *(_LABELS.get(m, m) for m in metrics)]
+    rows = [head, ["---"] * len(head)]
+    for c in range(first, len(class_names)):
+        pc = summary["per_class"]
+        rows.append([class_names[c], *(_pm(pc[m]["mean"][c], pc[m]["std"][c], digits[m]) for m in metrics)])
+    scope = "all classes" if include_background else "foreground"
+    rows.append([f"**mean ({scope})**",
+                 *(_pm(summary["mean"][m], summary["std"][m], digits[m]) for m in metrics)])
+    lines = ["| " + " | ".join(r) + " |" for r in rows]
+    return (f"{title}\n\n" if title else "") + "\n".join(lines) + "\n"
+
+
+def _pm(mean: float, std: float, digits: int) -> str:
+    if not math.isfinite(mean):
+        return "n/a"
+    return fmt(mean, digits) + (f" ± {fmt(std, digits)}" if math.isfinite(std) else "")
+
+
+def _names(files: list[Path], arg: str) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for f in files:
+        stem = split_name(f)[0]
+        if stem in out:
+            raise ValueError(f"{arg}: {out[stem].name!r} and {f.name!r} share the stem {stem!r}; keep one")
+        out[stem] = f
+    return out
+
+
+def match_cases(pred_dir: str | Path, gt_dir: str | Path) -> list[tuple[str, Path, Path]]:
+    """``(stem, pred, gt)`` for every stem, sorted; unmatched stems on either side raise ValueError naming them."""
+    for arg, d in (("--pred", pred_dir), ("--gt", gt_dir)):
+        if Path(d).exists() and not Path(d).is_dir():
+            raise ValueError(f"{arg}: expected a folder of label maps, got the file {str(d)!r}")
+    preds = _names(list_cases(pred_dir, "--pred"), "--pred")
+    gts = _names(list_cases(gt_dir, "--gt"), "--gt")
+
+    def _show(stems: set[str]) -> str:
+        s = sorted(stems)
+        return ", ".join(repr(x) for x in s[:10]) + (f" and {len(s) - 10} more" if len(s) > 10 else "")
+
+    no_gt, no_pred = set(preds) - set(gts), set(gts) - set(preds)
+    problems = []
+    if no_pred:
+        problems.append(f"{len(no_pred)} ground-truth case(s) in {str(gt_dir)!r} have no prediction in "
+                        f"{str(pred_dir)!r}: {_show(no_pred)}")
+    if no_gt:
+        problems.append(f"{len(no_gt)} prediction(s) in {str(pred_dir)!r} have no ground truth in "
+                        f"{str(gt_dir)!r}: {_show(no_gt)}")
+    if problems:
+        raise ValueError("unmatched file stems (pred and gt are matched by stem): " + "; ".join(problems))
+    return [(s, preds[s], gts[s]) for s in sorted(preds)]
+
+
+def _check_labels(arr: np.ndarray, path: Path, num_classes: int) -> None:
+    top = int(arr.max(initial=0))
+    if top >= num_classes:
+        raise ValueError(f"label map {str(path)!r} holds label {top}, but --num-classes is {num_classes} "
+                         f"(labels must be in [0, {num_classes - 1}])")
+
+
+def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int, include_background: bool = False,
+                     class_names: Sequence[str] | None = None, hd95: bool = True, hd95_voxels: bool = False,
+                     progress: bool = False, roi_dir: str | Path | None = None) -> EvalResult:
+    """Score every prediction in ``pred_dir`` against the ground truth of the same stem in ``gt_dir``
+    (inside the nonzero pixels of the same-stem mask in ``roi_dir``, when given)."""
+    if not isinstance(num_classes, int) or num_classes < (1 if include_background else 2):
+        raise ValueError(f"num_classes must be an int >= {1 if include_background else 2} "
+                         f"(background + at least one scored class), got {num_classes!r}")
+    names = [str(i) for i in range(num_classes)] if class_names is None else [str(n) for n in class_names]
+    if len(names) != num_classes:
+        raise ValueError(f"class_names must have num_classes={num_classes} entries, got {len(names)}: {names}")
+    pairs = match_cases(pred_dir, gt_dir)
+    rois = _names(list_cases(roi_dir, "--roi-dir"), "--roi-dir") if roi_dir is not None else None
+    missing = sorted({p[0] for p in pairs} - set(rois)) if rois is not None else []
+    if missing:
+        raise ValueError(f"--roi-dir: {len(missing)} case(s) have no ROI mask in {str(roi_dir)!r}: "
+                         + ", ".join(repr(m) for m in missing[:10]))
+    from rich.console import Console
+    from rich.progress import track
+
+    per_case: dict[str, list[np.ndarray]] = {m: [] for m in METRIC_NAMES}
+    units = set()
+    for stem, pred_path, gt_path in track(pairs, description="evaluating", disable=not progress,
+                                          console=Console(stderr=True)):
+        pred, _ = read_label_map(pred_path)
+        gt, spacing = read_label_map(gt_path)
+        if pred.shape != gt.shape:
+            raise ValueError(f"case {stem!r}: prediction {str(pred_path)!r} has shape {pred.shape} but ground "
+                             f"truth {str(gt_path)!r} has shape {gt.shape}")
+        _check_labels(pred, pred_path, num_classes)
+        _check_labels(gt, gt_path, num_classes)
+        roi = None
+        if rois is not None:
+            roi = read_label_map(rois[stem])[0] > 0
+            if roi.shape != gt.shape:
+                raise ValueError(f"case {stem!r}: ROI mask {str(rois[stem])!r} has shape {roi.shape} but ground "
+                                 f"truth {str(gt_path)!r} has shape {gt.shape}")
+        physical = is_nifti(gt_path) and not hd95_voxels
+        units.add("mm" if physical else ("voxels" if gt.ndim == 3 else "pixels"))
+        values = case_metrics(pred, gt, num_classes, spacing if physical else None, hd95=hd95, roi=roi,
+                              include_background=include_background)
+        for m in METRIC_NAMES:
+            per_case[m].append(values[m])
+    arrays = {m: np.stack(v) for m, v in per_case.items()}
+    if not hd95:
+        arrays.pop("hd95")
+    summary = aggregate_cases(arrays, include_background)
+    unit = " / ".join(sorted(units)) if hd95 else "n/a"
+    return EvalResult([p[0] for p in pairs], names, arrays, summary, include_background, unit)
+
+
+def build_parser(prog: str = "zoo eval") -> argparse.ArgumentParser:
+    """The argparse parser of `zoo eval`."""
+    desc = ("Score predicted label maps against ground truth: Dice, IoU, HD95, sensitivity and precision per "
+            "case and per class, mean ± std over cases.\n\nWrites <output>/metrics_per_case.csv, "
+            "<output>/metrics.json (keys 'dice' and 'miou': foreground means, plus per-class and per-metric "
+            "mean/std) and <output>/metrics.md, and prints the table.\nLabel maps: single-channel PNG/TIFF "
+            "(2-D) or NIfTI (3-D) of class indices 0..N-1.\n\n" + CONVENTIONS)
+    p = argparse.ArgumentParser(prog=prog, description=desc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pred", required=True, help="folder of predicted label maps")
+    p.add_argument("--gt", required=True, help="folder of ground-truth label maps (same stems)")
+    p.add_argument("--num-classes", type=int, required=True, help="number of classes N, background included")
+    p.add_argument("--include-background", action="store_true", help="score class 0 too (excluded by default)")
+    p.add_argument("--class-names", help="comma-separated names of all N classes, background first")
+    p.add_argument("--output", help="folder for the CSV/JSON/Markdown files (default: the --pred folder)")
+    p.add_argument("--roi-dir", help="folder of masks with the same stems; only their nonzero pixels are scored "
+                                     "(e.g. DRIVE's field of view)")
+    p.add_argument("--hd95-voxels", action="store_true", help="HD95 in voxels even for NIfTI (default: mm)")
+    p.add_argument("--no-hd95", action="store_true", help="skip HD95 (the slowest metric)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no table on the terminal")
+    return p
+
+
+def eval_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `zoo eval`; returns the exit status (errors are printed, not raised)."""
+    args = build_parser().parse_args(argv)
+    names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
+    try:
+        result = evaluate_folders(args.pred, args.gt, args.num_classes, args.include_background, names,
+                                  hd95=not args.no_hd95, hd95_voxels=args.hd95_voxels, progress=not args.quiet,
+                                  roi_dir=args.roi_dir)
+        out = Path(args.output or args.pred)
+        out.mkdir(parents=True, exist_ok=True)
+        result.write_csv(out / "metrics_per_case.csv")
+        (out / "metrics.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        table = result.markdown()
+        (out / "metrics.md").write_text(table)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"zoo eval: error: {err}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        from rich.console import Console
+        from rich.markdown import Markdown
+
+        Console().print(Markdown(table))
+    print(f"dice {fmt(result.summary['mean']['dice'])}  miou {fmt(result.summary['mean']['iou'])}  "
+          f"-> {out / 'metrics.json'}")
+    return 0

@@ -1,0 +1,65 @@
+"""Whole-image and sliding-window inference, shared by `zoo predict` and validation so both see the same logits.
+
+An input that fits in ``roi_size`` (the training patch) is run whole, zero-padded up to the model's size
+divisor; a larger one goes through MONAI's ``sliding_window_inference`` with gaussian blending of the logits.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Sequence
+
+import torch
+from monai.inferers import sliding_window_inference
+from torch import nn
+
+from backbones.layers import pad_to_multiple
+
+__all__ = ["predict_logits", "model_divisor"]
+
+
+def model_divisor(model: nn.Module, spatial_dims: int) -> list[int]:
+    """Per-axis size the model's input must be a multiple of (its ``divisor`` attribute; 1 when it has none)."""
+    div = getattr(model, "divisor", 1)
+    return [int(div)] * spatial_dims if isinstance(div, int) else [int(d) for d in div]
+
+
+def _forward(model: nn.Module, x: torch.Tensor, amp: bool) -> torch.Tensor:
+    ctx = (torch.autocast(x.device.type, dtype=torch.bfloat16) if amp and x.device.type == "cuda"
+           else contextlib.nullcontext())
+    with ctx:
+        out = model(x)
+    if isinstance(out, (list, tuple)):  # deep supervision: full resolution comes first
+        out = out[0]
+    return out.float()
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, image: torch.Tensor, roi_size: Sequence[int] | None = None,
+                   overlap: float = 0.5, sw_batch_size: int = 1, amp: bool = False) -> torch.Tensor:
+    """Logits ``[B, K, *spatial]`` for normalised images ``[B, C, *spatial]`` (model in eval mode assumed).
+
+    ``roi_size`` None runs the whole image; otherwise images larger than it along any axis are tiled with
+    windows of ``roi_size`` overlapping by ``overlap`` (0 <= overlap < 1), ``sw_batch_size`` windows at a time.
+    ``amp`` autocasts to bfloat16 on CUDA (ignored on CPU).
+    """
+    nd = image.ndim - 2
+    if nd < 1:
+        raise ValueError(f"image must be [B, C, *spatial], got shape {tuple(image.shape)}")
+    divs = model_divisor(model, nd)
+    if roi_size is not None:
+        roi = [int(r) for r in roi_size]
+        if len(roi) != nd:
+            raise ValueError(f"roi_size must have {nd} entries for {nd}-D images, got {list(roi_size)}")
+        bad = [r for r, d in zip(roi, divs) if r <= 0 or r % d]
+        if bad:
+            raise ValueError(f"roi_size {roi} must be positive multiples of the model's size divisor {divs}")
+        if not 0.0 <= overlap < 1.0:
+            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+        if sw_batch_size < 1:
+            raise ValueError(f"sw_batch_size must be >= 1, got {sw_batch_size}")
+        if any(s > r for s, r in zip(image.shape[2:], roi)):
+            return sliding_window_inference(image, roi, sw_batch_size, lambda x: _forward(model, x, amp),
+                                            overlap=overlap, mode="gaussian", padding_mode="constant", cval=0.0)
+    x, crop = pad_to_multiple(image, divs)
+    return _forward(model, x, amp)[crop]
+

@@ -1,0 +1,4 @@
+"""Lightning modules and training plumbing (the only place that knows both models and Lightning)."""
+from zoo.lightning.segmentation import SegmentationModule
+
+__all__ = ["SegmentationModule"]

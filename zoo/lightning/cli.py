@@ -1,0 +1,100 @@
+"""`zoo fit|validate|test|predict --config FILE`: LightningCLI with segzoo's defaults.
+
+Adds: the data module's facts linked into the model (`data_info`), best/last checkpoints by val Dice, atomic
+checkpoint writes, bf16 mixed precision by default on a GPU, and after `fit` a validation of the best
+checkpoint whose metrics are printed as a table and written to `<run dir>/metrics.json`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from zoo.data.base import SegDataModule
+from zoo.lightning.checkpoint_io import AtomicCheckpointIO
+from zoo.lightning.segmentation import SegmentationModule
+
+__all__ = ["ZooCLI", "run_lightning_cli", "write_fit_metrics"]
+
+
+class ZooCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({
+            "checkpoint.filename": "best", "checkpoint.monitor": "val/dice", "checkpoint.mode": "max",
+            "checkpoint.save_last": True, "checkpoint.enable_version_counter": False,
+        })
+        parser.link_arguments("data", "model.init_args.data_info", compute_fn=lambda dm: dm.describe(),
+                              apply_on="instantiate")
+
+    def after_fit(self) -> None:
+        ckpt = self.trainer.checkpoint_callback
+        best = getattr(ckpt, "best_model_path", "") or None
+        results = self.trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=best or None,
+                                        verbose=False)
+        if self.trainer.is_global_zero:
+            write_fit_metrics(Path(self.trainer.log_dir or self.trainer.default_root_dir), results[0],
+                              self.model, best)
+
+
+def write_fit_metrics(run_dir: Path, logged: dict[str, Any], model: SegmentationModule,
+                      checkpoint: str | None) -> dict[str, Any]:
+    """Print the validation metrics as a table and write them to `run_dir/metrics.json` (no NaN written)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    def num(v: Any) -> float | None:
+        v = float(v)
+        return None if math.isnan(v) else v
+
+    per_class = {}
+    for name in model.class_names:
+        if f"val/dice_{name}" in logged:
+            per_class[name] = {"dice": num(logged[f"val/dice_{name}"]), "iou": num(logged[f"val/iou_{name}"])}
+    out = {"dice": num(logged["val/dice"]), "miou": num(logged["val/miou"]), "per_class": per_class,
+           "val_loss": num(logged["val/loss"]) if "val/loss" in logged else None,
+           "checkpoint": checkpoint, "model": model.hparams["model_name"]}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / ".metrics.json.tmp"
+    tmp.write_text(json.dumps(out, indent=2))
+    os.replace(tmp, run_dir / "metrics.json")
+
+    table = Table(title=f"validation ({'best checkpoint' if checkpoint else 'final weights'})")
+    for col in ("class", "Dice", "IoU"):
+        table.add_column(col)
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    for name, m in per_class.items():
+        table.add_row(name, fmt(m["dice"]), fmt(m["iou"]))
+    table.add_row("[bold]mean (foreground)", fmt(out["dice"]), fmt(out["miou"]))
+    Console().print(table)
+    print(f"metrics written to {run_dir / 'metrics.json'}")
+    return out
+
+
+def run_lightning_cli(argv: list[str]) -> ZooCLI:
+    """Run one LightningCLI subcommand (`fit`, `validate`, `test`, `predict`) with segzoo's defaults."""
+    import sys
+
+    saved, sys.argv = sys.argv, ["zoo", *argv]  # LightningCLI reads sys.argv; this also names the program `zoo`
+    try:
+        return _make_cli()
+    finally:
+        sys.argv = saved
+
+
+def _make_cli() -> ZooCLI:
+    return ZooCLI(
+        SegmentationModule, SegDataModule, subclass_mode_model=True, subclass_mode_data=True,
+        trainer_defaults={
+            "precision": "bf16-mixed" if torch.cuda.is_available() else "32-true",
+            "plugins": [AtomicCheckpointIO()],
+        },
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+    )

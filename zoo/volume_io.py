@@ -1,0 +1,147 @@
+"""Case files for `zoo predict` and `zoo eval`: listing and stem matching, NIfTI volumes, 2-D vs 3-D dispatch.
+
+2-D images (PNG/JPEG/TIFF) are read by `zoo.data.io`, as training reads them. Arrays are channel-first
+``[C, *spatial]`` for images and ``[*spatial]`` for label maps. 2-D arrays are
+``[H, W]`` (PIL's row-major order); NIfTI arrays keep nibabel's voxel order ``[X, Y, Z]``, so a label map
+written back with the input's affine and header lines up with the input in any viewer.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import nibabel as nib
+import numpy as np
+
+from zoo.data.io import IMAGE_SUFFIXES, read_image, read_mask, write_mask
+
+__all__ = ["IMAGE_SUFFIXES", "NIFTI_SUFFIXES", "SUPPORTED_SUFFIXES", "split_name", "is_nifti", "list_cases",
+           "read_input", "read_nifti", "read_label_map", "write_label_map", "label_dtype"]
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + NIFTI_SUFFIXES
+
+
+def split_name(path: str | Path) -> tuple[str, str]:
+    """``(stem, suffix)`` with the suffix lower-cased and ``.nii.gz`` kept whole: ``a.b.nii.gz -> (a.b, .nii.gz)``."""
+    name = Path(path).name
+    low = name.lower()
+    for suffix in SUPPORTED_SUFFIXES:
+        if low.endswith(suffix):
+            return name[: -len(suffix)], suffix
+    p = Path(name)
+    return p.stem, p.suffix.lower()
+
+
+def is_nifti(path: str | Path) -> bool:
+    """Whether `path` names a NIfTI file (``.nii`` or ``.nii.gz``)."""
+    return split_name(path)[1] in NIFTI_SUFFIXES
+
+
+def list_cases(path: str | Path, arg: str, suffixes: Iterable[str] = SUPPORTED_SUFFIXES) -> list[Path]:
+    """The supported files a file-or-folder argument names (a folder: its direct children, sorted).
+
+    Raises ``FileNotFoundError`` naming ``arg`` when the path is missing and ``ValueError`` when it holds no
+    supported file or has an unsupported suffix.
+    """
+    p = Path(path)
+    suffixes = tuple(suffixes)
+    if not p.exists():
+        raise FileNotFoundError(f"{arg}: path {str(p)!r} does not exist")
+    if p.is_file():
+        if split_name(p)[1] not in suffixes:
+            raise ValueError(f"{arg}: file {str(p)!r} has an unsupported suffix; expected one of {list(suffixes)}")
+        return [p]
+    files = sorted(f for f in p.iterdir() if f.is_file() and split_name(f)[1] in suffixes)
+    if not files:
+        raise ValueError(f"{arg}: folder {str(p)!r} holds no file ending in any of {list(suffixes)}")
+    return files
+
+
+def read_input(path: str | Path) -> tuple[np.ndarray, nib.Nifti1Image | None]:
+    """An input image as raw float32 ``[C, *spatial]`` plus, for NIfTI, the image whose affine/header to keep."""
+    if is_nifti(path):
+        return read_nifti(path)
+    return read_image(path), None
+
+
+def _load_nifti(path: Path) -> nib.Nifti1Image:
+    try:
+        img = nib.load(str(path))
+        img.get_fdata(caching="unchanged")  # decode now so a truncated file fails here, naming the file
+    except Exception as err:  # nibabel/gzip/zlib raise many types for corrupt files
+        raise ValueError(f"cannot read NIfTI file {str(path)!r}: {err}") from err
+    return img
+
+
+def read_nifti(path: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """A NIfTI volume as float32 ``[C, X, Y, Z]`` (a 4-D file's last axis is the channel axis) plus the image."""
+    path = Path(path)
+    img = _load_nifti(path)
+    arr = np.asarray(img.get_fdata(dtype=np.float32))
+    if arr.ndim == 3:
+        arr = arr[None]
+    elif arr.ndim == 4:
+        arr = np.moveaxis(arr, -1, 0)
+    else:
+        raise ValueError(f"NIfTI file {str(path)!r} must be 3-D [X, Y, Z] or 4-D [X, Y, Z, C], got shape {arr.shape}")
+    return np.ascontiguousarray(arr), img
+
+
+def read_label_map(path: str | Path) -> tuple[np.ndarray, tuple[float, ...]]:
+    """An integer label map ``[*spatial]`` (int64) and its pixel/voxel spacing (NIfTI zooms; 1.0 for images).
+
+    Raises ValueError naming the file for corrupt files, multi-channel images, non-integer or negative values.
+    """
+    path = Path(path)
+    if not is_nifti(path):
+        return read_mask(path), (1.0, 1.0)
+    img = _load_nifti(path)
+    arr = np.asarray(img.dataobj)
+    if arr.ndim == 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    spacing = tuple(float(z) for z in img.header.get_zooms()[: arr.ndim])
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
+            raise ValueError(f"label map {str(path)!r} must hold integer class indices, got non-integer values")
+    elif arr.dtype.kind not in "uib":
+        raise ValueError(f"label map {str(path)!r} must hold integer class indices, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"label map {str(path)!r} must hold class indices >= 0, got minimum {arr.min()}")
+    return arr, spacing
+
+
+def label_dtype(num_classes: int) -> np.dtype:
+    """The smallest unsigned dtype holding labels ``0..num_classes-1`` (uint8 up to 256 classes, else uint16)."""
+    if num_classes > 65536:
+        raise ValueError(f"num_classes must be <= 65536 to save label maps, got {num_classes}")
+    return np.dtype(np.uint8 if num_classes <= 256 else np.uint16)
+
+
+def write_label_map(path: str | Path, labels: np.ndarray, num_classes: int,
+                    reference: nib.Nifti1Image | None = None) -> Path:
+    """Save a label map: NIfTI with ``reference``'s affine and header, else a single-channel PNG/TIFF."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if reference is not None:
+        return write_label_nifti(path, labels, reference, num_classes)
+    write_mask(path, labels)
+    return path
+
+
+def write_label_nifti(path: str | Path, labels: np.ndarray, reference: nib.Nifti1Image, num_classes: int) -> Path:
+    """Save a 3-D label map with the reference image's affine and header (dtype and scaling set for labels)."""
+    if labels.shape != reference.shape[:3]:
+        raise ValueError(f"label map shape {labels.shape} does not match the reference volume {reference.shape[:3]}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = reference.header.copy()
+    dtype = label_dtype(num_classes)
+    header.set_data_dtype(dtype)
+    out = type(reference)(labels.astype(dtype), reference.affine, header=header)
+    out.header.set_slope_inter(1.0, 0.0)  # labels are stored unscaled whatever the input's scaling was
+    out.header["cal_min"], out.header["cal_max"] = 0, 0  # the input's display window means nothing for labels
+    nib.save(out, str(path))
+    return path
+
