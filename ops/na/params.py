@@ -19,7 +19,7 @@ import torch
 IntOrSeq = Union[int, Sequence[int]]
 BoolOrSeq = Union[bool, Sequence[bool]]
 
-__all__ = ["NAParams", "make_params", "check_qkv"]
+__all__ = ["NAParams", "make_params", "check_qkv", "per_axis"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,8 @@ class NAParams:
                         (1,) * p + self.stride, (False,) * p + self.is_causal)
 
 
-def _per_axis(name: str, value: IntOrSeq | BoolOrSeq, ndim: int, kind: type) -> tuple:
+def per_axis(name: str, value: IntOrSeq | BoolOrSeq, ndim: int, kind: type) -> tuple:
+    """`value` (a scalar or one entry per axis) as a tuple of `ndim` entries of type `kind`; clear errors otherwise."""
     if isinstance(value, (bool, int)) and not (kind is int and isinstance(value, bool)):
         value = (value,) * ndim
     try:
@@ -64,10 +65,10 @@ def make_params(shape: Sequence[int], kernel_size: IntOrSeq, dilation: IntOrSeq 
     """Normalise int-or-tuple arguments for spatial `shape` and check them against it (clear errors)."""
     shape = tuple(int(s) for s in shape)
     nd = len(shape)
-    ks = _per_axis("kernel_size", kernel_size, nd, int)
-    dil = _per_axis("dilation", dilation, nd, int)
-    st = _per_axis("stride", stride, nd, int)
-    ca = _per_axis("is_causal", is_causal, nd, bool)
+    ks = per_axis("kernel_size", kernel_size, nd, int)
+    dil = per_axis("dilation", dilation, nd, int)
+    st = per_axis("stride", stride, nd, int)
+    ca = per_axis("is_causal", is_causal, nd, bool)
     for ax in range(nd):
         L, k, d, s = shape[ax], ks[ax], dil[ax], st[ax]
         if k < 1:
