@@ -1,0 +1,389 @@
+"""Fused neighborhood-attention Triton kernels (forward, dQ, dK/dV), one generic 3-axis kernel for 1-D/2-D/3-D.
+
+Queries are tiled in dilation-group coordinates (a tile holds TX x TY x TZ queries of one dilation group, contiguous
+per axis), so the union of their key windows is a small box; each program walks that box in flattened blocks of
+keys with an exact per-(query, key) NA mask, online softmax in fp32 and no attention matrix in memory. The dK/dV
+kernel walks the inverse box (queries whose windows can reach a key tile). Tensors are contiguous
+`[B, X, Y, Z, H, D]`; the logsumexp (base 2) is `[B, H, N]`.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from .params import NAParams
+
+__all__ = ["na_fwd_triton", "na_bwd_triton", "INTERPRET"]
+
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _win(ig, Lg, K, S, CAUSAL: tl.constexpr):
+    """In-group window [ws, we] (inclusive) of in-group query index `ig` (scalar or tensor)."""
+    if CAUSAL:
+        lead = (ig // S) * S
+        ws = tl.maximum(lead - K + 1, 0)
+        we = lead
+    else:
+        lead = (ig // S) * S + S // 2
+        ws = tl.minimum(tl.maximum(lead - K // 2, 0), Lg - K)
+        we = ws + K - 1
+    return ws, we
+
+
+@triton.jit
+def _inv(a, b, Lg, K, S, CAUSAL: tl.constexpr):
+    """In-group query range [lo, hi] whose windows can contain a key in [a, b]."""
+    if CAUSAL:
+        lo = ((a + S - 1) // S) * S
+        hi = ((b + K - 1) // S) * S + S - 1
+    else:
+        left = K // 2
+        pmin = tl.where(a - K + 1 <= 0, 0, a - K + 1 + left)
+        lo = ((tl.maximum(pmin - S // 2, 0) + S - 1) // S) * S
+        hi = tl.where(b >= Lg - K, Lg - 1, ((b + left - S // 2) // S) * S + S - 1)
+    return lo, tl.minimum(hi, Lg - 1)
+
+
+@triton.jit
+def _tile(idx, L, Dil, TPG, T: tl.constexpr):
+    """Dilation group, first in-group index and group length of tile `idx` on one axis."""
+    g = idx // TPG
+    ig0 = (idx % TPG) * T
+    Lg = (L - g + Dil - 1) // Dil
+    return g, ig0, Lg
+
+
+@triton.jit
+def _axis_ok(kc, ws, we, FULL: tl.constexpr):
+    if FULL:
+        return kc[None, :] >= 0
+    return (kc[None, :] >= ws[:, None]) & (kc[None, :] <= we[:, None])
+
+
+@triton.jit
+def _na_fwd_kernel(
+    Q, K, V, O, LSE, qk_scale, H, N, HD,
+    Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz,
+    CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
+    FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr,
+    TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr,
+    BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    ntz = Dz * TPGz
+    nty = Dy * TPGy
+    gx, ig0x, Lgx = _tile(pid // (ntz * nty), Lx, Dx, TPGx, TX)
+    gy, ig0y, Lgy = _tile((pid // ntz) % nty, Ly, Dy, TPGy, TY)
+    gz, ig0z, Lgz = _tile(pid % ntz, Lz, Dz, TPGz, TZ)
+
+    m = tl.arange(0, TX * TY * TZ)
+    qx = ig0x + m // (TY * TZ)
+    qy = ig0y + (m // TZ) % TY
+    qz = ig0z + m % TZ
+    qvalid = (qx < Lgx) & (qy < Lgy) & (qz < Lgz)
+    tok_q = ((gx + Dx * qx) * Ly + gy + Dy * qy) * Lz + gz + Dz * qz
+    wsx, wex = _win(qx, Lgx, Kx, Sx, CX)
+    wsy, wey = _win(qy, Lgy, Ky, Sy, CY)
+    wsz, wez = _win(qz, Lgz, Kz, Sz, CZ)
+    kminx, _a = _win(ig0x, Lgx, Kx, Sx, CX)
+    kminy, _b = _win(ig0y, Lgy, Ky, Sy, CY)
+    kminz, _c = _win(ig0z, Lgz, Kz, Sz, CZ)
+    _d, kmaxx = _win(tl.minimum(ig0x + TX - 1, Lgx - 1), Lgx, Kx, Sx, CX)
+    _e, kmaxy = _win(tl.minimum(ig0y + TY - 1, Lgy - 1), Lgy, Ky, Sy, CY)
+    _f, kmaxz = _win(tl.minimum(ig0z + TZ - 1, Lgz - 1), Lgz, Kz, Sz, CZ)
+    bx = kmaxx - kminx + 1
+    by = kmaxy - kminy + 1
+    bz = kmaxz - kminz + 1
+    empty = (ig0x >= Lgx) | (ig0y >= Lgy) | (ig0z >= Lgz)
+    nbox = tl.where(empty, 0, bx * by * bz)
+
+    row = H * HD
+    base = b.to(tl.int64) * N * row + h * HD
+    dofs = tl.arange(0, HEAD_DIM)
+    dmask = dofs[None, :] < HD
+    q = tl.load(Q + base + tok_q[:, None] * row + dofs[None, :], mask=qvalid[:, None] & dmask, other=0.0)
+
+    m_i = tl.full([TX * TY * TZ], -1.0e30, dtype=tl.float32)
+    l_i = tl.zeros([TX * TY * TZ], dtype=tl.float32)
+    acc = tl.zeros([TX * TY * TZ, HEAD_DIM], dtype=tl.float32)
+    for n0 in range(0, nbox, BLOCK_N):
+        n = n0 + tl.arange(0, BLOCK_N)
+        kx = kminx + n // (by * bz)
+        ky = kminy + (n // bz) % by
+        kz = kminz + n % bz
+        kvalid = n < nbox
+        tok_k = ((gx + Dx * kx) * Ly + gy + Dy * ky) * Lz + gz + Dz * kz
+        kptr = base + tok_k[:, None] * row + dofs[None, :]
+        kt = tl.load(K + kptr, mask=kvalid[:, None] & dmask, other=0.0)
+        s = tl.dot(q, tl.trans(kt), input_precision=PREC) * qk_scale
+        ok = kvalid[None, :] & _axis_ok(kx, wsx, wex, FX) & _axis_ok(ky, wsy, wey, FY) & _axis_ok(kz, wsz, wez, FZ)
+        s = tl.where(ok, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.math.exp2(m_i - m_new)
+        p = tl.math.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        vt = tl.load(V + kptr, mask=kvalid[:, None] & dmask, other=0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(vt.dtype), vt, input_precision=PREC)
+        m_i = m_new
+    l_safe = tl.where(l_i > 0, l_i, 1.0)
+    out = acc / l_safe[:, None]
+    tl.store(O + base + tok_q[:, None] * row + dofs[None, :], out.to(O.dtype.element_ty), mask=qvalid[:, None] & dmask)
+    tl.store(LSE + bh.to(tl.int64) * N + tok_q, m_i + tl.math.log2(l_safe), mask=qvalid)
+
+
+@triton.jit
+def _na_bwd_dq_kernel(
+    Q, K, V, DO, LSE, DELTA, DQ, qk_scale, sm_scale, H, N, HD,
+    Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz,
+    CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
+    FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr,
+    TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr,
+    BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    ntz = Dz * TPGz
+    nty = Dy * TPGy
+    gx, ig0x, Lgx = _tile(pid // (ntz * nty), Lx, Dx, TPGx, TX)
+    gy, ig0y, Lgy = _tile((pid // ntz) % nty, Ly, Dy, TPGy, TY)
+    gz, ig0z, Lgz = _tile(pid % ntz, Lz, Dz, TPGz, TZ)
+
+    m = tl.arange(0, TX * TY * TZ)
+    qx = ig0x + m // (TY * TZ)
+    qy = ig0y + (m // TZ) % TY
+    qz = ig0z + m % TZ
+    qvalid = (qx < Lgx) & (qy < Lgy) & (qz < Lgz)
+    tok_q = ((gx + Dx * qx) * Ly + gy + Dy * qy) * Lz + gz + Dz * qz
+    wsx, wex = _win(qx, Lgx, Kx, Sx, CX)
+    wsy, wey = _win(qy, Lgy, Ky, Sy, CY)
+    wsz, wez = _win(qz, Lgz, Kz, Sz, CZ)
+    kminx, _a = _win(ig0x, Lgx, Kx, Sx, CX)
+    kminy, _b = _win(ig0y, Lgy, Ky, Sy, CY)
+    kminz, _c = _win(ig0z, Lgz, Kz, Sz, CZ)
+    _d, kmaxx = _win(tl.minimum(ig0x + TX - 1, Lgx - 1), Lgx, Kx, Sx, CX)
+    _e, kmaxy = _win(tl.minimum(ig0y + TY - 1, Lgy - 1), Lgy, Ky, Sy, CY)
+    _f, kmaxz = _win(tl.minimum(ig0z + TZ - 1, Lgz - 1), Lgz, Kz, Sz, CZ)
+    bx = kmaxx - kminx + 1
+    by = kmaxy - kminy + 1
+    bz = kmaxz - kminz + 1
+    empty = (ig0x >= Lgx) | (ig0y >= Lgy) | (ig0z >= Lgz)
+    nbox = tl.where(empty, 0, bx * by * bz)
+
+    row = H * HD
+    base = b.to(tl.int64) * N * row + h * HD
+    dofs = tl.arange(0, HEAD_DIM)
+    dmask = dofs[None, :] < HD
+    qmask = qvalid[:, None] & dmask
+    qptr = base + tok_q[:, None] * row + dofs[None, :]
+    q = tl.load(Q + qptr, mask=qmask, other=0.0)
+    do = tl.load(DO + qptr, mask=qmask, other=0.0)
+    lse = tl.load(LSE + bh.to(tl.int64) * N + tok_q, mask=qvalid, other=0.0)
+    delta = tl.load(DELTA + bh.to(tl.int64) * N + tok_q, mask=qvalid, other=0.0)
+
+    dq = tl.zeros([TX * TY * TZ, HEAD_DIM], dtype=tl.float32)
+    for n0 in range(0, nbox, BLOCK_N):
+        n = n0 + tl.arange(0, BLOCK_N)
+        kx = kminx + n // (by * bz)
+        ky = kminy + (n // bz) % by
+        kz = kminz + n % bz
+        kvalid = n < nbox
+        tok_k = ((gx + Dx * kx) * Ly + gy + Dy * ky) * Lz + gz + Dz * kz
+        kptr = base + tok_k[:, None] * row + dofs[None, :]
+        kt = tl.load(K + kptr, mask=kvalid[:, None] & dmask, other=0.0)
+        vt = tl.load(V + kptr, mask=kvalid[:, None] & dmask, other=0.0)
+        s = tl.dot(q, tl.trans(kt), input_precision=PREC) * qk_scale
+        ok = kvalid[None, :] & _axis_ok(kx, wsx, wex, FX) & _axis_ok(ky, wsy, wey, FY) & _axis_ok(kz, wsz, wez, FZ)
+        p = tl.where(ok, tl.math.exp2(s - lse[:, None]), 0.0)
+        dp = tl.dot(do, tl.trans(vt), input_precision=PREC)
+        ds = p * (dp - delta[:, None])
+        dq += tl.dot(ds.to(kt.dtype), kt, input_precision=PREC)
+    tl.store(DQ + qptr, (dq * sm_scale).to(DQ.dtype.element_ty), mask=qmask)
+
+
+@triton.jit
+def _na_bwd_dkv_kernel(
+    Q, K, V, DO, LSE, DELTA, DK, DV, qk_scale, sm_scale, H, N, HD,
+    Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz,
+    CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
+    FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr,
+    TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr,
+    BLOCK_M: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    ntz = Dz * TPGz
+    nty = Dy * TPGy
+    gx, ig0x, Lgx = _tile(pid // (ntz * nty), Lx, Dx, TPGx, TX)
+    gy, ig0y, Lgy = _tile((pid // ntz) % nty, Ly, Dy, TPGy, TY)
+    gz, ig0z, Lgz = _tile(pid % ntz, Lz, Dz, TPGz, TZ)
+
+    j = tl.arange(0, TX * TY * TZ)
+    kx = ig0x + j // (TY * TZ)
+    ky = ig0y + (j // TZ) % TY
+    kz = ig0z + j % TZ
+    kvalid = (kx < Lgx) & (ky < Lgy) & (kz < Lgz)
+    tok_k = ((gx + Dx * kx) * Ly + gy + Dy * ky) * Lz + gz + Dz * kz
+    qlox, qhix = _inv(ig0x, tl.minimum(ig0x + TX - 1, Lgx - 1), Lgx, Kx, Sx, CX)
+    qloy, qhiy = _inv(ig0y, tl.minimum(ig0y + TY - 1, Lgy - 1), Lgy, Ky, Sy, CY)
+    qloz, qhiz = _inv(ig0z, tl.minimum(ig0z + TZ - 1, Lgz - 1), Lgz, Kz, Sz, CZ)
+    bx = qhix - qlox + 1
+    by = qhiy - qloy + 1
+    bz = qhiz - qloz + 1
+    empty = (ig0x >= Lgx) | (ig0y >= Lgy) | (ig0z >= Lgz) | (bx <= 0) | (by <= 0) | (bz <= 0)
+    nbox = tl.where(empty, 0, bx * by * bz)
+
+    row = H * HD
+    base = b.to(tl.int64) * N * row + h * HD
+    dofs = tl.arange(0, HEAD_DIM)
+    dmask = dofs[None, :] < HD
+    kmask = kvalid[:, None] & dmask
+    kptr = base + tok_k[:, None] * row + dofs[None, :]
+    kt = tl.load(K + kptr, mask=kmask, other=0.0)
+    vt = tl.load(V + kptr, mask=kmask, other=0.0)
+
+    dk = tl.zeros([TX * TY * TZ, HEAD_DIM], dtype=tl.float32)
+    dv = tl.zeros([TX * TY * TZ, HEAD_DIM], dtype=tl.float32)
+    for m0 in range(0, nbox, BLOCK_M):
+        mm = m0 + tl.arange(0, BLOCK_M)
+        qx = qlox + mm // (by * bz)
+        qy = qloy + (mm // bz) % by
+        qz = qloz + mm % bz
+        qvalid = mm < nbox
+        tok_q = ((gx + Dx * qx) * Ly + gy + Dy * qy) * Lz + gz + Dz * qz
+        wsx, wex = _win(qx, Lgx, Kx, Sx, CX)
+        wsy, wey = _win(qy, Lgy, Ky, Sy, CY)
+        wsz, wez = _win(qz, Lgz, Kz, Sz, CZ)
+        qptr = base + tok_q[:, None] * row + dofs[None, :]
+        q = tl.load(Q + qptr, mask=qvalid[:, None] & dmask, other=0.0)
+        do = tl.load(DO + qptr, mask=qvalid[:, None] & dmask, other=0.0)
+        lse = tl.load(LSE + bh.to(tl.int64) * N + tok_q, mask=qvalid, other=0.0)
+        delta = tl.load(DELTA + bh.to(tl.int64) * N + tok_q, mask=qvalid, other=0.0)
+        s = tl.dot(q, tl.trans(kt), input_precision=PREC) * qk_scale  # [BLOCK_M, keys]
+        ok = qvalid[:, None] & _axis_ok(kx, wsx, wex, FX) & _axis_ok(ky, wsy, wey, FY) & _axis_ok(kz, wsz, wez, FZ)
+        p = tl.where(ok, tl.math.exp2(s - lse[:, None]), 0.0)
+        dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
+        dp = tl.dot(do, tl.trans(vt), input_precision=PREC)
+        ds = p * (dp - delta[:, None])
+        dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PREC)
+    tl.store(DK + kptr, (dk * sm_scale).to(DK.dtype.element_ty), mask=kmask)
+    tl.store(DV + kptr, dv.to(DV.dtype.element_ty), mask=kmask)
+
+
+# ----------------------------------------------------------------------------------------------- launch helpers
+
+_TARGET = {  # query/key tile shapes (X, Y, Z) per number of real spatial axes, for 128 and 64 tokens
+    128: {1: (1, 1, 128), 2: (1, 8, 16), 3: (4, 4, 8)},
+    64: {1: (1, 1, 64), 2: (1, 8, 8), 3: (4, 4, 4)},
+}
+
+
+def _pow2(x: int) -> int:
+    return 1 << max(0, int(x - 1).bit_length())
+
+
+def fit_tile(lg_max: tuple[int, ...], target: tuple[int, ...], min_tokens: int = 16) -> tuple[int, int, int]:
+    """Shrink a target tile to the axes' group lengths and regrow other axes to keep the token count."""
+    t = [min(t, _pow2(n)) for t, n in zip(target, lg_max)]
+    total = max(math.prod(target), min_tokens)
+    grown = True
+    while math.prod(t) < total and grown:
+        grown = False
+        for a in (2, 1, 0):
+            if t[a] < _pow2(lg_max[a]) and math.prod(t) < total:
+                t[a] *= 2
+                grown = True
+    while math.prod(t) < min_tokens:
+        t[2] *= 2
+    return tuple(t)  # type: ignore[return-value]
+
+
+def _geometry(p: NAParams, tile: tuple[int, int, int]) -> tuple[list, tuple[int, int, int], int]:
+    """Per-axis runtime ints, tiles-per-group and the number of tiles for a padded 3-axis problem."""
+    tpg = tuple(triton.cdiv(triton.cdiv(L, d), t) for L, d, t in zip(p.shape, p.dilation, tile))
+    ints = [*p.shape, *p.kernel_size, *p.dilation, *p.stride, *tpg]
+    ntiles = math.prod(d * n for d, n in zip(p.dilation, tpg))
+    return ints, tpg, ntiles
+
+
+def _flags(p: NAParams) -> dict:
+    full = [(not c) and d == 1 and k == L for L, k, d, c in zip(p.shape, p.kernel_size, p.dilation, p.is_causal)]
+    return dict(CX=p.is_causal[0], CY=p.is_causal[1], CZ=p.is_causal[2], FX=full[0], FY=full[1], FZ=full[2])
+
+
+def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
+    """Tile shapes, block sizes and warps (tuned on H100; the interpreter uses the same shapes)."""
+    lg = tuple(triton.cdiv(L, d) for L, d in zip(p.shape, p.dilation))
+    big = head_dim > 64
+    return dict(
+        fwd_tile=fit_tile(lg, _TARGET[128][ndim]), fwd_block_n=64, fwd_warps=8 if big else 4, fwd_stages=2,
+        dq_tile=fit_tile(lg, _TARGET[64 if big else 128][ndim]), dq_block_n=64, dq_warps=8 if big else 4,
+        dkv_tile=fit_tile(lg, _TARGET[64][ndim]), dkv_block_m=64, dkv_warps=8 if big else 4, bwd_stages=1,
+    )
+
+
+def _prep(q: torch.Tensor, p: NAParams, config: dict | None, ndim: int) -> tuple[NAParams, dict, int]:
+    pp = p if p.ndim == 3 else p.padded()
+    cfg = default_config(pp, ndim, q.shape[-1])
+    if config:
+        cfg.update(config)
+    return pp, cfg, _pow2(max(16, q.shape[-1]))
+
+
+def na_fwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: NAParams, scale: float,
+                  config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward on contiguous `[B, *spatial, H, D]`; returns (out, logsumexp base 2 `[B, H, N]` fp32)."""
+    ndim = p.ndim
+    pp, cfg, hd_pad = _prep(q, p, config, ndim)
+    B, H, D = q.shape[0], q.shape[-2], q.shape[-1]
+    N = math.prod(p.shape)
+    out = torch.empty_like(q)
+    lse = torch.empty((B, H, N), device=q.device, dtype=torch.float32)
+    tile = cfg["fwd_tile"]
+    ints, _, ntiles = _geometry(pp, tile)
+    prec = "ieee" if q.dtype == torch.float32 else "tf32"
+    _na_fwd_kernel[(ntiles, B * H)](
+        q, k, v, out, lse, scale * LOG2E, H, N, D, *ints, **_flags(pp),
+        TX=tile[0], TY=tile[1], TZ=tile[2], BLOCK_N=cfg["fwd_block_n"], HEAD_DIM=hd_pad, PREC=prec,
+        num_warps=cfg["fwd_warps"], num_stages=cfg["fwd_stages"])
+    return out, lse
+
+
+def na_bwd_triton(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+                  lse: torch.Tensor, p: NAParams, scale: float, config: dict | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Backward (dq, dk, dv) from the forward's output and logsumexp; all tensors contiguous `[B, *spatial, H, D]`."""
+    ndim = p.ndim
+    pp, cfg, hd_pad = _prep(q, p, config, ndim)
+    B, H, D = q.shape[0], q.shape[-2], q.shape[-1]
+    N = math.prod(p.shape)
+    delta = (do.float() * out.float()).sum(-1).reshape(B, N, H).transpose(1, 2).contiguous()
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    prec = "ieee" if q.dtype == torch.float32 else "tf32"
+    flags = _flags(pp)
+    tile = cfg["dq_tile"]
+    ints, _, ntiles = _geometry(pp, tile)
+    _na_bwd_dq_kernel[(ntiles, B * H)](
+        q, k, v, do, lse, delta, dq, scale * LOG2E, scale, H, N, D, *ints, **flags,
+        TX=tile[0], TY=tile[1], TZ=tile[2], BLOCK_N=cfg["dq_block_n"], HEAD_DIM=hd_pad, PREC=prec,
+        num_warps=cfg["dq_warps"], num_stages=cfg["bwd_stages"])
+    tile = cfg["dkv_tile"]
+    ints, _, ntiles = _geometry(pp, tile)
+    _na_bwd_dkv_kernel[(ntiles, B * H)](
+        q, k, v, do, lse, delta, dk, dv, scale * LOG2E, scale, H, N, D, *ints, **flags,
+        TX=tile[0], TY=tile[1], TZ=tile[2], BLOCK_M=cfg["dkv_block_m"], HEAD_DIM=hd_pad, PREC=prec,
+        num_warps=cfg["dkv_warps"], num_stages=cfg["bwd_stages"])
+    return dq, dk, dv
