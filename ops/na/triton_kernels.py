@@ -61,6 +61,15 @@ def _tile(idx, L, Dil, TPG, T: tl.constexpr):
 
 
 @triton.jit
+def _pids(HEADS_FAST: tl.constexpr):
+    """(tile, batch*head) program ids; heads vary fastest when the grid allows it, so that programs running
+    together share the cache lines of the interleaved heads."""
+    if HEADS_FAST:
+        return tl.program_id(1), tl.program_id(0)
+    return tl.program_id(0), tl.program_id(1)
+
+
+@triton.jit
 def _axis_ok(kc, ws, we, FULL: tl.constexpr):
     if FULL:
         return kc[None, :] >= 0
@@ -74,10 +83,9 @@ def _na_fwd_kernel(
     CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
     FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr,
     TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr,
-    BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr,
+    BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr, HEADS_FAST: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    bh = tl.program_id(1)
+    pid, bh = _pids(HEADS_FAST)
     b = bh // H
     h = bh % H
     ntz = Dz * TPGz
@@ -148,10 +156,9 @@ def _na_bwd_dq_kernel(
     CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
     FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr,
     TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr,
-    BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr,
+    BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr, HEADS_FAST: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    bh = tl.program_id(1)
+    pid, bh = _pids(HEADS_FAST)
     b = bh // H
     h = bh % H
     ntz = Dz * TPGz
@@ -219,10 +226,9 @@ def _na_bwd_dkv_kernel(
     CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
     FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr,
     TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr,
-    BLOCK_M: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr,
+    BLOCK_M: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr, HEADS_FAST: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    bh = tl.program_id(1)
+    pid, bh = _pids(HEADS_FAST)
     b = bh // H
     h = bh % H
     ntz = Dz * TPGz
@@ -319,6 +325,10 @@ def _geometry(p: NAParams, tile: tuple[int, int, int]) -> tuple[list, tuple[int,
     return ints, tpg, ntiles
 
 
+def _grid(ntiles: int, bh: int) -> tuple[int, int]:
+    return (bh, ntiles) if ntiles <= 65535 else (ntiles, bh)
+
+
 def _flags(p: NAParams) -> dict:
     full = [(not c) and d == 1 and k == L for L, k, d, c in zip(p.shape, p.kernel_size, p.dilation, p.is_causal)]
     return dict(CX=p.is_causal[0], CY=p.is_causal[1], CZ=p.is_causal[2], FX=full[0], FY=full[1], FZ=full[2])
@@ -355,9 +365,9 @@ def na_fwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: NAParams
     tile = cfg["fwd_tile"]
     ints, _, ntiles = _geometry(pp, tile)
     prec = "ieee" if q.dtype == torch.float32 else "tf32"
-    _na_fwd_kernel[(ntiles, B * H)](
+    _na_fwd_kernel[_grid(ntiles, B * H)](
         q, k, v, out, lse, scale * LOG2E, H, N, D, *ints, **_flags(pp),
-        TX=tile[0], TY=tile[1], TZ=tile[2], BLOCK_N=cfg["fwd_block_n"], HEAD_DIM=hd_pad, PREC=prec,
+        TX=tile[0], TY=tile[1], TZ=tile[2], BLOCK_N=cfg["fwd_block_n"], HEAD_DIM=hd_pad, PREC=prec, HEADS_FAST=ntiles <= 65535,
         num_warps=cfg["fwd_warps"], num_stages=cfg["fwd_stages"])
     return out, lse
 
@@ -376,14 +386,14 @@ def na_bwd_triton(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
     flags = _flags(pp)
     tile = cfg["dq_tile"]
     ints, _, ntiles = _geometry(pp, tile)
-    _na_bwd_dq_kernel[(ntiles, B * H)](
+    _na_bwd_dq_kernel[_grid(ntiles, B * H)](
         q, k, v, do, lse, delta, dq, scale * LOG2E, scale, H, N, D, *ints, **flags,
-        TX=tile[0], TY=tile[1], TZ=tile[2], BLOCK_N=cfg["dq_block_n"], HEAD_DIM=hd_pad, PREC=prec,
+        TX=tile[0], TY=tile[1], TZ=tile[2], BLOCK_N=cfg["dq_block_n"], HEAD_DIM=hd_pad, PREC=prec, HEADS_FAST=ntiles <= 65535,
         num_warps=cfg["dq_warps"], num_stages=cfg["bwd_stages"])
     tile = cfg["dkv_tile"]
     ints, _, ntiles = _geometry(pp, tile)
-    _na_bwd_dkv_kernel[(ntiles, B * H)](
+    _na_bwd_dkv_kernel[_grid(ntiles, B * H)](
         q, k, v, do, lse, delta, dk, dv, scale * LOG2E, scale, H, N, D, *ints, **flags,
-        TX=tile[0], TY=tile[1], TZ=tile[2], BLOCK_M=cfg["dkv_block_m"], HEAD_DIM=hd_pad, PREC=prec,
+        TX=tile[0], TY=tile[1], TZ=tile[2], BLOCK_M=cfg["dkv_block_m"], HEAD_DIM=hd_pad, PREC=prec, HEADS_FAST=ntiles <= 65535,
         num_warps=cfg["dkv_warps"], num_stages=cfg["bwd_stages"])
     return dq, dk, dv
