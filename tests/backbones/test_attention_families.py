@@ -17,14 +17,14 @@ from zoo.models.van import van_tiny
 
 
 def _attention_unet(dims: int) -> AttentionUNet:
-    torch.manual_seed(0)
-    return AttentionUNet(dims, 2, 3, channels=(4, 8, 16), strides=(1, 2, 2)).eval()
+    torch.manual_seed(0)  # train mode: batch statistics (an untrained eval-mode BN leaves the maps near zero)
+    return AttentionUNet(dims, 2, 3, channels=(4, 8, 16), strides=(1, 2, 2)).train()
 
 
 @pytest.mark.parametrize("dims", [2, 3])
 def test_attention_gates_gate_the_skips(dims):
     net = _attention_unet(dims)
-    x = torch.randn(2, 2, *[8] * dims)
+    x = torch.randn(2, 2, *[12] * dims)
     seen = []
     stages = [m for m in net.modules() if isinstance(m, GatedConcatStage)]
     assert len(stages) == 2  # one gate per skip
@@ -150,3 +150,56 @@ def test_encoder_contract(name):
         feats = enc.forward_features(x)
     assert [f.shape[1] for f in feats] == enc.feature_channels
     assert [(64 // s, 96 // s) for s in enc.feature_strides] == [tuple(f.shape[2:]) for f in feats]
+
+
+def test_gated_axial_unet_gates_only_in_the_deep_stages():
+    from ops.axial import AxialAttention
+
+    torch.manual_seed(0)
+    model = zoo.create_model("gated_axial_unet_tiny", spatial_dims=2)
+    per_stage = [[m for m in stage.modules() if isinstance(m, AxialAttention)] for stage in model.encoder.stages]
+    assert [len(a) for a in per_stage] == [0, 0, 1, 1]
+    assert all(a.gated and a.rel_pos and isinstance(a.gates, torch.nn.Parameter) for s in per_stage for a in s)
+    x = torch.randn(2, 1, 32, 48)
+    model(x).square().mean().backward()
+    for attn in per_stage[2] + per_stage[3]:
+        assert attn.gates.grad is not None and attn.gates.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="max_len"):  # rel-pos tables cover max_input_size / stride
+        zoo.create_model("gated_axial_unet_tiny", max_input_size=64)(torch.randn(1, 1, 128, 64))
+
+
+def _sdpa_along(q, k, v, axis):
+    """Reference attention along spatial `axis` of [B, H, W, heads, d] tensors."""
+    move = lambda t: t.movedim(axis + 1, 3)  # noqa: E731  [B, other, heads, L, d]
+    return F.scaled_dot_product_attention(move(q), move(k), move(v)).movedim(3, axis + 1)
+
+
+def test_cross_axis_attention_matches_composition():
+    from backbones.axial_unet import CrossAxisAttention
+
+    torch.manual_seed(0)
+    attn = CrossAxisAttention(2, 8, 2)
+    bh, bw = torch.randn(2, 5, 6, 8), torch.randn(2, 5, 6, 8)
+    split = lambda t, n: t.unflatten(-1, (n, 2, 4)).unbind(-3)  # noqa: E731
+    own = [_sdpa_along(*split(attn.self_qkv[a](b), 3), a).flatten(-2) for a, b in enumerate((bh, bw))]
+    cross = []
+    for a in range(2):
+        (q,) = split(attn.cross_q[a](own[1 - a]), 1)
+        k, v = split(attn.cross_kv[a](own[a]), 2)
+        cross.append(_sdpa_along(q, k, v, a).flatten(-2))
+    torch.testing.assert_close(attn([bh, bw]), attn.proj(cross[0] + cross[1]), rtol=1e-5, atol=1e-5)
+    # receptive field of one output position (h, w): column w of the H branch, row h of the W branch
+    bh.requires_grad_(True), bw.requires_grad_(True)
+    attn([bh, bw])[0, 2, 3].sum().backward()
+    assert set(bh.grad[0].abs().sum(-1).nonzero()[:, 1].tolist()) == {3}
+    assert set(bw.grad[0].abs().sum(-1).nonzero()[:, 0].tolist()) == {2}
+
+
+def test_strip_convs_run_along_their_axis():
+    from backbones.axial_unet import MCABlock
+
+    block = MCABlock(3, 16, head_dim=8, strip_kernels=(3, 5))
+    assert [[tuple(c.kernel_size) for c in s.convs] for s in block.strips] == [
+        [(3, 1, 1), (5, 1, 1)], [(1, 3, 1), (1, 5, 1)], [(1, 1, 3), (1, 1, 5)]]
+    with pytest.raises(ValueError, match="must be odd"):
+        MCABlock(2, 16, head_dim=8, strip_kernels=(4,))

@@ -2,8 +2,8 @@
 image classifiers (`nat_tiny`, `dinat_small`, ... built by `zoo.encoders.create_classifier`).
 
 Per-stage NA kernels (the minimum input size follows from them, see `backbones.nat`):
-2-D tiny (7, 7, 3, 2) -> 64; 2-D small/base (7, 7, 7, 7) -> 224; 3-D tiny (7, 3, 2, 1) -> 32;
-3-D small/base (7, 7, 5, 3) -> 96.
+2-D tiny (7, 7, 3, 2) -> 64; 2-D small/base (7, 7, 7, 7) -> 224 (NAT's); 3-D tiny (5, 3, 2, 1) -> 32;
+3-D small/base (5, 5, 5, 3) -> 96 (5^3 = 125 keys per query, about Swin's 7x7 window).
 """
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ __all__ = ["nat_tiny", "nat_small", "nat_base", "dinat_tiny", "dinat_small", "di
 
 _SIZES = {  # small: NAT-Mini's encoder, base: NAT-Tiny's
     "tiny": dict(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), mlp_ratio=2.0,
-                 decoder_channels=(16, 32, 64)),
+                 decoder_channels=(8, 16, 32)),
     "small": dict(embed_dim=64, depths=(3, 4, 6, 5), num_heads=(2, 4, 8, 16), mlp_ratio=3.0),
     "base": dict(embed_dim=64, depths=(3, 4, 18, 5), num_heads=(2, 4, 8, 16), mlp_ratio=3.0),
 }
-_KERNELS = {("tiny", 2): (7, 7, 3, 2), ("tiny", 3): (7, 3, 2, 1)}
-_KERNELS_DEFAULT = {2: (7, 7, 7, 7), 3: (7, 7, 5, 3)}
+_KERNELS = {("tiny", 2): (7, 7, 3, 2), ("tiny", 3): (5, 3, 2, 1)}
+_KERNELS_DEFAULT = {2: (7, 7, 7, 7), 3: (5, 5, 5, 3)}
 
 
 def _na_unet(size: str, dilated: bool, **kwargs: Any) -> NAUNet:

@@ -12,7 +12,7 @@ from zoo.registry import register_model
 __all__ = ["van_tiny", "van_small", "van_base"]
 
 _SIZES = {  # small: VAN-B0's encoder, base: VAN-B1's
-    "tiny": dict(dims=(16, 32, 64, 128), depths=(1, 1, 2, 1), mlp_ratios=(4, 4, 4, 4), decoder_channels=(16, 32, 64)),
+    "tiny": dict(dims=(16, 32, 64, 128), depths=(1, 1, 2, 1), mlp_ratios=(4, 4, 4, 4), decoder_channels=(8, 16, 32)),
     "small": dict(dims=(32, 64, 160, 256), depths=(3, 3, 5, 2), mlp_ratios=(8, 8, 4, 4)),
     "base": dict(dims=(64, 128, 320, 512), depths=(2, 2, 4, 2), mlp_ratios=(8, 8, 4, 4)),
 }
