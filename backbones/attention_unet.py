@@ -34,18 +34,20 @@ class AttentionUNet(EncoderDecoder):
     """Attention U-Net: `UNetEncoder` + `UNetDecoder` whose stages are `GatedConcatStage`s.
 
     `channels`/`strides` as the U-Net's (`strides[0]` is the first stage's, usually 1; MONAI's
-    `AttentionUnet(channels=c, strides=s)` corresponds to `channels=c, strides=(1, *s)`). The gate's inner width is
-    `skip_channels // 2` (as MONAI's). Any input whose size is a multiple of the product of `strides`.
+    `AttentionUnet(channels=c, strides=s)` corresponds to `channels=c, strides=(1, *s)`). Like MONAI's: two conv
+    blocks per encoder stage, one merge conv per decoder stage, gate inner width `skip_channels // 2`, batch norm and
+    ReLU; leaner: 2^d transposed-conv upsampling without norm, and the fused gate op. Any input whose size is a
+    multiple of the product of `strides`.
     """
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 1, num_classes: int = 2,
                  channels: Sequence[int] = (16, 32, 64, 128, 256), strides: Sequence[int] = (1, 2, 2, 2, 2),
-                 blocks_per_stage: int = 2, residual: bool = False, norm: str | None = "batch",
+                 encoder_blocks: int = 2, decoder_blocks: int = 1, residual: bool = False, norm: str | None = "batch",
                  act: str | None = "relu", deep_supervision: bool = False, pad_input: bool = False) -> None:
-        encoder = UNetEncoder(spatial_dims, in_channels, channels, strides, blocks_per_stage, residual, norm, act)
+        encoder = UNetEncoder(spatial_dims, in_channels, channels, strides, encoder_blocks, residual, norm, act)
 
         def stage(up_c: int, skip_c: int, out_c: int) -> nn.Module:
-            return GatedConcatStage(spatial_dims, up_c, skip_c, out_c, max(skip_c // 2, 1), blocks_per_stage, norm,
+            return GatedConcatStage(spatial_dims, up_c, skip_c, out_c, max(skip_c // 2, 1), decoder_blocks, norm,
                                     act, residual)
 
         decoder = UNetDecoder(spatial_dims, encoder.feature_channels, encoder.feature_strides, num_classes,
