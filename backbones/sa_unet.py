@@ -36,9 +36,11 @@ class DropBlock(nn.Module):
         spatial = x.shape[2:]
         bs = min(self.block_size, *spatial)
         bs -= 1 - bs % 2  # odd, so the max-pool below keeps the size
-        # Seed rate so that the expected dropped fraction is drop_prob (blocks centred where they fit).
-        gamma = self.drop_prob * math.prod(spatial) / (bs ** len(spatial) * math.prod(s - bs + 1 for s in spatial))
-        seeds = (torch.rand_like(x) < gamma).to(x.dtype)
+        # Block centres only where a whole block fits; the seed rate makes about drop_prob of the units dropped.
+        valid = [s - bs + 1 for s in spatial]
+        gamma = self.drop_prob * math.prod(spatial) / (bs ** len(spatial) * math.prod(valid))
+        seeds = (torch.rand(*x.shape[:2], *valid, device=x.device) < gamma).to(x.dtype)
+        seeds = F.pad(seeds, [bs // 2] * (2 * len(spatial)))
         keep = 1.0 - _MAX_POOL[len(spatial)](seeds, bs, 1, bs // 2)
         return x * keep * (keep.numel() / keep.sum().clamp_min(1.0))
 

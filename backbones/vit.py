@@ -120,7 +120,7 @@ class TransformerStack(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         b, c, *grid = x.shape
-        x = self.pos_drop((x + self.pos_embed(grid)).flatten(2).transpose(1, 2))
+        x = self.pos_drop((x + self.pos_embed(grid).to(x.dtype)).flatten(2).transpose(1, 2))
         outs = []
         for i, blk in enumerate(self.blocks, start=1):
             x = blk(x)
