@@ -72,6 +72,9 @@ def _axial_rel_fwd_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr, o_
              mask=mask_o[:, None] & mask_d[None, :])
 
 
+# Query/key block for head_dim <= 32 and > 32, warps (tuned on an H100; powers of two >= 16 are valid).
+CFG = {"bm": 32, "bm_large_d": 32, "warps": 4}
+
 _TL = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}
 
 
@@ -81,7 +84,7 @@ def axial_rel_fwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_
     N, M, L, D = q.shape
     out = torch.empty(N, L, M, D, device=q.device, dtype=q.dtype).transpose(1, 2)
     bd = max(16, next_pow2(D))
-    bm = 64 if L > 32 else max(16, next_pow2(L))
+    bm = min(CFG["bm"] if D <= 32 else CFG["bm_large_d"], max(16, next_pow2(L)))
     bn = bm
     wp = next_pow2(bm + bn - 1)
     rq, rk, rv = (r.contiguous() for r in (rel_q, rel_k, rel_v))
@@ -89,5 +92,5 @@ def axial_rel_fwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_
     _axial_rel_fwd_kernel[grid](q, k, v, rq, rk, rv, gates, out, L, D, scale,
                                 q.stride(0), q.stride(2), q.stride(1), k.stride(0), k.stride(2), k.stride(1),
                                 v.stride(0), v.stride(2), v.stride(1), out.stride(0), out.stride(2), out.stride(1),
-                                BM=bm, BN=bn, BD=bd, WP=wp, DT=_TL[q.dtype], num_warps=4)
+                                BM=bm, BN=bn, BD=bd, WP=wp, DT=_TL[q.dtype], num_warps=CFG["warps"])
     return out
