@@ -30,12 +30,28 @@ def fwd_bwd(fn: Callable[[], torch.Tensor], grad: torch.Tensor) -> Callable[[], 
     return run
 
 
+def graph_ms(fn: Callable[[], object]) -> float:
+    """Median ms of ``fn`` captured once in a CUDA graph and replayed: GPU time without per-launch CPU overhead."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return time_ms(graph.replay)
+
+
 def floor_ms(nbytes: float, bw: float) -> float:
     return nbytes / bw
 
 
-def run_cases(fns: dict[str, Callable], make: Callable, cases: list, bw: float, bytes_fn: Callable) -> list[dict]:
-    """Time each implementation forward and forward+backward on each case; returns one row dict per case."""
+def run_cases(fns: dict[str, Callable], make: Callable, cases: list, bw: float, bytes_fn: Callable,
+              graphed: tuple[str, ...] = ("eager (cuDNN)", "triton")) -> list[dict]:
+    """Time each implementation forward and forward+backward on each case (the `graphed` ones also replayed from a
+    CUDA graph, which removes per-launch CPU overhead); returns one row dict per case."""
     rows = []
     for case in cases:
         inputs, label = make(*case)
@@ -51,9 +67,14 @@ def run_cases(fns: dict[str, Callable], make: Callable, cases: list, bw: float, 
                     row[f"{name} fwd"] = time_ms(lambda: fn(*inputs))
                 first = lambda: (lambda o: o[0] if isinstance(o, tuple) else o)(fn(*inputs))  # noqa: E731
                 row[f"{name} fwd+bwd"] = time_ms(fwd_bwd(first, grad))
+                if name in graphed:
+                    with torch.no_grad():
+                        row[f"{name} graph fwd"] = graph_ms(lambda: fn(*inputs))
+                    row[f"{name} graph fwd+bwd"] = graph_ms(fwd_bwd(first, grad))
             except Exception as e:  # a failing baseline is reported, not hidden
                 print(f"{label} {name}: {type(e).__name__}: {e}", file=sys.stderr)
-                row[f"{name} fwd"] = row[f"{name} fwd+bwd"] = None
+                for k in ("fwd", "fwd+bwd", "graph fwd", "graph fwd+bwd"):
+                    row[f"{name} {k}"] = None
             torch.cuda.empty_cache()
         rows.append(row)
         print(row, flush=True)
@@ -61,20 +82,23 @@ def run_cases(fns: dict[str, Callable], make: Callable, cases: list, bw: float, 
 
 
 def report(rows: list[dict], names: list[str], ours: str, title: str, out: str, argv: list[str], notes: str) -> None:
-    header = ["case"]
+    body = notes
     for m in ("fwd", "fwd+bwd"):
-        header += [f"{n} {m} (ms)" for n in names] + [f"floor {m} (ms)", f"{ours} vs {names[0]} {m}",
-                                                      f"{ours} / floor {m}"]
-    table = []
-    for r in rows:
-        line = [r["case"]]
-        for m in ("fwd", "fwd+bwd"):
-            line += [r.get(f"{n} {m}") for n in names] + [r[f"floor {m}"]]
+        header = ["case"] + [f"{n} (ms)" for n in names] + [f"floor (ms)", f"{ours} vs {names[0]}", f"{ours} / floor",
+                                                             f"{names[0]} graph (ms)", f"{ours} graph (ms)",
+                                                             f"{ours} graph vs {names[0]} graph", f"{ours} graph / floor"]
+        table = []
+        for r in rows:
+            fl = r[f"floor {m}"]
+            line = [r["case"]] + [r.get(f"{n} {m}") for n in names] + [fl]
             o, e = r.get(f"{ours} {m}"), r.get(f"{names[0]} {m}")
-            line += [f"{e / o:.1f}x" if o and e else None, f"{o / r[f'floor {m}']:.1f}x" if o else None]
-        table.append(line)
+            go, ge = r.get(f"{ours} graph {m}"), r.get(f"{names[0]} graph {m}")
+            line += [f"{e / o:.1f}x" if o and e else None, f"{o / fl:.1f}x" if o else None, ge, go,
+                     f"{ge / go:.1f}x" if go and ge else None, f"{go / fl:.1f}x" if go else None]
+            table.append(line)
+        body += f"\n## {m}\n\n" + markdown_table(header, table)
     cmd = "python tools/bench_ops.py " + " ".join(argv)
-    write_report(out, title, cmd, notes + "\n" + markdown_table(header, table))
+    write_report(out, title, cmd, body)
     Path(out).with_suffix(".json").write_text(json.dumps(rows, indent=1))
 
 
@@ -105,7 +129,9 @@ def main(argv: list[str] | None = None) -> None:
     fns = {"eager (cuDNN)": lka_reference, "torch.compile": compiled, "triton": lka_triton}
     rows = run_cases(fns, make, CASES, copy_bandwidth(), nbytes)
     notes = ("bf16, channels_last, kernels 5 then 7 with dilation 3. Floor = (bytes that must move) / measured copy "
-             "bandwidth: fwd reads x and writes out; fwd+bwd also reads x and dout and writes dx.\n")
+             "bandwidth: fwd reads x and writes out; fwd+bwd also reads x and dout and writes dx. Plain columns time "
+             "eager calls (CPU launch overhead included); 'graph' columns replay the same calls from a CUDA graph. "
+             "fwd+bwd includes accumulating the leaf gradients, as a training step does.\n")
     report(rows, list(fns), "triton", "Large-kernel attention (LKA) benchmark", args.out, ["lka", *argv], notes)
 
 

@@ -1,8 +1,8 @@
 """Fused Triton forward of axial attention with relative position terms (Axial-DeepLab, MedT gates).
 
 One program per (line, head-group, block of BM queries); keys in blocks of BN with an online softmax. The three
-relative terms use the window of 2-D relative embeddings that a (BM, BN) tile touches: q.r^q and k.r^k are
-tensor-core products against the window followed by a register gather onto the (o, p) tile; the r^v term
+relative terms use the window of relative embeddings that a (BM, BN) tile touches: q.r^q and k.r^k are tensor-core
+products against the window followed by a register gather onto the (o, p) tile; the r^v term
 gathers the probabilities into skewed (o, p - o) order and multiplies by the r^v window. Nothing of size L^2
 reaches memory."""
 from __future__ import annotations
@@ -39,7 +39,6 @@ def _axial_rel_fwd_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr, o_
     pl = tl.arange(0, BN)
     wl = tl.arange(0, WP)
     idx_qr = tl.minimum(pl[None, :] - ol[:, None] + BM - 1, WP - 1)        # [BM, BN] -> window column
-    idx_kr = tl.minimum(pl[:, None] - ol[None, :] + BM - 1, WP - 1)        # [BN, BM]
     idx_pv = wl[None, :] + ol[:, None] - (BM - 1)                          # [BM, WP] -> key column
     ok_pv = (idx_pv >= 0) & (idx_pv < BN)
     idx_pv = tl.minimum(tl.maximum(idx_pv, 0), BN - 1)
@@ -57,7 +56,7 @@ def _axial_rel_fwd_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr, o_
         rv = tl.load(rv_ptr + w_off, mask=w_mask, other=0.0).to(DT)
         s = tl.dot(q, tl.trans(k))
         qr = tl.gather(tl.dot(q, tl.trans(rq)), idx_qr, axis=1)
-        kr = tl.trans(tl.gather(tl.dot(k, tl.trans(rk)), idx_kr, axis=1))
+        kr = tl.gather(tl.dot(rk, tl.trans(k)), idx_qr, axis=0)   # [WP, BN] -> [BM, BN] on the same diagonal
         s = (s + gq * qr + gk * kr) * scale
         s = tl.where(mask_p[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
