@@ -71,8 +71,8 @@ def _axial_rel_fwd_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr, o_
              mask=mask_o[:, None] & mask_d[None, :])
 
 
-# Query/key block for head_dim <= 32 and > 32, warps (tuned on an H100; powers of two >= 16 are valid).
-CFG = {"bm": 32, "bm_large_d": 32, "warps": 4}
+# Query/key block and warps for head_dim <= 32 and > 32 (tuned on an H100; powers of two >= 16 are valid).
+CFG = {"bm": 32, "bm_large_d": 32, "warps": 2, "warps_large_d": 4}
 
 _TL = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}
 
@@ -91,5 +91,6 @@ def axial_rel_fwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_
     _axial_rel_fwd_kernel[grid](q, k, v, rq, rk, rv, gates, out, L, D, scale,
                                 q.stride(0), q.stride(2), q.stride(1), k.stride(0), k.stride(2), k.stride(1),
                                 v.stride(0), v.stride(2), v.stride(1), out.stride(0), out.stride(2), out.stride(1),
-                                BM=bm, BN=bn, BD=bd, WP=wp, DT=_TL[q.dtype], num_warps=CFG["warps"])
+                                BM=bm, BN=bn, BD=bd, WP=wp, DT=_TL[q.dtype],
+                                num_warps=CFG["warps"] if D <= 32 else CFG["warps_large_d"])
     return out

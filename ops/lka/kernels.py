@@ -159,8 +159,8 @@ def _bc(c: int) -> int:
 
 
 # Tile sizes (tuned on an H100 for C = 32..256; any power of two >= 16 is valid).
-CFG = {"dw_bp": 64, "dw_bc": 32, "dw_warps": 4, "pw_bp": 64, "pw_bk": 32, "pw_warps": 4, "wg_bp": 64, "wg_iters": 8,
-       "wg_warps": 4}
+CFG = {"dw_bp": 128, "dw_bc": 64, "dw_warps": 4, "pw_bp": 128, "pw_bk": 64, "pw_warps": 4, "wg_bp": 32,
+       "wg_iters": 4, "wg_warps": 4}
 
 
 def depthwise_triton(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, dilation: int,
