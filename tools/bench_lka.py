@@ -84,9 +84,9 @@ def run_cases(fns: dict[str, Callable], make: Callable, cases: list, bw: float, 
 def report(rows: list[dict], names: list[str], ours: str, title: str, out: str, argv: list[str], notes: str) -> None:
     body = notes
     for m in ("fwd", "fwd+bwd"):
-        header = ["case"] + [f"{n} (ms)" for n in names] + [f"floor (ms)", f"{ours} vs {names[0]}", f"{ours} / floor",
-                                                             f"{names[0]} graph (ms)", f"{ours} graph (ms)",
-                                                             f"{ours} graph vs {names[0]} graph", f"{ours} graph / floor"]
+        header = (["case"] + [f"{n} (ms)" for n in names]
+                  + ["floor (ms)", f"{ours} vs {names[0]}", f"{ours} / floor", f"{names[0]} graph (ms)",
+                     f"{ours} graph (ms)", f"{ours} graph vs {names[0]} graph", f"{ours} graph / floor"])
         table = []
         for r in rows:
             fl = r[f"floor {m}"]
