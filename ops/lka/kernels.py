@@ -165,8 +165,8 @@ def _bc(c: int) -> int:
 
 # Tile sizes (tuned on an H100 for C = 32..256): pixel tiles th x tw (powers of two, th * tw >= 16), channel
 # blocks (powers of two >= 16), warps.
-CFG = {"dw_th": 1, "dw_tw": 128, "dw_bc": 64, "dw_warps": 4, "pw_th": 1, "pw_tw": 128, "pw_bk": 64, "pw_warps": 4,
-       "wg_th": 1, "wg_tw": 32, "wg_iters": 4, "wg_warps": 4}
+CFG = {"dw_th": 4, "dw_tw": 16, "dw_bc": 64, "dw_warps": 4, "pw_th": 2, "pw_tw": 64, "pw_bk": 64, "pw_warps": 4,
+       "wg_th": 16, "wg_tw": 8, "wg_iters": 4, "wg_warps": 4}
 
 
 def _tile(H: int, W: int, th: int, tw: int) -> tuple[int, int]:
