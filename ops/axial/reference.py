@@ -96,7 +96,8 @@ def axial_rel_attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     qr, kr = torch.einsum("nhod,opd->nhop", ql, rq), torch.einsum("nhpd,opd->nhop", kl, rk)
     p = torch.softmax(((ql @ kl.transpose(-1, -2)).float() + gq * qr.float() + gk * kr.float()) * scale, dim=-1)
     p_lo = p.to(dt)
-    dp = gv1 * (dol @ vl.transpose(-1, -2)).float() + gv2 * torch.einsum("nhod,opd->nhop", dol, rv).float()
+    dp_v, dp_rv = (dol @ vl.transpose(-1, -2)).float(), torch.einsum("nhod,opd->nhop", dol, rv).float()
+    dp = gv1 * dp_v + gv2 * dp_rv
     ds = (p * (dp - (p * dp).sum(-1, keepdim=True)) * scale)
     ds_lo = ds.to(dt)
     dq = (ds_lo @ kl).float() + gq * torch.einsum("nhop,opd->nhod", ds_lo, rq).float()
@@ -110,8 +111,6 @@ def axial_rel_attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     drq = gq * table(torch.einsum("nhop,nhod->opd", ds_lo, ql))
     drk = gk * table(torch.einsum("nhop,nhpd->opd", ds_lo, kl))
     drv = gv2 * table(torch.einsum("nhop,nhod->opd", p_lo, dol))
-    dg = torch.stack([(ds * qr.float()).sum(), (ds * kr.float()).sum(),
-                      ((p_lo @ vl).float() * dol.float()).sum(),
-                      (torch.einsum("nhop,opd->nhod", p_lo, rv).float() * dol.float()).sum()])
+    dg = torch.stack([(ds * qr.float()).sum(), (ds * kr.float()).sum(), (p * dp_v).sum(), (p * dp_rv).sum()])
     grads = [from_lines(t, q, axis).to(dt) for t in (dq, dk, dv)]
     return (*grads, drq.to(rel_q.dtype), drk.to(rel_k.dtype), drv.to(rel_v.dtype), dg.to(gates.dtype))
