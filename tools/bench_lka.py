@@ -48,13 +48,30 @@ def floor_ms(nbytes: float, bw: float) -> float:
     return nbytes / bw
 
 
+def graph_fwd_bwd_ms(fn: Callable, inputs: list, grad: torch.Tensor) -> float:
+    """Median ms of forward+backward with both passes replayed from CUDA graphs (torch.cuda.make_graphed_callables)."""
+    pos = [i for i, t in enumerate(inputs) if isinstance(t, torch.Tensor)]
+
+    def tensors_only(*ts: torch.Tensor) -> torch.Tensor:
+        args = list(inputs)
+        for i, t in zip(pos, ts):
+            args[i] = t
+        out = fn(*args)
+        return out[0] if isinstance(out, tuple) else out
+
+    graphed = torch.cuda.make_graphed_callables(tensors_only, tuple(inputs[i] for i in pos), allow_unused_input=True)
+    return time_ms(lambda: graphed(*(inputs[i] for i in pos)).backward(grad))
+
+
 def run_cases(fns: dict[str, Callable], make: Callable, cases: list, bw: float, bytes_fn: Callable,
               graphed: tuple[str, ...] = ("eager (cuDNN)", "triton")) -> list[dict]:
-    """Time each implementation forward and forward+backward on each case (the forward of the `graphed` ones also
-    replayed from a CUDA graph, which removes per-launch CPU overhead); returns one row dict per case."""
-    rows = []
+    """Time each implementation forward and forward+backward on each case; then, for the `graphed` ones, the same
+    replayed from CUDA graphs (no per-launch CPU overhead; run last so a capture failure cannot spoil the rest).
+    Returns one row dict per case."""
+    rows, made = [], []
     for case in cases:
         inputs, label = make(*case)
+        made.append(inputs)
         row: dict = {"case": label}
         nb_f, nb_fb = bytes_fn(*case)
         row["floor fwd"], row["floor fwd+bwd"] = floor_ms(nb_f, bw), floor_ms(nb_fb, bw)
@@ -62,40 +79,52 @@ def run_cases(fns: dict[str, Callable], make: Callable, cases: list, bw: float, 
             try:
                 out = fn(*inputs)
                 out = out[0] if isinstance(out, tuple) else out
-                grad = torch.randn_like(out)
+                row[f"grad {name}"] = grad = torch.randn_like(out)
                 with torch.no_grad():
                     row[f"{name} fwd"] = time_ms(lambda: fn(*inputs))
                 first = lambda: (lambda o: o[0] if isinstance(o, tuple) else o)(fn(*inputs))  # noqa: E731
                 row[f"{name} fwd+bwd"] = time_ms(fwd_bwd(first, grad))
-                if name in graphed:
-                    with torch.no_grad():
-                        row[f"{name} graph fwd"] = graph_ms(lambda: fn(*inputs))
             except Exception as e:  # a failing baseline is reported, not hidden
                 print(f"{label} {name}: {type(e).__name__}: {e}", file=sys.stderr)
-                for k in ("fwd", "fwd+bwd", "graph fwd"):
-                    row[f"{name} {k}"] = None
+                row[f"{name} fwd"] = row[f"{name} fwd+bwd"] = None
             torch.cuda.empty_cache()
         rows.append(row)
-        print(row, flush=True)
+        print({k: v for k, v in row.items() if not k.startswith("grad")}, flush=True)
+    for row, inputs in zip(rows, made):
+        for name in graphed:
+            for key, timer in (("graph fwd", lambda: _graph_fwd(fns[name], inputs)),
+                               ("graph fwd+bwd", lambda: graph_fwd_bwd_ms(fns[name], inputs, row[f"grad {name}"]))):
+                try:
+                    row[f"{name} {key}"] = timer()
+                except Exception as e:
+                    print(f"{row['case']} {name} {key}: {type(e).__name__}: {str(e)[:300]}", file=sys.stderr)
+                    row[f"{name} {key}"] = None
+        print({k: v for k, v in row.items() if "graph" in k}, flush=True)
+    for row in rows:
+        for k in [k for k in row if k.startswith("grad")]:
+            del row[k]
     return rows
+
+
+def _graph_fwd(fn: Callable, inputs: list) -> float:
+    with torch.no_grad():
+        return graph_ms(lambda: fn(*inputs))
 
 
 def report(rows: list[dict], names: list[str], ours: str, title: str, out: str, argv: list[str], notes: str) -> None:
     body = notes
     for m in ("fwd", "fwd+bwd"):
-        graph = m == "fwd"
         header = (["case"] + [f"{n} (ms)" for n in names] + ["floor (ms)", f"{ours} vs {names[0]}", f"{ours} / floor"]
-                  + ([f"{names[0]} graph (ms)", f"{ours} graph (ms)", f"{ours} graph vs {names[0]} graph",
-                      f"{ours} graph / floor"] if graph else []))
+                  + [f"{names[0]} graph (ms)", f"{ours} graph (ms)", f"{ours} graph vs {names[0]} graph",
+                     f"{ours} graph / floor"])
         table = []
         for r in rows:
             fl = r[f"floor {m}"]
             line = [r["case"]] + [r.get(f"{n} {m}") for n in names] + [fl]
             o, e = r.get(f"{ours} {m}"), r.get(f"{names[0]} {m}")
             line += [f"{e / o:.1f}x" if o and e else None, f"{o / fl:.1f}x" if o else None]
-            if graph:
-                go, ge = r.get(f"{ours} graph {m}"), r.get(f"{names[0]} graph {m}")
-                line += [ge, go, f"{ge / go:.1f}x" if go and ge else None, f"{go / fl:.1f}x" if go else None]
+            go, ge = r.get(f"{ours} graph {m}"), r.get(f"{names[0]} graph {m}")
+            line += [ge, go, f"{ge / go:.1f}x" if go and ge else None, f"{go / fl:.1f}x" if go else None]
             table.append(line)
         body += f"\n## {m}\n\n" + markdown_table(header, table)
     cmd = "python tools/bench_ops.py " + " ".join(argv)
@@ -131,7 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = run_cases(fns, make, CASES, copy_bandwidth(), nbytes)
     notes = ("bf16, channels_last, kernels 5 then 7 with dilation 3. Floor = (bytes that must move) / measured copy "
              "bandwidth: fwd reads x and writes out; fwd+bwd also reads x and dout and writes dx. Plain columns time "
-             "eager calls (CPU launch overhead included); 'graph' columns replay the same forward from a CUDA graph. "
+             "eager calls (CPU launch overhead included); 'graph' columns replay the same calls from CUDA graphs "
+             "(torch.cuda.make_graphed_callables for fwd+bwd). "
              "fwd+bwd includes accumulating the leaf gradients, as a training step does.\n")
     report(rows, list(fns), "triton", "Large-kernel attention (LKA) benchmark", args.out, ["lka", *argv], notes)
 
