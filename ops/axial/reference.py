@@ -87,14 +87,16 @@ def axial_rel_attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
                                  rel_k: torch.Tensor, rel_v: torch.Tensor, gates: torch.Tensor, scale: float,
                                  dout: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Gradients (dq, dk, dv, drel_q, drel_k, drel_v, dgates) of `axial_rel_attention_reference`, written out in
-    PyTorch: recomputes the L x L probabilities; products in q's dtype, softmax and its gradient in fp32."""
+    PyTorch: recomputes the L x L probabilities (logits and softmax in fp32), other products in q's dtype."""
     L, d, dt = q.shape[axis + 1], q.shape[-1], q.dtype
     ql, kl, vl, dol = (to_lines(t, axis) for t in (q, k, v, dout))
     gq, gk, gv1, gv2 = gates.float().unbind()
     idx = rel_index(L, q.device)
     rq, rk, rv = (r.to(dt)[idx] for r in (rel_q, rel_k, rel_v))
-    qr, kr = torch.einsum("nhod,opd->nhop", ql, rq), torch.einsum("nhpd,opd->nhop", kl, rk)
-    p = torch.softmax(((ql @ kl.transpose(-1, -2)).float() + gq * qr.float() + gk * kr.float()) * scale, dim=-1)
+    # the logits in fp32 (as the Triton forward accumulates them): bf16-rounded logits would perturb p by ~1%
+    q32, k32 = ql.float(), kl.float()
+    qr, kr = torch.einsum("nhod,opd->nhop", q32, rq.float()), torch.einsum("nhpd,opd->nhop", k32, rk.float())
+    p = torch.softmax((q32 @ k32.transpose(-1, -2) + gq * qr + gk * kr) * scale, dim=-1)
     p_lo = p.to(dt)
     dp_v, dp_rv = (dol @ vl.transpose(-1, -2)).float(), torch.einsum("nhod,opd->nhop", dol, rv).float()
     dp = gv1 * dp_v + gv2 * dp_rv
@@ -111,6 +113,6 @@ def axial_rel_attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     drq = gq * table(torch.einsum("nhop,nhod->opd", ds_lo, ql))
     drk = gk * table(torch.einsum("nhop,nhpd->opd", ds_lo, kl))
     drv = gv2 * table(torch.einsum("nhop,nhod->opd", p_lo, dol))
-    dg = torch.stack([(ds * qr.float()).sum(), (ds * kr.float()).sum(), (p * dp_v).sum(), (p * dp_rv).sum()])
+    dg = torch.stack([(ds * qr).sum(), (ds * kr).sum(), (p * dp_v).sum(), (p * dp_rv).sum()])
     grads = [from_lines(t, q, axis).to(dt) for t in (dq, dk, dv)]
     return (*grads, drq.to(rel_q.dtype), drk.to(rel_k.dtype), drv.to(rel_v.dtype), dg.to(gates.dtype))
