@@ -157,9 +157,9 @@ def tune(names: list[str]) -> None:
         tiles = {1: [(1, 1, 64), (1, 1, 128)], 2: [(1, 8, 16), (1, 16, 8), (1, 8, 8), (1, 16, 16)],
                  3: [(4, 4, 8), (2, 8, 8), (4, 4, 4), (4, 8, 8)]}[nd]
         for tile in tiles:
-            for bn in (32, 64, 128):
+            for bn in (64, 128):
                 for w in (4, 8):
-                    for st in (1, 2, 3):
+                    for st in (2,):
                         cfg = dict(fwd_tile=tile, fwd_block_n=bn, fwd_warps=w, fwd_stages=st)
                         try:
                             ms = time_ms(lambda: na_fwd_triton(q, k, v, p, D ** -0.5, cfg), warmup=5, rep=20)

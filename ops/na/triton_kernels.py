@@ -65,15 +65,21 @@ def _pids(HEADS_FAST: tl.constexpr):
     """(tile, batch*head) program ids; heads vary fastest when the grid allows it, so that programs running
     together share the cache lines of the interleaved heads."""
     if HEADS_FAST:
-        return tl.program_id(1), tl.program_id(0)
-    return tl.program_id(0), tl.program_id(1)
+        pid = tl.program_id(1)
+        bh = tl.program_id(0)
+    else:
+        pid = tl.program_id(0)
+        bh = tl.program_id(1)
+    return pid, bh
 
 
 @triton.jit
 def _axis_ok(kc, ws, we, FULL: tl.constexpr):
     if FULL:
-        return kc[None, :] >= 0
-    return (kc[None, :] >= ws[:, None]) & (kc[None, :] <= we[:, None])
+        ok = kc[None, :] >= 0
+    else:
+        ok = (kc[None, :] >= ws[:, None]) & (kc[None, :] <= we[:, None])
+    return ok
 
 
 @triton.jit
