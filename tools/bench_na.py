@@ -154,8 +154,16 @@ def tune(names: list[str]) -> None:
         q, k, v, do = (torch.randn(B, *shape, H, D, device="cuda", dtype=torch.bfloat16) for _ in range(4))
         nd = len(shape)
         base = default_config(p.padded(), nd, D)
-        tiles = {1: [(1, 1, 64), (1, 1, 128)], 2: [(1, 8, 16), (1, 16, 8), (1, 8, 8), (1, 16, 16)],
-                 3: [(4, 4, 8), (2, 8, 8), (4, 4, 4), (4, 8, 8)]}[nd]
+        out, lse = na_fwd_triton(q, k, v, p, D ** -0.5)
+        from ops.na.functional import neighborhood_attention
+
+        qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
+        print(f"BREAKDOWN {name} {base}: raw fwd {time_ms(lambda: na_fwd_triton(q, k, v, p, D ** -0.5)):.4f} ms, "
+              f"raw bwd {time_ms(lambda: na_bwd_triton(do, q, k, v, out, lse, p, D ** -0.5)):.4f} ms, autograd "
+              f"fwd+bwd {time_ms(lambda: torch.autograd.grad(neighborhood_attention(qg, kg, vg, nd, ks, dil), (qg, kg, vg), do)):.4f} ms",
+              flush=True)
+        tiles = {1: [(1, 1, 64), (1, 1, 128)], 2: [(1, 8, 8), (1, 8, 16), (1, 4, 16)],
+                 3: [(4, 4, 4), (2, 4, 8), (4, 4, 8)]}[nd]
         for tile in tiles:
             for bn in (64, 128):
                 for w in (4, 8):
@@ -166,10 +174,9 @@ def tune(names: list[str]) -> None:
                         except Exception as e:  # noqa: BLE001
                             ms = f"fail {type(e).__name__}"
                         print(f"TUNE {name} fwd {cfg} {ms}", flush=True)
-        out, lse = na_fwd_triton(q, k, v, p, D ** -0.5)
         for qt in tiles:
-            for kt in {1: [(1, 1, 64), (1, 1, 128)], 2: [(1, 8, 8), (1, 8, 16)], 3: [(4, 4, 4), (2, 4, 8)]}[nd]:
-                for w in (4, 8):
+            for kt in tiles:
+                for w in (4,):
                     cfg = dict(base, dq_tile=qt, dkv_tile=kt, dq_warps=w, dkv_warps=w)
                     try:
                         ms = time_ms(lambda: na_bwd_triton(do, q, k, v, out, lse, p, D ** -0.5, cfg), warmup=5, rep=20)

@@ -74,12 +74,30 @@ def _pids(HEADS_FAST: tl.constexpr):
 
 
 @triton.jit
-def _axis_ok(kc, ws, we, FULL: tl.constexpr):
-    if FULL:
-        ok = kc[None, :] >= 0
-    else:
-        ok = (kc[None, :] >= ws[:, None]) & (kc[None, :] <= we[:, None])
+def _and_axis(ok, kc, ws, we, FULL: tl.constexpr):
+    """`ok` and the per-(query, key) window test on one axis (skipped where the window is the whole axis)."""
+    if not FULL:
+        ok = ok & (kc[None, :] >= ws[:, None]) & (kc[None, :] <= we[:, None])
     return ok
+
+
+@triton.jit
+def _box(n, x0, y0, z0, by, bz, TRX: tl.constexpr, TRY: tl.constexpr):
+    """Coordinates of entries `n` of a flattened box starting at (x0, y0, z0) with extents (., by, bz); axes of
+    length 1 (TRX/TRY) stay scalar so that 1-D boxes keep contiguous addresses."""
+    if TRX:
+        cx = x0
+    else:
+        cx = x0 + n // (by * bz)
+    if TRY:
+        cy = y0
+    else:
+        cy = y0 + (n // bz) % by
+    if TRX and TRY:
+        cz = z0 + n
+    else:
+        cz = z0 + n % bz
+    return cx, cy, cz
 
 
 @triton.jit
@@ -87,7 +105,7 @@ def _na_fwd_kernel(
     Q, K, V, O, LSE, qk_scale, H, N, HD,
     Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz,
     CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
-    FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr,
+    FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr, TRX: tl.constexpr, TRY: tl.constexpr,
     TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr,
     BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr, HEADS_FAST: tl.constexpr,
 ):
@@ -111,10 +129,10 @@ def _na_fwd_kernel(
     wsz, wez = _win(qz, Lgz, Kz, Sz, CZ)
     kminx, _a = _win(ig0x, Lgx, Kx, Sx, CX)
     kminy, _b = _win(ig0y, Lgy, Ky, Sy, CY)
-    kminz, _c = _win(ig0z, Lgz, Kz, Sz, CZ)
+    kminz, wefirst = _win(ig0z, Lgz, Kz, Sz, CZ)
     _d, kmaxx = _win(tl.minimum(ig0x + TX - 1, Lgx - 1), Lgx, Kx, Sx, CX)
     _e, kmaxy = _win(tl.minimum(ig0y + TY - 1, Lgy - 1), Lgy, Ky, Sy, CY)
-    _f, kmaxz = _win(tl.minimum(ig0z + TZ - 1, Lgz - 1), Lgz, Kz, Sz, CZ)
+    wslast, kmaxz = _win(tl.minimum(ig0z + TZ - 1, Lgz - 1), Lgz, Kz, Sz, CZ)
     bx = kmaxx - kminx + 1
     by = kmaxy - kminy + 1
     bz = kmaxz - kminz + 1
@@ -132,16 +150,18 @@ def _na_fwd_kernel(
     acc = tl.zeros([TX * TY * TZ, HEAD_DIM], dtype=tl.float32)
     for n0 in range(0, nbox, BLOCK_N):
         n = n0 + tl.arange(0, BLOCK_N)
-        kx = kminx + n // (by * bz)
-        ky = kminy + (n // bz) % by
-        kz = kminz + n % bz
+        kx, ky, kz = _box(n, kminx, kminy, kminz, by, bz, TRX, TRY)
         kvalid = n < nbox
         tok_k = ((gx + Dx * kx) * Ly + gy + Dy * ky) * Lz + gz + Dz * kz
         kptr = base + tok_k[:, None] * row + dofs[None, :]
         kt = tl.load(K + kptr, mask=kvalid[:, None] & dmask, other=0.0)
         s = tl.dot(q, tl.trans(kt), input_precision=PREC) * qk_scale
-        ok = kvalid[None, :] & _axis_ok(kx, wsx, wex, FX) & _axis_ok(ky, wsy, wey, FY) & _axis_ok(kz, wsz, wez, FZ)
-        s = tl.where(ok, s, float("-inf"))
+        if TRX and TRY:  # 1-D: blocks inside every query's window need no mask
+            if (kminz + n0 < wslast) | (kminz + n0 + BLOCK_N - 1 > wefirst):
+                s = tl.where(_and_axis(kvalid[None, :], kz, wsz, wez, FZ), s, float("-inf"))
+        else:
+            ok = _and_axis(_and_axis(_and_axis(kvalid[None, :], kx, wsx, wex, FX), ky, wsy, wey, FY), kz, wsz, wez, FZ)
+            s = tl.where(ok, s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         alpha = tl.math.exp2(m_i - m_new)
         p = tl.math.exp2(s - m_new[:, None])
@@ -160,7 +180,7 @@ def _na_bwd_dq_kernel(
     Q, K, V, DO, LSE, DELTA, DQ, qk_scale, sm_scale, H, N, HD,
     Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz,
     CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
-    FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr,
+    FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr, TRX: tl.constexpr, TRY: tl.constexpr,
     TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr,
     BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr, HEADS_FAST: tl.constexpr,
 ):
@@ -184,10 +204,10 @@ def _na_bwd_dq_kernel(
     wsz, wez = _win(qz, Lgz, Kz, Sz, CZ)
     kminx, _a = _win(ig0x, Lgx, Kx, Sx, CX)
     kminy, _b = _win(ig0y, Lgy, Ky, Sy, CY)
-    kminz, _c = _win(ig0z, Lgz, Kz, Sz, CZ)
+    kminz, wefirst = _win(ig0z, Lgz, Kz, Sz, CZ)
     _d, kmaxx = _win(tl.minimum(ig0x + TX - 1, Lgx - 1), Lgx, Kx, Sx, CX)
     _e, kmaxy = _win(tl.minimum(ig0y + TY - 1, Lgy - 1), Lgy, Ky, Sy, CY)
-    _f, kmaxz = _win(tl.minimum(ig0z + TZ - 1, Lgz - 1), Lgz, Kz, Sz, CZ)
+    wslast, kmaxz = _win(tl.minimum(ig0z + TZ - 1, Lgz - 1), Lgz, Kz, Sz, CZ)
     bx = kmaxx - kminx + 1
     by = kmaxy - kminy + 1
     bz = kmaxz - kminz + 1
@@ -208,17 +228,20 @@ def _na_bwd_dq_kernel(
     dq = tl.zeros([TX * TY * TZ, HEAD_DIM], dtype=tl.float32)
     for n0 in range(0, nbox, BLOCK_N):
         n = n0 + tl.arange(0, BLOCK_N)
-        kx = kminx + n // (by * bz)
-        ky = kminy + (n // bz) % by
-        kz = kminz + n % bz
+        kx, ky, kz = _box(n, kminx, kminy, kminz, by, bz, TRX, TRY)
         kvalid = n < nbox
         tok_k = ((gx + Dx * kx) * Ly + gy + Dy * ky) * Lz + gz + Dz * kz
         kptr = base + tok_k[:, None] * row + dofs[None, :]
         kt = tl.load(K + kptr, mask=kvalid[:, None] & dmask, other=0.0)
         vt = tl.load(V + kptr, mask=kvalid[:, None] & dmask, other=0.0)
         s = tl.dot(q, tl.trans(kt), input_precision=PREC) * qk_scale
-        ok = kvalid[None, :] & _axis_ok(kx, wsx, wex, FX) & _axis_ok(ky, wsy, wey, FY) & _axis_ok(kz, wsz, wez, FZ)
-        p = tl.where(ok, tl.math.exp2(s - lse[:, None]), 0.0)
+        p = tl.math.exp2(s - lse[:, None])
+        if TRX and TRY:  # 1-D: blocks inside every query's window need no mask
+            if (kminz + n0 < wslast) | (kminz + n0 + BLOCK_N - 1 > wefirst):
+                p = tl.where(_and_axis(kvalid[None, :], kz, wsz, wez, FZ), p, 0.0)
+        else:
+            ok = _and_axis(_and_axis(_and_axis(kvalid[None, :], kx, wsx, wex, FX), ky, wsy, wey, FY), kz, wsz, wez, FZ)
+            p = tl.where(ok, p, 0.0)
         dp = tl.dot(do, tl.trans(vt), input_precision=PREC)
         ds = p * (dp - delta[:, None])
         dq += tl.dot(ds.to(kt.dtype), kt, input_precision=PREC)
@@ -230,7 +253,7 @@ def _na_bwd_dkv_kernel(
     Q, K, V, DO, LSE, DELTA, DK, DV, qk_scale, sm_scale, H, N, HD,
     Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz,
     CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
-    FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr,
+    FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr, TRX: tl.constexpr, TRY: tl.constexpr,
     TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr,
     BLOCK_M: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr, HEADS_FAST: tl.constexpr,
 ):
@@ -271,9 +294,7 @@ def _na_bwd_dkv_kernel(
     dv = tl.zeros([TX * TY * TZ, HEAD_DIM], dtype=tl.float32)
     for m0 in range(0, nbox, BLOCK_M):
         mm = m0 + tl.arange(0, BLOCK_M)
-        qx = qlox + mm // (by * bz)
-        qy = qloy + (mm // bz) % by
-        qz = qloz + mm % bz
+        qx, qy, qz = _box(mm, qlox, qloy, qloz, by, bz, TRX, TRY)
         qvalid = mm < nbox
         tok_q = ((gx + Dx * qx) * Ly + gy + Dy * qy) * Lz + gz + Dz * qz
         wsx, wex = _win(qx, Lgx, Kx, Sx, CX)
@@ -285,7 +306,7 @@ def _na_bwd_dkv_kernel(
         lse = tl.load(LSE + bh.to(tl.int64) * N + tok_q, mask=qvalid, other=0.0)
         delta = tl.load(DELTA + bh.to(tl.int64) * N + tok_q, mask=qvalid, other=0.0)
         s = tl.dot(q, tl.trans(kt), input_precision=PREC) * qk_scale  # [BLOCK_M, keys]
-        ok = qvalid[:, None] & _axis_ok(kx, wsx, wex, FX) & _axis_ok(ky, wsy, wey, FY) & _axis_ok(kz, wsz, wez, FZ)
+        ok = _and_axis(_and_axis(_and_axis(qvalid[:, None], kx, wsx, wex, FX), ky, wsy, wey, FY), kz, wsz, wez, FZ)
         p = tl.where(ok, tl.math.exp2(s - lse[:, None]), 0.0)
         dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
         dp = tl.dot(do, tl.trans(vt), input_precision=PREC)
@@ -337,18 +358,17 @@ def _grid(ntiles: int, bh: int) -> tuple[int, int]:
 
 def _flags(p: NAParams) -> dict:
     full = [(not c) and d == 1 and k == L for L, k, d, c in zip(p.shape, p.kernel_size, p.dilation, p.is_causal)]
-    return dict(CX=p.is_causal[0], CY=p.is_causal[1], CZ=p.is_causal[2], FX=full[0], FY=full[1], FZ=full[2])
+    return dict(CX=p.is_causal[0], CY=p.is_causal[1], CZ=p.is_causal[2], FX=full[0], FY=full[1], FZ=full[2],
+                TRX=p.shape[0] == 1, TRY=p.shape[1] == 1)
 
 
 def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
-    """Tile shapes, block sizes and warps (tuned on H100; the interpreter uses the same shapes)."""
+    """Tile shapes, block sizes and warps: 64-token tiles with 4 warps were fastest on H100 for S1 (2-D, d32) and
+    N1 (1-D, d128) in `tools/bench_ops.py na --tune`."""
     lg = tuple(triton.cdiv(L, d) for L, d in zip(p.shape, p.dilation))
-    big = head_dim > 64
-    return dict(
-        fwd_tile=fit_tile(lg, _TARGET[128][ndim]), fwd_block_n=64, fwd_warps=8 if big else 4, fwd_stages=2,
-        dq_tile=fit_tile(lg, _TARGET[64 if big else 128][ndim]), dq_block_n=64, dq_warps=8 if big else 4,
-        dkv_tile=fit_tile(lg, _TARGET[64][ndim]), dkv_block_m=64, dkv_warps=8 if big else 4, bwd_stages=1,
-    )
+    tile = fit_tile(lg, _TARGET[64][ndim])
+    return dict(fwd_tile=tile, fwd_block_n=64, fwd_warps=4, fwd_stages=2,
+                dq_tile=tile, dq_block_n=64, dq_warps=4, dkv_tile=tile, dkv_block_m=64, dkv_warps=4, bwd_stages=1)
 
 
 def _prep(q: torch.Tensor, p: NAParams, config: dict | None, ndim: int) -> tuple[NAParams, dict, int]:

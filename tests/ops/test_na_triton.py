@@ -11,6 +11,7 @@ CPU_CASES = [  # (shape, kernel, dilation, stride, causal, head_dim)
     ((13,), 5, 1, 1, False, 16), ((17,), 4, 2, 3, False, 16), ((15,), 5, 1, 2, True, 24),
     ((6, 9), (3, 4), (2, 1), (1, 2), False, 16), ((7, 6), 3, 1, 1, (True, False), 16), ((5, 5), 5, 1, 5, False, 32),
     ((4, 5, 6), (3, 2, 3), (1, 2, 1), (2, 1, 3), False, 16), ((4, 4, 5), 3, 1, 1, True, 16),
+    ((200,), 150, 1, 1, False, 16), ((230,), 160, 1, 2, True, 16),  # 1-D blocks inside every window (no mask)
 ]
 
 
