@@ -316,6 +316,21 @@ def _na_bwd_dkv_kernel(
     tl.store(DV + kptr, dv.to(DV.dtype.element_ty), mask=kmask)
 
 
+@triton.jit
+def _delta_kernel(O, DO, DELTA, H, N, HD, BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr):
+    """delta = rowsum(dO * O) in fp32, `[B, H, N]` (the softmax-backward correction term)."""
+    bh = tl.program_id(0)
+    t = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    b = bh // H
+    h = bh % H
+    dofs = tl.arange(0, HEAD_DIM)
+    mask = (t[:, None] < N) & (dofs[None, :] < HD)
+    ptr = b.to(tl.int64) * N * H * HD + t[:, None] * (H * HD) + h * HD + dofs[None, :]
+    o = tl.load(O + ptr, mask=mask, other=0.0).to(tl.float32)
+    do = tl.load(DO + ptr, mask=mask, other=0.0).to(tl.float32)
+    tl.store(DELTA + bh.to(tl.int64) * N + t, tl.sum(o * do, 1), mask=t < N)
+
+
 # ----------------------------------------------------------------------------------------------- launch helpers
 
 _TARGET = {  # query/key tile shapes (X, Y, Z) per number of real spatial axes, for 128 and 64 tokens
@@ -363,12 +378,16 @@ def _flags(p: NAParams) -> dict:
 
 
 def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
-    """Tile shapes, block sizes and warps: 64-token tiles with 4 warps were fastest on H100 for S1 (2-D, d32) and
-    N1 (1-D, d128) in `tools/bench_ops.py na --tune`."""
+    """Tile shapes, block sizes and warps, from `tools/bench_ops.py na --tune` on an H100 (S1-S3, S6, N1-N3)."""
     lg = tuple(triton.cdiv(L, d) for L, d in zip(p.shape, p.dilation))
-    tile = fit_tile(lg, _TARGET[64][ndim])
-    return dict(fwd_tile=tile, fwd_block_n=64, fwd_warps=4, fwd_stages=2,
-                dq_tile=tile, dq_block_n=64, dq_warps=4, dkv_tile=tile, dkv_block_m=64, dkv_warps=4, bwd_stages=1)
+    small = head_dim <= 32
+    if ndim == 2:
+        fwd, dq, dkv = ((1, 4, 16),) * 3 if small else ((1, 8, 16), (1, 8, 8), (1, 8, 8))
+    else:
+        fwd = dq = dkv = _TARGET[64][ndim]
+    return dict(fwd_tile=fit_tile(lg, fwd), fwd_block_n=128 if ndim == 3 and small else 64, fwd_warps=4,
+                fwd_stages=2, dq_tile=fit_tile(lg, dq), dq_block_n=64, dq_warps=4, dkv_tile=fit_tile(lg, dkv),
+                dkv_block_m=64, dkv_warps=4, bwd_stages=1)
 
 
 def _prep(q: torch.Tensor, p: NAParams, config: dict | None, ndim: int) -> tuple[NAParams, dict, int]:
@@ -406,7 +425,8 @@ def na_bwd_triton(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
     pp, cfg, hd_pad = _prep(q, p, config, ndim)
     B, H, D = q.shape[0], q.shape[-2], q.shape[-1]
     N = math.prod(p.shape)
-    delta = (do.float() * out.float()).sum(-1).reshape(B, N, H).transpose(1, 2).contiguous()
+    delta = torch.empty((B, H, N), device=q.device, dtype=torch.float32)
+    _delta_kernel[(B * H, triton.cdiv(N, 128))](out, do, delta, H, N, D, BLOCK=128, HEAD_DIM=hd_pad, num_warps=4)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     prec = "ieee" if q.dtype == torch.float32 else "tf32"
     flags = _flags(pp)

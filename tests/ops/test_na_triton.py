@@ -52,8 +52,17 @@ def test_custom_op_compiles_without_graph_breaks():
     def f(a, b, c):
         return na2d(a, b, c, 3, dilation=(2, 1), backend="triton").square().sum()
 
-    compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(str(gm.graph))
+        from torch._dynamo.backends.debugging import aot_eager
+
+        return aot_eager(gm, example_inputs)
+
+    compiled = torch.compile(f, backend=backend, fullgraph=True)
     loss = compiled(q, k, v)
+    assert len(graphs) == 1 and "segzoo.na_fwd" in graphs[0]
     grads = torch.autograd.grad(loss, (q, k, v))
     loss_ref = f(q, k, v)
     grads_ref = torch.autograd.grad(loss_ref, (q, k, v))
