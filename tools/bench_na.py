@@ -162,27 +162,25 @@ def tune(names: list[str]) -> None:
               f"raw bwd {time_ms(lambda: na_bwd_triton(do, q, k, v, out, lse, p, D ** -0.5)):.4f} ms, autograd "
               f"fwd+bwd {time_ms(lambda: torch.autograd.grad(neighborhood_attention(qg, kg, vg, nd, ks, dil), (qg, kg, vg), do)):.4f} ms",
               flush=True)
-        tiles = {1: [(1, 1, 64), (1, 1, 128)], 2: [(1, 8, 8), (1, 8, 16), (1, 4, 16)],
-                 3: [(4, 4, 4), (2, 4, 8), (4, 4, 8)]}[nd]
+        tiles = {1: [(1, 1, 64), (1, 1, 128)], 2: [(1, 8, 8), (1, 4, 16), (1, 2, 32)],
+                 3: [(4, 4, 4), (2, 4, 8), (1, 4, 16)]}[nd]
         for tile in tiles:
-            for bn in (64, 128):
+            for rows in (None, False):
                 for w in (4, 8):
-                    for st in (2,):
-                        cfg = dict(fwd_tile=tile, fwd_block_n=bn, fwd_warps=w, fwd_stages=st)
-                        try:
-                            ms = time_ms(lambda: na_fwd_triton(q, k, v, p, D ** -0.5, cfg), warmup=5, rep=20)
-                        except Exception as e:  # noqa: BLE001
-                            ms = f"fail {type(e).__name__}"
-                        print(f"TUNE {name} fwd {cfg} {ms}", flush=True)
-        for qt in tiles:
-            for kt in tiles:
-                for w in (4,):
-                    cfg = dict(base, dq_tile=qt, dkv_tile=kt, dq_warps=w, dkv_warps=w)
+                    cfg = dict(fwd_tile=tile, fwd_block_n=64, fwd_warps=w, fwd_stages=2, rows=rows)
                     try:
-                        ms = time_ms(lambda: na_bwd_triton(do, q, k, v, out, lse, p, D ** -0.5, cfg), warmup=5, rep=20)
+                        ms = time_ms(lambda: na_fwd_triton(q, k, v, p, D ** -0.5, cfg), warmup=5, rep=20)
                     except Exception as e:  # noqa: BLE001
                         ms = f"fail {type(e).__name__}"
-                    print(f"TUNE {name} bwd {cfg} {ms}", flush=True)
+                    print(f"TUNE {name} fwd {cfg} {ms}", flush=True)
+        for qt in tiles:
+            for rows in (None, False):
+                cfg = dict(base, dq_tile=qt, dkv_tile=qt, rows=rows)
+                try:
+                    ms = time_ms(lambda: na_bwd_triton(do, q, k, v, out, lse, p, D ** -0.5, cfg), warmup=5, rep=20)
+                except Exception as e:  # noqa: BLE001
+                    ms = f"fail {type(e).__name__}"
+                print(f"TUNE {name} bwd {cfg} {ms}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -101,23 +101,57 @@ def _box(n, x0, y0, z0, by, bz, TRX: tl.constexpr, TRY: tl.constexpr):
 
 
 @triton.jit
-def _na_fwd_kernel(
-    Q, K, V, O, LSE, qk_scale, H, N, HD,
-    Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz,
-    CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
-    FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr, TRX: tl.constexpr, TRY: tl.constexpr,
-    TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr,
-    BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr, HEADS_FAST: tl.constexpr,
-):
-    pid, bh = _pids(HEADS_FAST)
-    b = bh // H
-    h = bh % H
+def _kblock(it, x0, y0, z0, zmax, by, bz, nch, nbox, wslx, wefx, wsly, wefy, wslz, wefz,
+            BLOCK: tl.constexpr, ROWS: tl.constexpr, TRX: tl.constexpr, TRY: tl.constexpr):
+    """Block `it` of a box: coordinates (x, y scalar in ROWS mode), validity, and whether it lies inside every
+    window of the tile (ranges [wsl, wef] per axis: last query's start, first query's end).
+
+    ROWS mode walks the box row by row in chunks of BLOCK along the innermost axis (large windows, so that
+    interior chunks skip the mask); otherwise the box is flattened (small windows, no padding per row)."""
+    if ROWS:
+        r = it // nch
+        zs = z0 + (it % nch) * BLOCK
+        cx = x0 + r // by
+        cy = y0 + r % by
+        cz = zs + tl.arange(0, BLOCK)
+        valid = cz <= zmax
+        inner = (cx >= wslx) & (cx <= wefx) & (cy >= wsly) & (cy <= wefy) & (zs >= wslz) & (zs + BLOCK - 1 <= wefz)
+    else:
+        n = it * BLOCK + tl.arange(0, BLOCK)
+        cx, cy, cz = _box(n, x0, y0, z0, by, bz, TRX, TRY)
+        valid = n < nbox
+        if TRX and TRY:
+            inner = (z0 + it * BLOCK >= wslz) & (z0 + it * BLOCK + BLOCK - 1 <= wefz)
+        else:
+            inner = it < 0
+    return cx, cy, cz, valid, inner
+
+
+@triton.jit
+def _kmask(kx, ky, kz, kvalid, wsx, wex, wsy, wey, wsz, wez,
+           FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr, ROWS: tl.constexpr):
+    """[queries, keys] NA mask for a key block against per-query windows."""
+    ok = kvalid[None, :]
+    if ROWS:
+        if not FX:
+            ok = ok & ((kx >= wsx) & (kx <= wex))[:, None]
+        if not FY:
+            ok = ok & ((ky >= wsy) & (ky <= wey))[:, None]
+    else:
+        ok = _and_axis(_and_axis(ok, kx, wsx, wex, FX), ky, wsy, wey, FY)
+    return _and_axis(ok, kz, wsz, wez, FZ)
+
+
+@triton.jit
+def _qtile(Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz, pid,
+           CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
+           TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr, BLOCK_N: tl.constexpr, ROWS: tl.constexpr):
+    """A program's query tile: token indices, validity, per-query windows and its key box."""
     ntz = Dz * TPGz
     nty = Dy * TPGy
     gx, ig0x, Lgx = _tile(pid // (ntz * nty), Lx, Dx, TPGx, TX)
     gy, ig0y, Lgy = _tile((pid // ntz) % nty, Ly, Dy, TPGy, TY)
     gz, ig0z, Lgz = _tile(pid % ntz, Lz, Dz, TPGz, TZ)
-
     m = tl.arange(0, TX * TY * TZ)
     qx = ig0x + m // (TY * TZ)
     qy = ig0y + (m // TZ) % TY
@@ -127,17 +161,41 @@ def _na_fwd_kernel(
     wsx, wex = _win(qx, Lgx, Kx, Sx, CX)
     wsy, wey = _win(qy, Lgy, Ky, Sy, CY)
     wsz, wez = _win(qz, Lgz, Kz, Sz, CZ)
-    kminx, _a = _win(ig0x, Lgx, Kx, Sx, CX)
-    kminy, _b = _win(ig0y, Lgy, Ky, Sy, CY)
-    kminz, wefirst = _win(ig0z, Lgz, Kz, Sz, CZ)
-    _d, kmaxx = _win(tl.minimum(ig0x + TX - 1, Lgx - 1), Lgx, Kx, Sx, CX)
-    _e, kmaxy = _win(tl.minimum(ig0y + TY - 1, Lgy - 1), Lgy, Ky, Sy, CY)
-    wslast, kmaxz = _win(tl.minimum(ig0z + TZ - 1, Lgz - 1), Lgz, Kz, Sz, CZ)
+    kminx, wefx = _win(ig0x, Lgx, Kx, Sx, CX)
+    kminy, wefy = _win(ig0y, Lgy, Ky, Sy, CY)
+    kminz, wefz = _win(ig0z, Lgz, Kz, Sz, CZ)
+    wslx, kmaxx = _win(tl.minimum(ig0x + TX - 1, Lgx - 1), Lgx, Kx, Sx, CX)
+    wsly, kmaxy = _win(tl.minimum(ig0y + TY - 1, Lgy - 1), Lgy, Ky, Sy, CY)
+    wslz, kmaxz = _win(tl.minimum(ig0z + TZ - 1, Lgz - 1), Lgz, Kz, Sz, CZ)
     bx = kmaxx - kminx + 1
     by = kmaxy - kminy + 1
     bz = kmaxz - kminz + 1
     empty = (ig0x >= Lgx) | (ig0y >= Lgy) | (ig0z >= Lgz)
     nbox = tl.where(empty, 0, bx * by * bz)
+    nch = tl.cdiv(bz, BLOCK_N)
+    if ROWS:
+        nblocks = tl.where(empty, 0, bx * by * nch)
+    else:
+        nblocks = tl.cdiv(nbox, BLOCK_N)
+    return (gx, gy, gz, tok_q, qvalid, wsx, wex, wsy, wey, wsz, wez, kminx, kminy, kminz, kmaxz,
+            wslx, wefx, wsly, wefy, wslz, wefz, by, bz, nbox, nch, nblocks)
+
+
+@triton.jit
+def _na_fwd_kernel(
+    Q, K, V, O, LSE, qk_scale, H, N, HD,
+    Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz,
+    CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
+    FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr, TRX: tl.constexpr, TRY: tl.constexpr,
+    TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr, ROWS: tl.constexpr,
+    BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr, HEADS_FAST: tl.constexpr,
+):
+    pid, bh = _pids(HEADS_FAST)
+    b = bh // H
+    h = bh % H
+    (gx, gy, gz, tok_q, qvalid, wsx, wex, wsy, wey, wsz, wez, kminx, kminy, kminz, kmaxz,
+     wslx, wefx, wsly, wefy, wslz, wefz, by, bz, nbox, nch, nblocks) = _qtile(
+        Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz, pid, CX, CY, CZ, TX, TY, TZ, BLOCK_N, ROWS)
 
     row = H * HD
     base = b.to(tl.int64) * N * row + h * HD
@@ -148,20 +206,16 @@ def _na_fwd_kernel(
     m_i = tl.full([TX * TY * TZ], -1.0e30, dtype=tl.float32)
     l_i = tl.zeros([TX * TY * TZ], dtype=tl.float32)
     acc = tl.zeros([TX * TY * TZ, HEAD_DIM], dtype=tl.float32)
-    for n0 in range(0, nbox, BLOCK_N):
-        n = n0 + tl.arange(0, BLOCK_N)
-        kx, ky, kz = _box(n, kminx, kminy, kminz, by, bz, TRX, TRY)
-        kvalid = n < nbox
+    for it in range(0, nblocks):
+        kx, ky, kz, kvalid, inner = _kblock(it, kminx, kminy, kminz, kmaxz, by, bz, nch, nbox, wslx, wefx, wsly,
+                                            wefy, wslz, wefz, BLOCK_N, ROWS, TRX, TRY)
         tok_k = ((gx + Dx * kx) * Ly + gy + Dy * ky) * Lz + gz + Dz * kz
         kptr = base + tok_k[:, None] * row + dofs[None, :]
         kt = tl.load(K + kptr, mask=kvalid[:, None] & dmask, other=0.0)
         s = tl.dot(q, tl.trans(kt), input_precision=PREC) * qk_scale
-        if TRX and TRY:  # 1-D: blocks inside every query's window need no mask
-            if (kminz + n0 < wslast) | (kminz + n0 + BLOCK_N - 1 > wefirst):
-                s = tl.where(_and_axis(kvalid[None, :], kz, wsz, wez, FZ), s, float("-inf"))
-        else:
-            ok = _and_axis(_and_axis(_and_axis(kvalid[None, :], kx, wsx, wex, FX), ky, wsy, wey, FY), kz, wsz, wez, FZ)
-            s = tl.where(ok, s, float("-inf"))
+        if not inner:
+            s = tl.where(_kmask(kx, ky, kz, kvalid, wsx, wex, wsy, wey, wsz, wez, FX, FY, FZ, ROWS), s,
+                         float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         alpha = tl.math.exp2(m_i - m_new)
         p = tl.math.exp2(s - m_new[:, None])
@@ -181,38 +235,15 @@ def _na_bwd_dq_kernel(
     Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz,
     CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
     FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr, TRX: tl.constexpr, TRY: tl.constexpr,
-    TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr,
+    TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr, ROWS: tl.constexpr,
     BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr, HEADS_FAST: tl.constexpr,
 ):
     pid, bh = _pids(HEADS_FAST)
     b = bh // H
     h = bh % H
-    ntz = Dz * TPGz
-    nty = Dy * TPGy
-    gx, ig0x, Lgx = _tile(pid // (ntz * nty), Lx, Dx, TPGx, TX)
-    gy, ig0y, Lgy = _tile((pid // ntz) % nty, Ly, Dy, TPGy, TY)
-    gz, ig0z, Lgz = _tile(pid % ntz, Lz, Dz, TPGz, TZ)
-
-    m = tl.arange(0, TX * TY * TZ)
-    qx = ig0x + m // (TY * TZ)
-    qy = ig0y + (m // TZ) % TY
-    qz = ig0z + m % TZ
-    qvalid = (qx < Lgx) & (qy < Lgy) & (qz < Lgz)
-    tok_q = ((gx + Dx * qx) * Ly + gy + Dy * qy) * Lz + gz + Dz * qz
-    wsx, wex = _win(qx, Lgx, Kx, Sx, CX)
-    wsy, wey = _win(qy, Lgy, Ky, Sy, CY)
-    wsz, wez = _win(qz, Lgz, Kz, Sz, CZ)
-    kminx, _a = _win(ig0x, Lgx, Kx, Sx, CX)
-    kminy, _b = _win(ig0y, Lgy, Ky, Sy, CY)
-    kminz, wefirst = _win(ig0z, Lgz, Kz, Sz, CZ)
-    _d, kmaxx = _win(tl.minimum(ig0x + TX - 1, Lgx - 1), Lgx, Kx, Sx, CX)
-    _e, kmaxy = _win(tl.minimum(ig0y + TY - 1, Lgy - 1), Lgy, Ky, Sy, CY)
-    wslast, kmaxz = _win(tl.minimum(ig0z + TZ - 1, Lgz - 1), Lgz, Kz, Sz, CZ)
-    bx = kmaxx - kminx + 1
-    by = kmaxy - kminy + 1
-    bz = kmaxz - kminz + 1
-    empty = (ig0x >= Lgx) | (ig0y >= Lgy) | (ig0z >= Lgz)
-    nbox = tl.where(empty, 0, bx * by * bz)
+    (gx, gy, gz, tok_q, qvalid, wsx, wex, wsy, wey, wsz, wez, kminx, kminy, kminz, kmaxz,
+     wslx, wefx, wsly, wefy, wslz, wefz, by, bz, nbox, nch, nblocks) = _qtile(
+        Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz, pid, CX, CY, CZ, TX, TY, TZ, BLOCK_N, ROWS)
 
     row = H * HD
     base = b.to(tl.int64) * N * row + h * HD
@@ -226,22 +257,17 @@ def _na_bwd_dq_kernel(
     delta = tl.load(DELTA + bh.to(tl.int64) * N + tok_q, mask=qvalid, other=0.0)
 
     dq = tl.zeros([TX * TY * TZ, HEAD_DIM], dtype=tl.float32)
-    for n0 in range(0, nbox, BLOCK_N):
-        n = n0 + tl.arange(0, BLOCK_N)
-        kx, ky, kz = _box(n, kminx, kminy, kminz, by, bz, TRX, TRY)
-        kvalid = n < nbox
+    for it in range(0, nblocks):
+        kx, ky, kz, kvalid, inner = _kblock(it, kminx, kminy, kminz, kmaxz, by, bz, nch, nbox, wslx, wefx, wsly,
+                                            wefy, wslz, wefz, BLOCK_N, ROWS, TRX, TRY)
         tok_k = ((gx + Dx * kx) * Ly + gy + Dy * ky) * Lz + gz + Dz * kz
         kptr = base + tok_k[:, None] * row + dofs[None, :]
         kt = tl.load(K + kptr, mask=kvalid[:, None] & dmask, other=0.0)
         vt = tl.load(V + kptr, mask=kvalid[:, None] & dmask, other=0.0)
         s = tl.dot(q, tl.trans(kt), input_precision=PREC) * qk_scale
         p = tl.math.exp2(s - lse[:, None])
-        if TRX and TRY:  # 1-D: blocks inside every query's window need no mask
-            if (kminz + n0 < wslast) | (kminz + n0 + BLOCK_N - 1 > wefirst):
-                p = tl.where(_and_axis(kvalid[None, :], kz, wsz, wez, FZ), p, 0.0)
-        else:
-            ok = _and_axis(_and_axis(_and_axis(kvalid[None, :], kx, wsx, wex, FX), ky, wsy, wey, FY), kz, wsz, wez, FZ)
-            p = tl.where(ok, p, 0.0)
+        if not inner:
+            p = tl.where(_kmask(kx, ky, kz, kvalid, wsx, wex, wsy, wey, wsz, wez, FX, FY, FZ, ROWS), p, 0.0)
         dp = tl.dot(do, tl.trans(vt), input_precision=PREC)
         ds = p * (dp - delta[:, None])
         dq += tl.dot(ds.to(kt.dtype), kt, input_precision=PREC)
@@ -254,7 +280,7 @@ def _na_bwd_dkv_kernel(
     Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz,
     CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
     FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr, TRX: tl.constexpr, TRY: tl.constexpr,
-    TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr,
+    TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr, ROWS: tl.constexpr,
     BLOCK_M: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr, HEADS_FAST: tl.constexpr,
 ):
     pid, bh = _pids(HEADS_FAST)
@@ -272,14 +298,22 @@ def _na_bwd_dkv_kernel(
     kz = ig0z + j % TZ
     kvalid = (kx < Lgx) & (ky < Lgy) & (kz < Lgz)
     tok_k = ((gx + Dx * kx) * Ly + gy + Dy * ky) * Lz + gz + Dz * kz
-    qlox, qhix = _inv(ig0x, tl.minimum(ig0x + TX - 1, Lgx - 1), Lgx, Kx, Sx, CX)
-    qloy, qhiy = _inv(ig0y, tl.minimum(ig0y + TY - 1, Lgy - 1), Lgy, Ky, Sy, CY)
-    qloz, qhiz = _inv(ig0z, tl.minimum(ig0z + TZ - 1, Lgz - 1), Lgz, Kz, Sz, CZ)
+    klx = tl.minimum(ig0x + TX - 1, Lgx - 1)
+    kly = tl.minimum(ig0y + TY - 1, Lgy - 1)
+    klz = tl.minimum(ig0z + TZ - 1, Lgz - 1)
+    qlox, qhix = _inv(ig0x, klx, Lgx, Kx, Sx, CX)
+    qloy, qhiy = _inv(ig0y, kly, Lgy, Ky, Sy, CY)
+    qloz, qhiz = _inv(ig0z, klz, Lgz, Kz, Sz, CZ)
     bx = qhix - qlox + 1
     by = qhiy - qloy + 1
     bz = qhiz - qloz + 1
     empty = (ig0x >= Lgx) | (ig0y >= Lgy) | (ig0z >= Lgz) | (bx <= 0) | (by <= 0) | (bz <= 0)
     nbox = tl.where(empty, 0, bx * by * bz)
+    nch = tl.cdiv(bz, BLOCK_M)
+    if ROWS:
+        nblocks = tl.where(empty, 0, bx * by * nch)
+    else:
+        nblocks = tl.cdiv(nbox, BLOCK_M)
 
     row = H * HD
     base = b.to(tl.int64) * N * row + h * HD
@@ -292,10 +326,10 @@ def _na_bwd_dkv_kernel(
 
     dk = tl.zeros([TX * TY * TZ, HEAD_DIM], dtype=tl.float32)
     dv = tl.zeros([TX * TY * TZ, HEAD_DIM], dtype=tl.float32)
-    for m0 in range(0, nbox, BLOCK_M):
-        mm = m0 + tl.arange(0, BLOCK_M)
-        qx, qy, qz = _box(mm, qlox, qloy, qloz, by, bz, TRX, TRY)
-        qvalid = mm < nbox
+    for it in range(0, nblocks):
+        # queries of this block; an "inner" block has every key of the tile in every query's window
+        qx, qy, qz, qvalid, _unused = _kblock(it, qlox, qloy, qloz, qhiz, by, bz, nch, nbox, 0, 0, 0, 0, 0, 0,
+                                              BLOCK_M, ROWS, TRX, TRY)
         tok_q = ((gx + Dx * qx) * Ly + gy + Dy * qy) * Lz + gz + Dz * qz
         wsx, wex = _win(qx, Lgx, Kx, Sx, CX)
         wsy, wey = _win(qy, Lgy, Ky, Sy, CY)
@@ -306,8 +340,24 @@ def _na_bwd_dkv_kernel(
         lse = tl.load(LSE + bh.to(tl.int64) * N + tok_q, mask=qvalid, other=0.0)
         delta = tl.load(DELTA + bh.to(tl.int64) * N + tok_q, mask=qvalid, other=0.0)
         s = tl.dot(q, tl.trans(kt), input_precision=PREC) * qk_scale  # [BLOCK_M, keys]
-        ok = _and_axis(_and_axis(_and_axis(qvalid[:, None], kx, wsx, wex, FX), ky, wsy, wey, FY), kz, wsz, wez, FZ)
-        p = tl.where(ok, tl.math.exp2(s - lse[:, None]), 0.0)
+        p = tl.math.exp2(s - lse[:, None])
+        if ROWS:
+            zs = qloz + (it % nch) * BLOCK_M
+            ws_last, _a = _win(tl.minimum(zs + BLOCK_M - 1, qhiz), Lgz, Kz, Sz, CZ)
+            _b, we_first = _win(zs, Lgz, Kz, Sz, CZ)
+            inner = ((wsx <= ig0x) & (wex >= klx) & (wsy <= ig0y) & (wey >= kly) & (ws_last <= ig0z)
+                     & (we_first >= klz) & (zs + BLOCK_M - 1 <= qhiz))
+            if not inner:
+                ok = qvalid[:, None] & _and_axis(kvalid[None, :] | True, kz, wsz, wez, FZ)
+                if not FX:
+                    ok = ok & ((kx[None, :] >= wsx) & (kx[None, :] <= wex))
+                if not FY:
+                    ok = ok & ((ky[None, :] >= wsy) & (ky[None, :] <= wey))
+                p = tl.where(ok, p, 0.0)
+        else:
+            ok = _and_axis(_and_axis(_and_axis(qvalid[:, None], kx, wsx, wex, FX), ky, wsy, wey, FY), kz, wsz, wez,
+                           FZ)
+            p = tl.where(ok, p, 0.0)
         dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
         dp = tl.dot(do, tl.trans(vt), input_precision=PREC)
         ds = p * (dp - delta[:, None])
@@ -390,6 +440,16 @@ def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
                 dkv_block_m=64, dkv_warps=4, bwd_stages=1)
 
 
+def _rows_mode(pp: NAParams, tile: tuple[int, int, int], block: int, rows: bool | None) -> tuple[bool, int]:
+    """(ROWS, block): walk boxes row by row when the innermost box extent (about tile + kernel + stride) fills
+    whole blocks with little padding (<= 12.5 %); `rows` forces the mode."""
+    extent = tile[2] + pp.kernel_size[2] + pp.stride[2] - 2
+    for bn in (block, 32) if block > 32 else (block,):
+        if triton.cdiv(extent, bn) * bn <= 1.125 * extent and rows is not False:
+            return True, bn
+    return bool(rows), block
+
+
 def _prep(q: torch.Tensor, p: NAParams, config: dict | None, ndim: int) -> tuple[NAParams, dict, int]:
     pp = p if p.ndim == 3 else p.padded()
     cfg = default_config(pp, ndim, q.shape[-1])
@@ -410,9 +470,10 @@ def na_fwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: NAParams
     tile = cfg["fwd_tile"]
     ints, _, ntiles = _geometry(pp, tile)
     prec = "ieee" if q.dtype == torch.float32 else "tf32"
+    rows, bn = _rows_mode(pp, tile, cfg["fwd_block_n"], cfg.get("rows"))
     _na_fwd_kernel[_grid(ntiles, B * H)](
-        q, k, v, out, lse, scale * LOG2E, H, N, D, *ints, **_flags(pp),
-        TX=tile[0], TY=tile[1], TZ=tile[2], BLOCK_N=cfg["fwd_block_n"], HEAD_DIM=hd_pad, PREC=prec, HEADS_FAST=ntiles <= 65535,
+        q, k, v, out, lse, scale * LOG2E, H, N, D, *ints, **_flags(pp), TX=tile[0], TY=tile[1], TZ=tile[2],
+        ROWS=rows, BLOCK_N=bn, HEAD_DIM=hd_pad, PREC=prec, HEADS_FAST=ntiles <= 65535,
         num_warps=cfg["fwd_warps"], num_stages=cfg["fwd_stages"])
     return out, lse
 
@@ -432,14 +493,16 @@ def na_bwd_triton(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
     flags = _flags(pp)
     tile = cfg["dq_tile"]
     ints, _, ntiles = _geometry(pp, tile)
+    rows, bn = _rows_mode(pp, tile, cfg["dq_block_n"], cfg.get("rows"))
     _na_bwd_dq_kernel[_grid(ntiles, B * H)](
-        q, k, v, do, lse, delta, dq, scale * LOG2E, scale, H, N, D, *ints, **flags,
-        TX=tile[0], TY=tile[1], TZ=tile[2], BLOCK_N=cfg["dq_block_n"], HEAD_DIM=hd_pad, PREC=prec, HEADS_FAST=ntiles <= 65535,
+        q, k, v, do, lse, delta, dq, scale * LOG2E, scale, H, N, D, *ints, **flags, TX=tile[0], TY=tile[1],
+        TZ=tile[2], ROWS=rows, BLOCK_N=bn, HEAD_DIM=hd_pad, PREC=prec, HEADS_FAST=ntiles <= 65535,
         num_warps=cfg["dq_warps"], num_stages=cfg["bwd_stages"])
     tile = cfg["dkv_tile"]
     ints, _, ntiles = _geometry(pp, tile)
+    rows, bm = _rows_mode(pp, tile, cfg["dkv_block_m"], cfg.get("rows"))
     _na_bwd_dkv_kernel[_grid(ntiles, B * H)](
-        q, k, v, do, lse, delta, dk, dv, scale * LOG2E, scale, H, N, D, *ints, **flags,
-        TX=tile[0], TY=tile[1], TZ=tile[2], BLOCK_M=cfg["dkv_block_m"], HEAD_DIM=hd_pad, PREC=prec, HEADS_FAST=ntiles <= 65535,
+        q, k, v, do, lse, delta, dk, dv, scale * LOG2E, scale, H, N, D, *ints, **flags, TX=tile[0], TY=tile[1],
+        TZ=tile[2], ROWS=rows, BLOCK_M=bm, HEAD_DIM=hd_pad, PREC=prec, HEADS_FAST=ntiles <= 65535,
         num_warps=cfg["dkv_warps"], num_stages=cfg["bwd_stages"])
     return dq, dk, dv
