@@ -74,6 +74,16 @@ def _pids(HEADS_FAST: tl.constexpr):
 
 
 @triton.jit
+def _program(H, N, HD, HEAD_DIM: tl.constexpr, HEADS_FAST: tl.constexpr):
+    """Program ids, token row stride, this (batch, head)'s base offset, head-dim offsets and their mask."""
+    pid, bh = _pids(HEADS_FAST)
+    row = H * HD
+    base = (bh // H).to(tl.int64) * N * row + (bh % H) * HD
+    dofs = tl.arange(0, HEAD_DIM)
+    return pid, bh, row, base, dofs, dofs[None, :] < HD
+
+
+@triton.jit
 def _and_axis(ok, kc, ws, we, FULL: tl.constexpr):
     """`ok` and the per-(query, key) window test on one axis (skipped where the window is the whole axis)."""
     if not FULL:
@@ -143,21 +153,30 @@ def _kmask(kx, ky, kz, kvalid, wsx, wex, wsy, wey, wsz, wez,
 
 
 @triton.jit
-def _qtile(Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz, pid,
-           CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
-           TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr, BLOCK_N: tl.constexpr, ROWS: tl.constexpr):
-    """A program's query tile: token indices, validity, per-query windows and its key box."""
+def _tile3(pid, Lx, Ly, Lz, Dx, Dy, Dz, TPGx, TPGy, TPGz, TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr):
+    """Tile `pid` over 3 axes: dilation groups, first in-group indices, group lengths, and its tokens' in-group
+    coordinates, validity and flat token indices."""
     ntz = Dz * TPGz
     nty = Dy * TPGy
     gx, ig0x, Lgx = _tile(pid // (ntz * nty), Lx, Dx, TPGx, TX)
     gy, ig0y, Lgy = _tile((pid // ntz) % nty, Ly, Dy, TPGy, TY)
     gz, ig0z, Lgz = _tile(pid % ntz, Lz, Dz, TPGz, TZ)
     m = tl.arange(0, TX * TY * TZ)
-    qx = ig0x + m // (TY * TZ)
-    qy = ig0y + (m // TZ) % TY
-    qz = ig0z + m % TZ
-    qvalid = (qx < Lgx) & (qy < Lgy) & (qz < Lgz)
-    tok_q = ((gx + Dx * qx) * Ly + gy + Dy * qy) * Lz + gz + Dz * qz
+    cx = ig0x + m // (TY * TZ)
+    cy = ig0y + (m // TZ) % TY
+    cz = ig0z + m % TZ
+    valid = (cx < Lgx) & (cy < Lgy) & (cz < Lgz)
+    tok = ((gx + Dx * cx) * Ly + gy + Dy * cy) * Lz + gz + Dz * cz
+    return gx, gy, gz, ig0x, ig0y, ig0z, Lgx, Lgy, Lgz, cx, cy, cz, valid, tok
+
+
+@triton.jit
+def _qtile(Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz, pid,
+           CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
+           TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr, BLOCK_N: tl.constexpr, ROWS: tl.constexpr):
+    """A program's query tile: token indices, validity, per-query windows and its key box."""
+    (gx, gy, gz, ig0x, ig0y, ig0z, Lgx, Lgy, Lgz, qx, qy, qz, qvalid, tok_q) = _tile3(
+        pid, Lx, Ly, Lz, Dx, Dy, Dz, TPGx, TPGy, TPGz, TX, TY, TZ)
     wsx, wex = _win(qx, Lgx, Kx, Sx, CX)
     wsy, wey = _win(qy, Lgy, Ky, Sy, CY)
     wsz, wez = _win(qz, Lgz, Kz, Sz, CZ)
@@ -190,17 +209,11 @@ def _na_fwd_kernel(
     TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr, ROWS: tl.constexpr,
     BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr, HEADS_FAST: tl.constexpr,
 ):
-    pid, bh = _pids(HEADS_FAST)
-    b = bh // H
-    h = bh % H
+    pid, bh, row, base, dofs, dmask = _program(H, N, HD, HEAD_DIM, HEADS_FAST)
     (gx, gy, gz, tok_q, qvalid, wsx, wex, wsy, wey, wsz, wez, kminx, kminy, kminz, kmaxz,
      wslx, wefx, wsly, wefy, wslz, wefz, by, bz, nbox, nch, nblocks) = _qtile(
         Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz, pid, CX, CY, CZ, TX, TY, TZ, BLOCK_N, ROWS)
 
-    row = H * HD
-    base = b.to(tl.int64) * N * row + h * HD
-    dofs = tl.arange(0, HEAD_DIM)
-    dmask = dofs[None, :] < HD
     q = tl.load(Q + base + tok_q[:, None] * row + dofs[None, :], mask=qvalid[:, None] & dmask, other=0.0)
 
     m_i = tl.full([TX * TY * TZ], -1.0e30, dtype=tl.float32)
@@ -238,17 +251,11 @@ def _na_bwd_dq_kernel(
     TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr, ROWS: tl.constexpr,
     BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr, HEADS_FAST: tl.constexpr,
 ):
-    pid, bh = _pids(HEADS_FAST)
-    b = bh // H
-    h = bh % H
+    pid, bh, row, base, dofs, dmask = _program(H, N, HD, HEAD_DIM, HEADS_FAST)
     (gx, gy, gz, tok_q, qvalid, wsx, wex, wsy, wey, wsz, wez, kminx, kminy, kminz, kmaxz,
      wslx, wefx, wsly, wefy, wslz, wefz, by, bz, nbox, nch, nblocks) = _qtile(
         Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz, pid, CX, CY, CZ, TX, TY, TZ, BLOCK_N, ROWS)
 
-    row = H * HD
-    base = b.to(tl.int64) * N * row + h * HD
-    dofs = tl.arange(0, HEAD_DIM)
-    dmask = dofs[None, :] < HD
     qmask = qvalid[:, None] & dmask
     qptr = base + tok_q[:, None] * row + dofs[None, :]
     q = tl.load(Q + qptr, mask=qmask, other=0.0)
@@ -283,21 +290,9 @@ def _na_bwd_dkv_kernel(
     TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr, ROWS: tl.constexpr,
     BLOCK_M: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr, HEADS_FAST: tl.constexpr,
 ):
-    pid, bh = _pids(HEADS_FAST)
-    b = bh // H
-    h = bh % H
-    ntz = Dz * TPGz
-    nty = Dy * TPGy
-    gx, ig0x, Lgx = _tile(pid // (ntz * nty), Lx, Dx, TPGx, TX)
-    gy, ig0y, Lgy = _tile((pid // ntz) % nty, Ly, Dy, TPGy, TY)
-    gz, ig0z, Lgz = _tile(pid % ntz, Lz, Dz, TPGz, TZ)
-
-    j = tl.arange(0, TX * TY * TZ)
-    kx = ig0x + j // (TY * TZ)
-    ky = ig0y + (j // TZ) % TY
-    kz = ig0z + j % TZ
-    kvalid = (kx < Lgx) & (ky < Lgy) & (kz < Lgz)
-    tok_k = ((gx + Dx * kx) * Ly + gy + Dy * ky) * Lz + gz + Dz * kz
+    pid, bh, row, base, dofs, dmask = _program(H, N, HD, HEAD_DIM, HEADS_FAST)
+    (gx, gy, gz, ig0x, ig0y, ig0z, Lgx, Lgy, Lgz, kx, ky, kz, kvalid, tok_k) = _tile3(
+        pid, Lx, Ly, Lz, Dx, Dy, Dz, TPGx, TPGy, TPGz, TX, TY, TZ)
     klx = tl.minimum(ig0x + TX - 1, Lgx - 1)
     kly = tl.minimum(ig0y + TY - 1, Lgy - 1)
     klz = tl.minimum(ig0z + TZ - 1, Lgz - 1)
@@ -315,10 +310,6 @@ def _na_bwd_dkv_kernel(
     else:
         nblocks = tl.cdiv(nbox, BLOCK_M)
 
-    row = H * HD
-    base = b.to(tl.int64) * N * row + h * HD
-    dofs = tl.arange(0, HEAD_DIM)
-    dmask = dofs[None, :] < HD
     kmask = kvalid[:, None] & dmask
     kptr = base + tok_k[:, None] * row + dofs[None, :]
     kt = tl.load(K + kptr, mask=kmask, other=0.0)
