@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = run_cases(fns, make, CASES, copy_bandwidth(), nbytes)
     notes = ("bf16, channels_last, g at x's size with Cg = Cx. Floor = (bytes that must move) / measured copy "
              "bandwidth: fwd reads x, g and writes out, alpha; fwd+bwd also reads x, g, dout and writes dx, dg. "
-             "fwd+bwd times the gradient of out only.\n")
+             "fwd+bwd times the gradient of out only and includes accumulating the leaf gradients. Plain columns "
+             "time eager calls (CPU launch overhead included); 'graph' columns replay the same calls from "
+             "CUDA graphs.\n")
     report(rows, list(fns), "triton", "Attention gate benchmark", args.out, ["gate", *argv], notes)
 
 

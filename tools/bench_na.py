@@ -16,16 +16,16 @@ from typing import Callable, Optional
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchlib import markdown_table, peak_mem_mb, time_ms, write_report  # noqa: E402
+from benchlib import env_header, markdown_table, peak_mem_mb, time_ms  # noqa: E402
 
 CASES = {  # name: (spatial shape, kernel, dilation, batch, heads, head_dim, flex tiles to try)
-    "S1": ((64, 64), 7, 1, 16, 4, 32, [None, (8, 8), (8, 16)]),
-    "S2": ((128, 128), 13, 1, 4, 4, 32, [None, (8, 8), (8, 16)]),
-    "S3": ((128, 128), 31, 1, 4, 4, 64, [None, (8, 8), (8, 16)]),
-    "S4": ((256, 256), 13, 1, 2, 2, 64, [None, (8, 8), (8, 16)]),
-    "S5": ((128, 128), 7, 4, 4, 4, 32, [None, (8, 8), (8, 16)]),
-    "S6": ((32, 32, 32), 7, 1, 2, 4, 32, [None, (4, 4, 8), (8, 8, 8)]),
-    "S7": ((64, 64, 64), 5, 1, 1, 4, 32, [None, (4, 4, 8), (8, 8, 8)]),
+    "S1": ((64, 64), 7, 1, 16, 4, 32, [None, (8, 8)]),
+    "S2": ((128, 128), 13, 1, 4, 4, 32, [None, (8, 8)]),
+    "S3": ((128, 128), 31, 1, 4, 4, 64, [None, (8, 8)]),
+    "S4": ((256, 256), 13, 1, 2, 2, 64, [None, (8, 8)]),
+    "S5": ((128, 128), 7, 4, 4, 4, 32, [None, (8, 8)]),
+    "S6": ((32, 32, 32), 7, 1, 2, 4, 32, [None, (4, 4, 8)]),
+    "S7": ((64, 64, 64), 5, 1, 1, 4, 32, [None, (4, 4, 8)]),
     "N1": ((32768,), 2048, 1, 1, 8, 128, [None]),
     "N2": ((256, 256), 80, 1, 1, 24, 128, [(8, 16)]),
     "N3": ((30, 48, 80), (18, 24, 24), 1, 1, 24, 128, [(2, 8, 8)]),
@@ -154,28 +154,33 @@ def tune(names: list[str]) -> None:
         q, k, v, do = (torch.randn(B, *shape, H, D, device="cuda", dtype=torch.bfloat16) for _ in range(4))
         nd = len(shape)
         base = default_config(p.padded(), nd, D)
-        tiles = {1: [(1, 1, 64), (1, 1, 128)], 2: [(1, 8, 16), (1, 16, 8), (1, 8, 8), (1, 16, 16)],
-                 3: [(4, 4, 8), (2, 8, 8), (4, 4, 4), (4, 8, 8)]}[nd]
-        for tile in tiles:
-            for bn in (32, 64, 128):
-                for w in (4, 8):
-                    for st in (1, 2, 3):
-                        cfg = dict(fwd_tile=tile, fwd_block_n=bn, fwd_warps=w, fwd_stages=st)
-                        try:
-                            ms = time_ms(lambda: na_fwd_triton(q, k, v, p, D ** -0.5, cfg), warmup=5, rep=20)
-                        except Exception as e:  # noqa: BLE001
-                            ms = f"fail {type(e).__name__}"
-                        print(f"TUNE {name} fwd {cfg} {ms}", flush=True)
         out, lse = na_fwd_triton(q, k, v, p, D ** -0.5)
-        for qt in tiles:
-            for kt in {1: [(1, 1, 64), (1, 1, 128)], 2: [(1, 8, 8), (1, 8, 16)], 3: [(4, 4, 4), (2, 4, 8)]}[nd]:
+        from ops.na.functional import neighborhood_attention
+
+        qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
+        print(f"BREAKDOWN {name} {base}: raw fwd {time_ms(lambda: na_fwd_triton(q, k, v, p, D ** -0.5)):.4f} ms, "
+              f"raw bwd {time_ms(lambda: na_bwd_triton(do, q, k, v, out, lse, p, D ** -0.5)):.4f} ms, autograd "
+              f"fwd+bwd {time_ms(lambda: torch.autograd.grad(neighborhood_attention(qg, kg, vg, nd, ks, dil), (qg, kg, vg), do)):.4f} ms",
+              flush=True)
+        tiles = {1: [(1, 1, 64), (1, 1, 128)], 2: [(1, 8, 8), (1, 4, 16), (1, 2, 32)],
+                 3: [(4, 4, 4), (2, 4, 8), (1, 4, 16)]}[nd]
+        for tile in tiles:
+            for rows in (None, False):
                 for w in (4, 8):
-                    cfg = dict(base, dq_tile=qt, dkv_tile=kt, dq_warps=w, dkv_warps=w)
+                    cfg = dict(fwd_tile=tile, fwd_block_n=64, fwd_warps=w, fwd_stages=2, rows=rows)
                     try:
-                        ms = time_ms(lambda: na_bwd_triton(do, q, k, v, out, lse, p, D ** -0.5, cfg), warmup=5, rep=20)
+                        ms = time_ms(lambda: na_fwd_triton(q, k, v, p, D ** -0.5, cfg), warmup=5, rep=20)
                     except Exception as e:  # noqa: BLE001
                         ms = f"fail {type(e).__name__}"
-                    print(f"TUNE {name} bwd {cfg} {ms}", flush=True)
+                    print(f"TUNE {name} fwd {cfg} {ms}", flush=True)
+        for qt in tiles:
+            for rows in (None, False):
+                cfg = dict(base, dq_tile=qt, dkv_tile=qt, rows=rows)
+                try:
+                    ms = time_ms(lambda: na_bwd_triton(do, q, k, v, out, lse, p, D ** -0.5, cfg), warmup=5, rep=20)
+                except Exception as e:  # noqa: BLE001
+                    ms = f"fail {type(e).__name__}"
+                print(f"TUNE {name} bwd {cfg} {ms}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -185,7 +190,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-flex", action="store_true")
     ap.add_argument("--no-ref", action="store_true")
     ap.add_argument("--tune", action="store_true", help="sweep Triton configurations instead of the table")
+    ap.add_argument("--merge", default="", help="comma-separated JSON reports of earlier runs to merge into --out")
     args = ap.parse_args(argv)
+    cmd = "python tools/bench_ops.py na " + " ".join(argv or [])
+    if args.merge:
+        parts = [json.loads(Path(f).read_text()) for f in args.merge.split(",")]
+        _write(args.out, parts[0]["env"], [r for part in parts for r in part["rows"]],
+               [part["command"] for part in parts])
+        return
     names = [c for c in args.cases.split(",") if c]
     unknown = [c for c in names if c not in CASES]
     if unknown:
@@ -196,12 +208,19 @@ def main(argv: list[str] | None = None) -> None:
         tune(names)
         return
     rows = [run_case(n, not args.no_flex, not args.no_ref) for n in names]
-    cmd = "python tools/bench_ops.py na " + " ".join(argv or [])
+    _write(args.out, env_header(cmd.strip()), rows, [cmd.strip()])
+
+
+def _write(out: str, env: str, rows: list[dict], commands: list[str]) -> None:
+    """Markdown table (with the GPU/version header of the run) and its JSON next to it."""
     body = ("bf16, medians of triton.testing.do_bench; TFLOP/s count useful work only (4*N*k^d*head_dim per head "
             "forward, 3.5x that for forward+backward); ratios are other time / fused NA time (> 1: NA faster); "
             "flex = FlexAttention compiled, best of the listed token layouts by fwd+bwd time.\n\n" + render(rows))
-    write_report(args.out, "Neighborhood attention benchmark", cmd.strip(), body)
-    Path(args.out).with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    text = f"# Neighborhood attention benchmark\n\n{env}" + "".join(f"- run: `{c}`\n" for c in commands[1:])
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(text + "\n" + body)
+    Path(out).with_suffix(".json").write_text(json.dumps({"env": env, "command": commands[0], "rows": rows}, indent=1))
+    print(text + "\n" + body)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Fused Triton forward of axial attention with relative position terms (Axial-DeepLab, MedT gates).
 
 One program per (line, head-group, block of BM queries); keys in blocks of BN with an online softmax. The three
-relative terms use the window of 2-D relative embeddings that a (BM, BN) tile touches: q.r^q and k.r^k are
-tensor-core products against the window followed by a register gather onto the (o, p) tile; the r^v term
+relative terms use the window of relative embeddings that a (BM, BN) tile touches: q.r^q and k.r^k are tensor-core
+products against the window followed by a register gather onto the (o, p) tile; the r^v term
 gathers the probabilities into skewed (o, p - o) order and multiplies by the r^v window. Nothing of size L^2
 reaches memory."""
 from __future__ import annotations
@@ -39,7 +39,6 @@ def _axial_rel_fwd_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr, o_
     pl = tl.arange(0, BN)
     wl = tl.arange(0, WP)
     idx_qr = tl.minimum(pl[None, :] - ol[:, None] + BM - 1, WP - 1)        # [BM, BN] -> window column
-    idx_kr = tl.minimum(pl[:, None] - ol[None, :] + BM - 1, WP - 1)        # [BN, BM]
     idx_pv = wl[None, :] + ol[:, None] - (BM - 1)                          # [BM, WP] -> key column
     ok_pv = (idx_pv >= 0) & (idx_pv < BN)
     idx_pv = tl.minimum(tl.maximum(idx_pv, 0), BN - 1)
@@ -57,7 +56,7 @@ def _axial_rel_fwd_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr, o_
         rv = tl.load(rv_ptr + w_off, mask=w_mask, other=0.0).to(DT)
         s = tl.dot(q, tl.trans(k))
         qr = tl.gather(tl.dot(q, tl.trans(rq)), idx_qr, axis=1)
-        kr = tl.trans(tl.gather(tl.dot(k, tl.trans(rk)), idx_kr, axis=1))
+        kr = tl.gather(tl.dot(rk, tl.trans(k)), idx_qr, axis=0)   # [WP, BN] -> [BM, BN] on the same diagonal
         s = (s + gq * qr + gk * kr) * scale
         s = tl.where(mask_p[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
@@ -72,6 +71,9 @@ def _axial_rel_fwd_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr, o_
              mask=mask_o[:, None] & mask_d[None, :])
 
 
+# Query/key block and warps for head_dim <= 32 and > 32 (tuned on an H100; powers of two >= 16 are valid).
+CFG = {"bm": 32, "bm_large_d": 32, "warps": 2, "warps_large_d": 4}
+
 _TL = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}
 
 
@@ -81,7 +83,7 @@ def axial_rel_fwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_
     N, M, L, D = q.shape
     out = torch.empty(N, L, M, D, device=q.device, dtype=q.dtype).transpose(1, 2)
     bd = max(16, next_pow2(D))
-    bm = 64 if L > 32 else max(16, next_pow2(L))
+    bm = min(CFG["bm"] if D <= 32 else CFG["bm_large_d"], max(16, next_pow2(L)))
     bn = bm
     wp = next_pow2(bm + bn - 1)
     rq, rk, rv = (r.contiguous() for r in (rel_q, rel_k, rel_v))
@@ -89,5 +91,6 @@ def axial_rel_fwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_
     _axial_rel_fwd_kernel[grid](q, k, v, rq, rk, rv, gates, out, L, D, scale,
                                 q.stride(0), q.stride(2), q.stride(1), k.stride(0), k.stride(2), k.stride(1),
                                 v.stride(0), v.stride(2), v.stride(1), out.stride(0), out.stride(2), out.stride(1),
-                                BM=bm, BN=bn, BD=bd, WP=wp, DT=_TL[q.dtype], num_warps=4)
+                                BM=bm, BN=bn, BD=bd, WP=wp, DT=_TL[q.dtype],
+                                num_warps=CFG["warps"] if D <= 32 else CFG["warps_large_d"])
     return out

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .reference import (axial_rel_attention_backward, axial_rel_attention_reference, check_axial_args, check_rel_args, from_lines, to_lines)
+from .reference import (axial_rel_attention_backward, axial_rel_attention_reference, check_axial_args,
+                        check_rel_args, from_lines, to_lines)
 
 __all__ = ["axial_attention", "axial_rel_attention", "axial_rel_attention_triton"]
 

@@ -87,28 +87,32 @@ def axial_rel_attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
                                  rel_k: torch.Tensor, rel_v: torch.Tensor, gates: torch.Tensor, scale: float,
                                  dout: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Gradients (dq, dk, dv, drel_q, drel_k, drel_v, dgates) of `axial_rel_attention_reference`, written out in
-    PyTorch (recomputes the L x L probabilities; fp32 math)."""
-    L, d = q.shape[axis + 1], q.shape[-1]
-    ql, kl, vl, dol = (to_lines(t, axis).float() for t in (q, k, v, dout))
+    PyTorch: recomputes the L x L probabilities (logits and softmax in fp32), other products in q's dtype."""
+    L, d, dt = q.shape[axis + 1], q.shape[-1], q.dtype
+    ql, kl, vl, dol = (to_lines(t, axis) for t in (q, k, v, dout))
     gq, gk, gv1, gv2 = gates.float().unbind()
     idx = rel_index(L, q.device)
-    rq, rk, rv = (r.float()[idx] for r in (rel_q, rel_k, rel_v))
-    qr, kr = torch.einsum("nhod,opd->nhop", ql, rq), torch.einsum("nhpd,opd->nhop", kl, rk)
-    p = torch.softmax((ql @ kl.transpose(-1, -2) + gq * qr + gk * kr) * scale, dim=-1)
-    pv, prv = p @ vl, torch.einsum("nhop,opd->nhod", p, rv)
-    dp = gv1 * (dol @ vl.transpose(-1, -2)) + gv2 * torch.einsum("nhod,opd->nhop", dol, rv)
-    ds = p * (dp - (p * dp).sum(-1, keepdim=True)) * scale
-    dq = ds @ kl + gq * torch.einsum("nhop,opd->nhod", ds, rq)
-    dk = ds.transpose(-1, -2) @ ql + gk * torch.einsum("nhop,opd->nhpd", ds, rk)
-    dv = gv1 * (p.transpose(-1, -2) @ dol)
+    rq, rk, rv = (r.to(dt)[idx] for r in (rel_q, rel_k, rel_v))
+    # the logits in fp32 (as the Triton forward accumulates them): bf16-rounded logits would perturb p by ~1%
+    q32, k32 = ql.float(), kl.float()
+    qr, kr = torch.einsum("nhod,opd->nhop", q32, rq.float()), torch.einsum("nhpd,opd->nhop", k32, rk.float())
+    p = torch.softmax((q32 @ k32.transpose(-1, -2) + gq * qr + gk * kr) * scale, dim=-1)
+    p_lo = p.to(dt)
+    dp_v, dp_rv = (dol @ vl.transpose(-1, -2)).float(), torch.einsum("nhod,opd->nhop", dol, rv).float()
+    dp = gv1 * dp_v + gv2 * dp_rv
+    ds = (p * (dp - (p * dp).sum(-1, keepdim=True)) * scale)
+    ds_lo = ds.to(dt)
+    dq = (ds_lo @ kl).float() + gq * torch.einsum("nhop,opd->nhod", ds_lo, rq).float()
+    dk = (ds_lo.transpose(-1, -2) @ ql).float() + gk * torch.einsum("nhop,opd->nhpd", ds_lo, rk).float()
+    dv = gv1 * (p_lo.transpose(-1, -2) @ dol).float()
     flat = idx.reshape(-1)
 
     def table(t: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(2 * L - 1, d, device=q.device).index_add_(0, flat, t.reshape(L * L, d))
+        return torch.zeros(2 * L - 1, d, device=q.device).index_add_(0, flat, t.float().reshape(L * L, d))
 
-    drq = table(gq * torch.einsum("nhop,nhod->opd", ds, ql))
-    drk = table(gk * torch.einsum("nhop,nhpd->opd", ds, kl))
-    drv = table(gv2 * torch.einsum("nhop,nhod->opd", p, dol))
-    dg = torch.stack([(ds * qr).sum(), (ds * kr).sum(), (pv * dol).sum(), (prv * dol).sum()])
-    grads = [from_lines(t, q, axis).to(q.dtype) for t in (dq, dk, dv)]
+    drq = gq * table(torch.einsum("nhop,nhod->opd", ds_lo, ql))
+    drk = gk * table(torch.einsum("nhop,nhpd->opd", ds_lo, kl))
+    drv = gv2 * table(torch.einsum("nhop,nhod->opd", p_lo, dol))
+    dg = torch.stack([(ds * qr).sum(), (ds * kr).sum(), (p * dp_v).sum(), (p * dp_rv).sum()])
+    grads = [from_lines(t, q, axis).to(dt) for t in (dq, dk, dv)]
     return (*grads, drq.to(rel_q.dtype), drk.to(rel_k.dtype), drv.to(rel_v.dtype), dg.to(gates.dtype))

@@ -15,31 +15,33 @@ _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 @torch.library.custom_op("segzoo::attention_gate_fwd", mutates_args=())
-def _gate_fwd(x: Tensor, g: Tensor, wx: Tensor, wg: Tensor, bias: Tensor, wpsi: Tensor, bpsi: Tensor
+def _gate_fwd(x: Tensor, g: Tensor, wx: Tensor, bx: Tensor, wg: Tensor, bg: Tensor, wpsi: Tensor, bpsi: Tensor
               ) -> tuple[Tensor, Tensor]:
     from .kernels import gate_fwd_triton
 
-    return gate_fwd_triton(x, g, wx, wg, bias, wpsi, bpsi)
+    return gate_fwd_triton(x, g, wx, wg, bx, bg, wpsi, bpsi)
 
 
 @_gate_fwd.register_fake
-def _(x, g, wx, wg, bias, wpsi, bpsi):
+def _(x, g, wx, bx, wg, bg, wpsi, bpsi):
     return torch.empty_like(x), torch.empty_like(x[:, :1])
 
 
 @torch.library.custom_op("segzoo::attention_gate_bwd", mutates_args=())
-def _gate_bwd(x: Tensor, g: Tensor, wx: Tensor, wg: Tensor, bias: Tensor, wpsi: Tensor, bpsi: Tensor,
-              dout: Tensor, dalpha: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _gate_bwd(x: Tensor, g: Tensor, wx: Tensor, bx: Tensor, wg: Tensor, bg: Tensor, wpsi: Tensor, bpsi: Tensor,
+              dout: Tensor, dalpha: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
+                                                               Tensor]:
     from .kernels import gate_bwd_triton
 
-    dx, dg, dwx, dwg, dbias, dwpsi, dbpsi = gate_bwd_triton(x, g, wx, wg, bias, wpsi, bpsi, dout, dalpha)
-    return dx, dg, dwx.to(wx.dtype), dwg.to(wg.dtype), dbias.to(bias.dtype), dwpsi.to(wpsi.dtype), dbpsi.to(bpsi.dtype)
+    dx, dg, dwx, dwg, dbias, dwpsi, dbpsi = gate_bwd_triton(x, g, wx, wg, bx, bg, wpsi, bpsi, dout, dalpha)
+    # the fp32 gradients share one buffer: copy each out (custom-op outputs may not alias)
+    return (dx, dg, *(t.to(ref.dtype, copy=True) for t, ref in ((dwx, wx), (dbias, bx), (dwg, wg), (dbias, bg),
+                                                                 (dwpsi, wpsi), (dbpsi, bpsi))))
 
 
 @_gate_bwd.register_fake
-def _(x, g, wx, wg, bias, wpsi, bpsi, dout, dalpha):
-    return (torch.empty_like(x), torch.empty_like(g), torch.empty_like(wx), torch.empty_like(wg),
-            torch.empty_like(bias), torch.empty_like(wpsi), torch.empty_like(bpsi))
+def _(x, g, wx, bx, wg, bg, wpsi, bpsi, dout, dalpha):
+    return tuple(torch.empty_like(t) for t in (x, g, wx, bx, wg, bg, wpsi, bpsi))
 
 
 def _setup(ctx, inputs, output) -> None:
@@ -47,10 +49,10 @@ def _setup(ctx, inputs, output) -> None:
 
 
 def _backward(ctx, dout: Tensor | None, dalpha: Tensor | None):
-    x, g, wx, wg, bias, wpsi, bpsi = ctx.saved_tensors
+    x, g, *params = ctx.saved_tensors
     if dout is None:
         dout = torch.zeros_like(x)
-    return _gate_bwd(x, g, wx, wg, bias, wpsi, bpsi, dout.contiguous(memory_format=_format(x)), dalpha)
+    return _gate_bwd(x, g, *params, dout.contiguous(memory_format=_format(x)), dalpha)
 
 
 def _format(t: Tensor) -> torch.memory_format:
@@ -71,13 +73,11 @@ def attention_gate_triton(x: Tensor, g: Tensor, wx: Tensor, bx: Tensor | None, w
     if x.dtype not in _DTYPES or g.dtype != x.dtype:
         raise TypeError(f"x and g must share one of {_DTYPES}, got {x.dtype} and {g.dtype}")
     f = wx.shape[0]
-    fmt = _format(x)
-    x, g = x.contiguous(memory_format=fmt), g.contiguous(memory_format=_format(g))
-    zero = wx.new_zeros(f, dtype=torch.float32)
-    bias = (zero if bx is None else bx.float()) + (zero if bg is None else bg.float())
-    bpsi1 = wx.new_zeros(1, dtype=torch.float32) if bpsi is None else bpsi.float().reshape(1)
-    return _gate_fwd(x, g, wx.reshape(f, -1).contiguous(), wg.reshape(f, -1).contiguous(), bias,
-                     wpsi.reshape(-1).float().contiguous(), bpsi1)
+    x, g = x.contiguous(memory_format=_format(x)), g.contiguous(memory_format=_format(g))
+    bx, bg = (wx.new_zeros(f) if b is None else b for b in (bx, bg))
+    bpsi = wx.new_zeros(1) if bpsi is None else bpsi
+    return _gate_fwd(x, g, wx.reshape(f, -1).contiguous(), bx, wg.reshape(f, -1).contiguous(), bg,
+                     wpsi.reshape(-1).contiguous(), bpsi)
 
 
 def attention_gate(x: Tensor, g: Tensor, wx: Tensor, bx: Tensor | None, wg: Tensor, bg: Tensor | None,

@@ -65,7 +65,28 @@ def _backward(ctx, d_out, d_lse):
 na_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
+class _EagerNA(torch.autograd.Function):
+    """The same kernels without the custom-op dispatch, for eager mode (less CPU overhead per call)."""
+
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, p: NAParams, scale: float) -> Tensor:
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        out, lse = na_fwd_triton(q, k, v, p, scale)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.p, ctx.scale = p, scale
+        return out
+
+    @staticmethod
+    def backward(ctx, d_out: Tensor):
+        q, k, v, out, lse = ctx.saved_tensors
+        dq, dk, dv = na_bwd_triton(d_out.contiguous(), q, k, v, out, lse, ctx.p, ctx.scale)
+        return dq, dk, dv, None, None
+
+
 def na_triton(q: Tensor, k: Tensor, v: Tensor, p: NAParams, scale: float) -> Tensor:
-    """NA through the registered custom op (differentiable, traceable)."""
+    """NA on the fused kernels: the registered custom op under torch.compile (traceable), a plain autograd
+    Function in eager mode."""
+    if not torch.compiler.is_compiling():
+        return _EagerNA.apply(q, k, v, p, float(scale))
     out, _ = na_fwd(q, k, v, list(p.kernel_size), list(p.dilation), list(p.stride), list(p.is_causal), float(scale))
     return out

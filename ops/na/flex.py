@@ -11,10 +11,13 @@ from torch import Tensor
 
 from .params import NAParams
 
-__all__ = ["na_flex", "na_mask_mod", "tiled_order"]
+__all__ = ["na_flex", "na_mask_mod", "token_coords"]
 
 
 def _axis_ok(qc: Tensor, kc: Tensor, L: int, k: int, d: int, s: int, causal: bool) -> Tensor:
+    if d == 1 and s == 1 and not causal:  # plain clamped window: the cheapest form of the same rule
+        ws = (qc - k // 2).clamp(0, L - k)
+        return (kc >= ws) & (kc < ws + k)
     g, qi, ki = qc % d, qc // d, kc // d
     same = g == kc % d
     if causal:
@@ -26,13 +29,23 @@ def _axis_ok(qc: Tensor, kc: Tensor, L: int, k: int, d: int, s: int, causal: boo
     return same & (ki >= ws) & (ki < ws + k)
 
 
-def tiled_order(shape: tuple[int, ...], tile: Optional[tuple[int, ...]], device: torch.device) -> Tensor:
-    """Coordinates `[ndim, N]` of the tokens in the order of the flattened layout (row-major if `tile` is None,
-    else tile-major with row-major tokens inside each tile)."""
-    grid = torch.stack(torch.meshgrid(*[torch.arange(n, device=device) for n in shape], indexing="ij"))
+def token_coords(shape: tuple[int, ...], tile: Optional[tuple[int, ...]]):
+    """Function from flat token index to per-axis coordinates, for the row-major layout (`tile` None) or the
+    tile-major layout (tiles in row-major order, row-major tokens inside each tile)."""
+    nd = len(shape)
     if tile is None:
-        return grid.reshape(len(shape), -1)
-    return _to_tiles(grid.unsqueeze(0).movedim(1, -1).unsqueeze(-2), tile)[0, 0].movedim(-1, 0)
+        strides = [math.prod(shape[a + 1:]) for a in range(nd)]
+        return lambda idx: [(idx // strides[a]) % shape[a] for a in range(nd)]
+    nt = [n // t for n, t in zip(shape, tile)]
+    outer = [math.prod(nt[a + 1:]) for a in range(nd)]
+    inner = [math.prod(tile[a + 1:]) for a in range(nd)]
+    per_tile = math.prod(tile)
+
+    def coords(idx):
+        t, r = idx // per_tile, idx % per_tile
+        return [((t // outer[a]) % nt[a]) * tile[a] + (r // inner[a]) % tile[a] for a in range(nd)]
+
+    return coords
 
 
 def _to_tiles(x: Tensor, tile: tuple[int, ...]) -> Tensor:
@@ -52,29 +65,31 @@ def _from_tiles(x: Tensor, shape: tuple[int, ...], tile: tuple[int, ...]) -> Ten
     return x.permute(*perm).reshape(B, *shape, H, D)
 
 
-def na_mask_mod(p: NAParams, coords: Tensor):
-    """FlexAttention mask_mod of the NA rule for tokens whose coordinates are `coords[:, idx]`."""
+def na_mask_mod(p: NAParams, coords):
+    """FlexAttention mask_mod of the NA rule for tokens whose coordinates are `coords(idx)`."""
     axes = [a for a in range(p.ndim) if p.shape[a] > 1]
 
     def mask_mod(b, h, q_idx, kv_idx):
+        qc, kc = coords(q_idx), coords(kv_idx)
         ok = q_idx >= 0
         for a in axes:
-            ok = ok & _axis_ok(coords[a][q_idx], coords[a][kv_idx], p.shape[a], p.kernel_size[a], p.dilation[a],
-                               p.stride[a], p.is_causal[a])
+            ok = ok & _axis_ok(qc[a], kc[a], p.shape[a], p.kernel_size[a], p.dilation[a], p.stride[a],
+                               p.is_causal[a])
         return ok
 
     return mask_mod
 
 
-def rpb_score_mod(p: NAParams, coords: Tensor, rpb: Tensor):
+def rpb_score_mod(p: NAParams, coords, rpb: Tensor):
     """score_mod adding NAT's relative positional bias `rpb[h, *(2k-1 per axis)]` at in-group offsets."""
     flat = rpb.reshape(rpb.shape[0], -1)
     sizes = [2 * k - 1 for k in p.kernel_size]
 
     def score_mod(score, b, h, q_idx, kv_idx):
         idx = q_idx * 0
+        qc, kc = coords(q_idx), coords(kv_idx)
         for a in range(p.ndim):
-            rel = coords[a][kv_idx] // p.dilation[a] - coords[a][q_idx] // p.dilation[a] + p.kernel_size[a] - 1
+            rel = kc[a] // p.dilation[a] - qc[a] // p.dilation[a] + p.kernel_size[a] - 1
             idx = idx * sizes[a] + rel.clamp(0, sizes[a] - 1)
         return score + flat[h, idx].to(score.dtype)
 
@@ -85,8 +100,8 @@ def rpb_score_mod(p: NAParams, coords: Tensor, rpb: Tensor):
 def _block_mask(p: NAParams, tile: Optional[tuple[int, ...]], device: str, block: int):
     from torch.nn.attention.flex_attention import create_block_mask
 
-    coords = tiled_order(p.shape, tile, torch.device(device))
-    n = coords.shape[1]
+    coords = token_coords(p.shape, tile)
+    n = math.prod(p.shape)
     bm = create_block_mask(na_mask_mod(p, coords), None, None, n, n, device=device, BLOCK_SIZE=block,
                            _compile=device.startswith("cuda"))
     return bm, coords

@@ -65,15 +65,139 @@ def _pids(HEADS_FAST: tl.constexpr):
     """(tile, batch*head) program ids; heads vary fastest when the grid allows it, so that programs running
     together share the cache lines of the interleaved heads."""
     if HEADS_FAST:
-        return tl.program_id(1), tl.program_id(0)
-    return tl.program_id(0), tl.program_id(1)
+        pid = tl.program_id(1)
+        bh = tl.program_id(0)
+    else:
+        pid = tl.program_id(0)
+        bh = tl.program_id(1)
+    return pid, bh
 
 
 @triton.jit
-def _axis_ok(kc, ws, we, FULL: tl.constexpr):
-    if FULL:
-        return kc[None, :] >= 0
-    return (kc[None, :] >= ws[:, None]) & (kc[None, :] <= we[:, None])
+def _program(H, N, HD, HEAD_DIM: tl.constexpr, HEADS_FAST: tl.constexpr):
+    """Program ids, token row stride, this (batch, head)'s base offset, head-dim offsets and their mask."""
+    pid, bh = _pids(HEADS_FAST)
+    row = H * HD
+    base = (bh // H).to(tl.int64) * N * row + (bh % H) * HD
+    dofs = tl.arange(0, HEAD_DIM)
+    return pid, bh, row, base, dofs, dofs[None, :] < HD
+
+
+@triton.jit
+def _and_axis(ok, kc, ws, we, FULL: tl.constexpr):
+    """`ok` and the per-(query, key) window test on one axis (skipped where the window is the whole axis)."""
+    if not FULL:
+        ok = ok & (kc[None, :] >= ws[:, None]) & (kc[None, :] <= we[:, None])
+    return ok
+
+
+@triton.jit
+def _box(n, x0, y0, z0, by, bz, TRX: tl.constexpr, TRY: tl.constexpr):
+    """Coordinates of entries `n` of a flattened box starting at (x0, y0, z0) with extents (., by, bz); axes of
+    length 1 (TRX/TRY) stay scalar so that 1-D boxes keep contiguous addresses."""
+    if TRX:
+        cx = x0
+    else:
+        cx = x0 + n // (by * bz)
+    if TRY:
+        cy = y0
+    else:
+        cy = y0 + (n // bz) % by
+    if TRX and TRY:
+        cz = z0 + n
+    else:
+        cz = z0 + n % bz
+    return cx, cy, cz
+
+
+@triton.jit
+def _kblock(it, x0, y0, z0, zmax, by, bz, nch, nbox, wslx, wefx, wsly, wefy, wslz, wefz,
+            BLOCK: tl.constexpr, ROWS: tl.constexpr, TRX: tl.constexpr, TRY: tl.constexpr):
+    """Block `it` of a box: coordinates (x, y scalar in ROWS mode), validity, and whether it lies inside every
+    window of the tile (ranges [wsl, wef] per axis: last query's start, first query's end).
+
+    ROWS mode walks the box row by row in chunks of BLOCK along the innermost axis (large windows, so that
+    interior chunks skip the mask); otherwise the box is flattened (small windows, no padding per row)."""
+    if ROWS:
+        r = it // nch
+        zs = z0 + (it % nch) * BLOCK
+        cx = x0 + r // by
+        cy = y0 + r % by
+        cz = zs + tl.arange(0, BLOCK)
+        valid = cz <= zmax
+        inner = (cx >= wslx) & (cx <= wefx) & (cy >= wsly) & (cy <= wefy) & (zs >= wslz) & (zs + BLOCK - 1 <= wefz)
+    else:
+        n = it * BLOCK + tl.arange(0, BLOCK)
+        cx, cy, cz = _box(n, x0, y0, z0, by, bz, TRX, TRY)
+        valid = n < nbox
+        if TRX and TRY:
+            inner = (z0 + it * BLOCK >= wslz) & (z0 + it * BLOCK + BLOCK - 1 <= wefz)
+        else:
+            inner = it < 0
+    return cx, cy, cz, valid, inner
+
+
+@triton.jit
+def _kmask(kx, ky, kz, kvalid, wsx, wex, wsy, wey, wsz, wez,
+           FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr, ROWS: tl.constexpr):
+    """[queries, keys] NA mask for a key block against per-query windows."""
+    ok = kvalid[None, :]
+    if ROWS:
+        if not FX:
+            ok = ok & ((kx >= wsx) & (kx <= wex))[:, None]
+        if not FY:
+            ok = ok & ((ky >= wsy) & (ky <= wey))[:, None]
+    else:
+        ok = _and_axis(_and_axis(ok, kx, wsx, wex, FX), ky, wsy, wey, FY)
+    return _and_axis(ok, kz, wsz, wez, FZ)
+
+
+@triton.jit
+def _tile3(pid, Lx, Ly, Lz, Dx, Dy, Dz, TPGx, TPGy, TPGz, TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr):
+    """Tile `pid` over 3 axes: dilation groups, first in-group indices, group lengths, and its tokens' in-group
+    coordinates, validity and flat token indices."""
+    ntz = Dz * TPGz
+    nty = Dy * TPGy
+    gx, ig0x, Lgx = _tile(pid // (ntz * nty), Lx, Dx, TPGx, TX)
+    gy, ig0y, Lgy = _tile((pid // ntz) % nty, Ly, Dy, TPGy, TY)
+    gz, ig0z, Lgz = _tile(pid % ntz, Lz, Dz, TPGz, TZ)
+    m = tl.arange(0, TX * TY * TZ)
+    cx = ig0x + m // (TY * TZ)
+    cy = ig0y + (m // TZ) % TY
+    cz = ig0z + m % TZ
+    valid = (cx < Lgx) & (cy < Lgy) & (cz < Lgz)
+    tok = ((gx + Dx * cx) * Ly + gy + Dy * cy) * Lz + gz + Dz * cz
+    return gx, gy, gz, ig0x, ig0y, ig0z, Lgx, Lgy, Lgz, cx, cy, cz, valid, tok
+
+
+@triton.jit
+def _qtile(Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz, pid,
+           CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
+           TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr, BLOCK_N: tl.constexpr, ROWS: tl.constexpr):
+    """A program's query tile: token indices, validity, per-query windows and its key box."""
+    (gx, gy, gz, ig0x, ig0y, ig0z, Lgx, Lgy, Lgz, qx, qy, qz, qvalid, tok_q) = _tile3(
+        pid, Lx, Ly, Lz, Dx, Dy, Dz, TPGx, TPGy, TPGz, TX, TY, TZ)
+    wsx, wex = _win(qx, Lgx, Kx, Sx, CX)
+    wsy, wey = _win(qy, Lgy, Ky, Sy, CY)
+    wsz, wez = _win(qz, Lgz, Kz, Sz, CZ)
+    kminx, wefx = _win(ig0x, Lgx, Kx, Sx, CX)
+    kminy, wefy = _win(ig0y, Lgy, Ky, Sy, CY)
+    kminz, wefz = _win(ig0z, Lgz, Kz, Sz, CZ)
+    wslx, kmaxx = _win(tl.minimum(ig0x + TX - 1, Lgx - 1), Lgx, Kx, Sx, CX)
+    wsly, kmaxy = _win(tl.minimum(ig0y + TY - 1, Lgy - 1), Lgy, Ky, Sy, CY)
+    wslz, kmaxz = _win(tl.minimum(ig0z + TZ - 1, Lgz - 1), Lgz, Kz, Sz, CZ)
+    bx = kmaxx - kminx + 1
+    by = kmaxy - kminy + 1
+    bz = kmaxz - kminz + 1
+    empty = (ig0x >= Lgx) | (ig0y >= Lgy) | (ig0z >= Lgz)
+    nbox = tl.where(empty, 0, bx * by * bz)
+    nch = tl.cdiv(bz, BLOCK_N)
+    if ROWS:
+        nblocks = tl.where(empty, 0, bx * by * nch)
+    else:
+        nblocks = tl.cdiv(nbox, BLOCK_N)
+    return (gx, gy, gz, tok_q, qvalid, wsx, wex, wsy, wey, wsz, wez, kminx, kminy, kminz, kmaxz,
+            wslx, wefx, wsly, wefy, wslz, wefz, by, bz, nbox, nch, nblocks)
 
 
 @triton.jit
@@ -81,61 +205,30 @@ def _na_fwd_kernel(
     Q, K, V, O, LSE, qk_scale, H, N, HD,
     Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz,
     CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
-    FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr,
-    TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr,
+    FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr, TRX: tl.constexpr, TRY: tl.constexpr,
+    TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr, ROWS: tl.constexpr,
     BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr, HEADS_FAST: tl.constexpr,
 ):
-    pid, bh = _pids(HEADS_FAST)
-    b = bh // H
-    h = bh % H
-    ntz = Dz * TPGz
-    nty = Dy * TPGy
-    gx, ig0x, Lgx = _tile(pid // (ntz * nty), Lx, Dx, TPGx, TX)
-    gy, ig0y, Lgy = _tile((pid // ntz) % nty, Ly, Dy, TPGy, TY)
-    gz, ig0z, Lgz = _tile(pid % ntz, Lz, Dz, TPGz, TZ)
+    pid, bh, row, base, dofs, dmask = _program(H, N, HD, HEAD_DIM, HEADS_FAST)
+    (gx, gy, gz, tok_q, qvalid, wsx, wex, wsy, wey, wsz, wez, kminx, kminy, kminz, kmaxz,
+     wslx, wefx, wsly, wefy, wslz, wefz, by, bz, nbox, nch, nblocks) = _qtile(
+        Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz, pid, CX, CY, CZ, TX, TY, TZ, BLOCK_N, ROWS)
 
-    m = tl.arange(0, TX * TY * TZ)
-    qx = ig0x + m // (TY * TZ)
-    qy = ig0y + (m // TZ) % TY
-    qz = ig0z + m % TZ
-    qvalid = (qx < Lgx) & (qy < Lgy) & (qz < Lgz)
-    tok_q = ((gx + Dx * qx) * Ly + gy + Dy * qy) * Lz + gz + Dz * qz
-    wsx, wex = _win(qx, Lgx, Kx, Sx, CX)
-    wsy, wey = _win(qy, Lgy, Ky, Sy, CY)
-    wsz, wez = _win(qz, Lgz, Kz, Sz, CZ)
-    kminx, _a = _win(ig0x, Lgx, Kx, Sx, CX)
-    kminy, _b = _win(ig0y, Lgy, Ky, Sy, CY)
-    kminz, _c = _win(ig0z, Lgz, Kz, Sz, CZ)
-    _d, kmaxx = _win(tl.minimum(ig0x + TX - 1, Lgx - 1), Lgx, Kx, Sx, CX)
-    _e, kmaxy = _win(tl.minimum(ig0y + TY - 1, Lgy - 1), Lgy, Ky, Sy, CY)
-    _f, kmaxz = _win(tl.minimum(ig0z + TZ - 1, Lgz - 1), Lgz, Kz, Sz, CZ)
-    bx = kmaxx - kminx + 1
-    by = kmaxy - kminy + 1
-    bz = kmaxz - kminz + 1
-    empty = (ig0x >= Lgx) | (ig0y >= Lgy) | (ig0z >= Lgz)
-    nbox = tl.where(empty, 0, bx * by * bz)
-
-    row = H * HD
-    base = b.to(tl.int64) * N * row + h * HD
-    dofs = tl.arange(0, HEAD_DIM)
-    dmask = dofs[None, :] < HD
     q = tl.load(Q + base + tok_q[:, None] * row + dofs[None, :], mask=qvalid[:, None] & dmask, other=0.0)
 
     m_i = tl.full([TX * TY * TZ], -1.0e30, dtype=tl.float32)
     l_i = tl.zeros([TX * TY * TZ], dtype=tl.float32)
     acc = tl.zeros([TX * TY * TZ, HEAD_DIM], dtype=tl.float32)
-    for n0 in range(0, nbox, BLOCK_N):
-        n = n0 + tl.arange(0, BLOCK_N)
-        kx = kminx + n // (by * bz)
-        ky = kminy + (n // bz) % by
-        kz = kminz + n % bz
-        kvalid = n < nbox
+    for it in range(0, nblocks):
+        kx, ky, kz, kvalid, inner = _kblock(it, kminx, kminy, kminz, kmaxz, by, bz, nch, nbox, wslx, wefx, wsly,
+                                            wefy, wslz, wefz, BLOCK_N, ROWS, TRX, TRY)
         tok_k = ((gx + Dx * kx) * Ly + gy + Dy * ky) * Lz + gz + Dz * kz
         kptr = base + tok_k[:, None] * row + dofs[None, :]
         kt = tl.load(K + kptr, mask=kvalid[:, None] & dmask, other=0.0)
         s = tl.dot(q, tl.trans(kt), input_precision=PREC) * qk_scale
-        ok = kvalid[None, :] & _axis_ok(kx, wsx, wex, FX) & _axis_ok(ky, wsy, wey, FY) & _axis_ok(kz, wsz, wez, FZ)
-        s = tl.where(ok, s, float("-inf"))
+        if not inner:
+            s = tl.where(_kmask(kx, ky, kz, kvalid, wsx, wex, wsy, wey, wsz, wez, FX, FY, FZ, ROWS), s,
+                         float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         alpha = tl.math.exp2(m_i - m_new)
         p = tl.math.exp2(s - m_new[:, None])
@@ -154,44 +247,15 @@ def _na_bwd_dq_kernel(
     Q, K, V, DO, LSE, DELTA, DQ, qk_scale, sm_scale, H, N, HD,
     Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz,
     CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
-    FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr,
-    TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr,
+    FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr, TRX: tl.constexpr, TRY: tl.constexpr,
+    TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr, ROWS: tl.constexpr,
     BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr, HEADS_FAST: tl.constexpr,
 ):
-    pid, bh = _pids(HEADS_FAST)
-    b = bh // H
-    h = bh % H
-    ntz = Dz * TPGz
-    nty = Dy * TPGy
-    gx, ig0x, Lgx = _tile(pid // (ntz * nty), Lx, Dx, TPGx, TX)
-    gy, ig0y, Lgy = _tile((pid // ntz) % nty, Ly, Dy, TPGy, TY)
-    gz, ig0z, Lgz = _tile(pid % ntz, Lz, Dz, TPGz, TZ)
+    pid, bh, row, base, dofs, dmask = _program(H, N, HD, HEAD_DIM, HEADS_FAST)
+    (gx, gy, gz, tok_q, qvalid, wsx, wex, wsy, wey, wsz, wez, kminx, kminy, kminz, kmaxz,
+     wslx, wefx, wsly, wefy, wslz, wefz, by, bz, nbox, nch, nblocks) = _qtile(
+        Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz, pid, CX, CY, CZ, TX, TY, TZ, BLOCK_N, ROWS)
 
-    m = tl.arange(0, TX * TY * TZ)
-    qx = ig0x + m // (TY * TZ)
-    qy = ig0y + (m // TZ) % TY
-    qz = ig0z + m % TZ
-    qvalid = (qx < Lgx) & (qy < Lgy) & (qz < Lgz)
-    tok_q = ((gx + Dx * qx) * Ly + gy + Dy * qy) * Lz + gz + Dz * qz
-    wsx, wex = _win(qx, Lgx, Kx, Sx, CX)
-    wsy, wey = _win(qy, Lgy, Ky, Sy, CY)
-    wsz, wez = _win(qz, Lgz, Kz, Sz, CZ)
-    kminx, _a = _win(ig0x, Lgx, Kx, Sx, CX)
-    kminy, _b = _win(ig0y, Lgy, Ky, Sy, CY)
-    kminz, _c = _win(ig0z, Lgz, Kz, Sz, CZ)
-    _d, kmaxx = _win(tl.minimum(ig0x + TX - 1, Lgx - 1), Lgx, Kx, Sx, CX)
-    _e, kmaxy = _win(tl.minimum(ig0y + TY - 1, Lgy - 1), Lgy, Ky, Sy, CY)
-    _f, kmaxz = _win(tl.minimum(ig0z + TZ - 1, Lgz - 1), Lgz, Kz, Sz, CZ)
-    bx = kmaxx - kminx + 1
-    by = kmaxy - kminy + 1
-    bz = kmaxz - kminz + 1
-    empty = (ig0x >= Lgx) | (ig0y >= Lgy) | (ig0z >= Lgz)
-    nbox = tl.where(empty, 0, bx * by * bz)
-
-    row = H * HD
-    base = b.to(tl.int64) * N * row + h * HD
-    dofs = tl.arange(0, HEAD_DIM)
-    dmask = dofs[None, :] < HD
     qmask = qvalid[:, None] & dmask
     qptr = base + tok_q[:, None] * row + dofs[None, :]
     q = tl.load(Q + qptr, mask=qmask, other=0.0)
@@ -200,19 +264,17 @@ def _na_bwd_dq_kernel(
     delta = tl.load(DELTA + bh.to(tl.int64) * N + tok_q, mask=qvalid, other=0.0)
 
     dq = tl.zeros([TX * TY * TZ, HEAD_DIM], dtype=tl.float32)
-    for n0 in range(0, nbox, BLOCK_N):
-        n = n0 + tl.arange(0, BLOCK_N)
-        kx = kminx + n // (by * bz)
-        ky = kminy + (n // bz) % by
-        kz = kminz + n % bz
-        kvalid = n < nbox
+    for it in range(0, nblocks):
+        kx, ky, kz, kvalid, inner = _kblock(it, kminx, kminy, kminz, kmaxz, by, bz, nch, nbox, wslx, wefx, wsly,
+                                            wefy, wslz, wefz, BLOCK_N, ROWS, TRX, TRY)
         tok_k = ((gx + Dx * kx) * Ly + gy + Dy * ky) * Lz + gz + Dz * kz
         kptr = base + tok_k[:, None] * row + dofs[None, :]
         kt = tl.load(K + kptr, mask=kvalid[:, None] & dmask, other=0.0)
         vt = tl.load(V + kptr, mask=kvalid[:, None] & dmask, other=0.0)
         s = tl.dot(q, tl.trans(kt), input_precision=PREC) * qk_scale
-        ok = kvalid[None, :] & _axis_ok(kx, wsx, wex, FX) & _axis_ok(ky, wsy, wey, FY) & _axis_ok(kz, wsz, wez, FZ)
-        p = tl.where(ok, tl.math.exp2(s - lse[:, None]), 0.0)
+        p = tl.math.exp2(s - lse[:, None])
+        if not inner:
+            p = tl.where(_kmask(kx, ky, kz, kvalid, wsx, wex, wsy, wey, wsz, wez, FX, FY, FZ, ROWS), p, 0.0)
         dp = tl.dot(do, tl.trans(vt), input_precision=PREC)
         ds = p * (dp - delta[:, None])
         dq += tl.dot(ds.to(kt.dtype), kt, input_precision=PREC)
@@ -224,38 +286,30 @@ def _na_bwd_dkv_kernel(
     Q, K, V, DO, LSE, DELTA, DK, DV, qk_scale, sm_scale, H, N, HD,
     Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz,
     CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
-    FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr,
-    TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr,
+    FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr, TRX: tl.constexpr, TRY: tl.constexpr,
+    TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr, ROWS: tl.constexpr,
     BLOCK_M: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr, HEADS_FAST: tl.constexpr,
 ):
-    pid, bh = _pids(HEADS_FAST)
-    b = bh // H
-    h = bh % H
-    ntz = Dz * TPGz
-    nty = Dy * TPGy
-    gx, ig0x, Lgx = _tile(pid // (ntz * nty), Lx, Dx, TPGx, TX)
-    gy, ig0y, Lgy = _tile((pid // ntz) % nty, Ly, Dy, TPGy, TY)
-    gz, ig0z, Lgz = _tile(pid % ntz, Lz, Dz, TPGz, TZ)
-
-    j = tl.arange(0, TX * TY * TZ)
-    kx = ig0x + j // (TY * TZ)
-    ky = ig0y + (j // TZ) % TY
-    kz = ig0z + j % TZ
-    kvalid = (kx < Lgx) & (ky < Lgy) & (kz < Lgz)
-    tok_k = ((gx + Dx * kx) * Ly + gy + Dy * ky) * Lz + gz + Dz * kz
-    qlox, qhix = _inv(ig0x, tl.minimum(ig0x + TX - 1, Lgx - 1), Lgx, Kx, Sx, CX)
-    qloy, qhiy = _inv(ig0y, tl.minimum(ig0y + TY - 1, Lgy - 1), Lgy, Ky, Sy, CY)
-    qloz, qhiz = _inv(ig0z, tl.minimum(ig0z + TZ - 1, Lgz - 1), Lgz, Kz, Sz, CZ)
+    pid, bh, row, base, dofs, dmask = _program(H, N, HD, HEAD_DIM, HEADS_FAST)
+    (gx, gy, gz, ig0x, ig0y, ig0z, Lgx, Lgy, Lgz, kx, ky, kz, kvalid, tok_k) = _tile3(
+        pid, Lx, Ly, Lz, Dx, Dy, Dz, TPGx, TPGy, TPGz, TX, TY, TZ)
+    klx = tl.minimum(ig0x + TX - 1, Lgx - 1)
+    kly = tl.minimum(ig0y + TY - 1, Lgy - 1)
+    klz = tl.minimum(ig0z + TZ - 1, Lgz - 1)
+    qlox, qhix = _inv(ig0x, klx, Lgx, Kx, Sx, CX)
+    qloy, qhiy = _inv(ig0y, kly, Lgy, Ky, Sy, CY)
+    qloz, qhiz = _inv(ig0z, klz, Lgz, Kz, Sz, CZ)
     bx = qhix - qlox + 1
     by = qhiy - qloy + 1
     bz = qhiz - qloz + 1
     empty = (ig0x >= Lgx) | (ig0y >= Lgy) | (ig0z >= Lgz) | (bx <= 0) | (by <= 0) | (bz <= 0)
     nbox = tl.where(empty, 0, bx * by * bz)
+    nch = tl.cdiv(bz, BLOCK_M)
+    if ROWS:
+        nblocks = tl.where(empty, 0, bx * by * nch)
+    else:
+        nblocks = tl.cdiv(nbox, BLOCK_M)
 
-    row = H * HD
-    base = b.to(tl.int64) * N * row + h * HD
-    dofs = tl.arange(0, HEAD_DIM)
-    dmask = dofs[None, :] < HD
     kmask = kvalid[:, None] & dmask
     kptr = base + tok_k[:, None] * row + dofs[None, :]
     kt = tl.load(K + kptr, mask=kmask, other=0.0)
@@ -263,12 +317,10 @@ def _na_bwd_dkv_kernel(
 
     dk = tl.zeros([TX * TY * TZ, HEAD_DIM], dtype=tl.float32)
     dv = tl.zeros([TX * TY * TZ, HEAD_DIM], dtype=tl.float32)
-    for m0 in range(0, nbox, BLOCK_M):
-        mm = m0 + tl.arange(0, BLOCK_M)
-        qx = qlox + mm // (by * bz)
-        qy = qloy + (mm // bz) % by
-        qz = qloz + mm % bz
-        qvalid = mm < nbox
+    for it in range(0, nblocks):
+        # queries of this block; an "inner" block has every key of the tile in every query's window
+        qx, qy, qz, qvalid, _unused = _kblock(it, qlox, qloy, qloz, qhiz, by, bz, nch, nbox, 0, 0, 0, 0, 0, 0,
+                                              BLOCK_M, ROWS, TRX, TRY)
         tok_q = ((gx + Dx * qx) * Ly + gy + Dy * qy) * Lz + gz + Dz * qz
         wsx, wex = _win(qx, Lgx, Kx, Sx, CX)
         wsy, wey = _win(qy, Lgy, Ky, Sy, CY)
@@ -279,14 +331,45 @@ def _na_bwd_dkv_kernel(
         lse = tl.load(LSE + bh.to(tl.int64) * N + tok_q, mask=qvalid, other=0.0)
         delta = tl.load(DELTA + bh.to(tl.int64) * N + tok_q, mask=qvalid, other=0.0)
         s = tl.dot(q, tl.trans(kt), input_precision=PREC) * qk_scale  # [BLOCK_M, keys]
-        ok = qvalid[:, None] & _axis_ok(kx, wsx, wex, FX) & _axis_ok(ky, wsy, wey, FY) & _axis_ok(kz, wsz, wez, FZ)
-        p = tl.where(ok, tl.math.exp2(s - lse[:, None]), 0.0)
+        p = tl.math.exp2(s - lse[:, None])
+        if ROWS:
+            zs = qloz + (it % nch) * BLOCK_M
+            ws_last, _a = _win(tl.minimum(zs + BLOCK_M - 1, qhiz), Lgz, Kz, Sz, CZ)
+            _b, we_first = _win(zs, Lgz, Kz, Sz, CZ)
+            inner = ((wsx <= ig0x) & (wex >= klx) & (wsy <= ig0y) & (wey >= kly) & (ws_last <= ig0z)
+                     & (we_first >= klz) & (zs + BLOCK_M - 1 <= qhiz))
+            if not inner:
+                ok = qvalid[:, None] & _and_axis(kvalid[None, :] | True, kz, wsz, wez, FZ)
+                if not FX:
+                    ok = ok & ((kx[None, :] >= wsx) & (kx[None, :] <= wex))
+                if not FY:
+                    ok = ok & ((ky[None, :] >= wsy) & (ky[None, :] <= wey))
+                p = tl.where(ok, p, 0.0)
+        else:
+            ok = _and_axis(_and_axis(_and_axis(qvalid[:, None], kx, wsx, wex, FX), ky, wsy, wey, FY), kz, wsz, wez,
+                           FZ)
+            p = tl.where(ok, p, 0.0)
         dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
         dp = tl.dot(do, tl.trans(vt), input_precision=PREC)
         ds = p * (dp - delta[:, None])
         dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PREC)
     tl.store(DK + kptr, (dk * sm_scale).to(DK.dtype.element_ty), mask=kmask)
     tl.store(DV + kptr, dv.to(DV.dtype.element_ty), mask=kmask)
+
+
+@triton.jit
+def _delta_kernel(O, DO, DELTA, H, N, HD, BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr):
+    """delta = rowsum(dO * O) in fp32, `[B, H, N]` (the softmax-backward correction term)."""
+    bh = tl.program_id(0)
+    t = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    b = bh // H
+    h = bh % H
+    dofs = tl.arange(0, HEAD_DIM)
+    mask = (t[:, None] < N) & (dofs[None, :] < HD)
+    ptr = b.to(tl.int64) * N * H * HD + t[:, None] * (H * HD) + h * HD + dofs[None, :]
+    o = tl.load(O + ptr, mask=mask, other=0.0).to(tl.float32)
+    do = tl.load(DO + ptr, mask=mask, other=0.0).to(tl.float32)
+    tl.store(DELTA + bh.to(tl.int64) * N + t, tl.sum(o * do, 1), mask=t < N)
 
 
 # ----------------------------------------------------------------------------------------------- launch helpers
@@ -331,18 +414,31 @@ def _grid(ntiles: int, bh: int) -> tuple[int, int]:
 
 def _flags(p: NAParams) -> dict:
     full = [(not c) and d == 1 and k == L for L, k, d, c in zip(p.shape, p.kernel_size, p.dilation, p.is_causal)]
-    return dict(CX=p.is_causal[0], CY=p.is_causal[1], CZ=p.is_causal[2], FX=full[0], FY=full[1], FZ=full[2])
+    return dict(CX=p.is_causal[0], CY=p.is_causal[1], CZ=p.is_causal[2], FX=full[0], FY=full[1], FZ=full[2],
+                TRX=p.shape[0] == 1, TRY=p.shape[1] == 1)
 
 
 def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
-    """Tile shapes, block sizes and warps (tuned on H100; the interpreter uses the same shapes)."""
+    """Tile shapes, block sizes and warps, from `tools/bench_ops.py na --tune` on an H100 (S1-S3, S6, N1-N3)."""
     lg = tuple(triton.cdiv(L, d) for L, d in zip(p.shape, p.dilation))
-    big = head_dim > 64
-    return dict(
-        fwd_tile=fit_tile(lg, _TARGET[128][ndim]), fwd_block_n=64, fwd_warps=8 if big else 4, fwd_stages=2,
-        dq_tile=fit_tile(lg, _TARGET[64 if big else 128][ndim]), dq_block_n=64, dq_warps=8 if big else 4,
-        dkv_tile=fit_tile(lg, _TARGET[64][ndim]), dkv_block_m=64, dkv_warps=8 if big else 4, bwd_stages=1,
-    )
+    small = head_dim <= 32
+    if ndim == 2:
+        fwd, dq, dkv = ((1, 4, 16),) * 3 if small else ((1, 8, 16), (1, 8, 8), (1, 8, 8))
+    else:
+        fwd = dq = dkv = _TARGET[64][ndim]
+    return dict(fwd_tile=fit_tile(lg, fwd), fwd_block_n=128 if ndim == 3 and small else 64, fwd_warps=4,
+                fwd_stages=2, dq_tile=fit_tile(lg, dq), dq_block_n=64, dq_warps=4, dkv_tile=fit_tile(lg, dkv),
+                dkv_block_m=64, dkv_warps=4, bwd_stages=1)
+
+
+def _rows_mode(pp: NAParams, tile: tuple[int, int, int], block: int, rows: bool | None) -> tuple[bool, int]:
+    """(ROWS, block): walk boxes row by row when the innermost box extent (about tile + kernel + stride) fills
+    whole blocks with little padding (<= 12.5 %); `rows` forces the mode."""
+    extent = tile[2] + pp.kernel_size[2] + pp.stride[2] - 2
+    for bn in (block, 32) if block > 32 else (block,):
+        if triton.cdiv(extent, bn) * bn <= 1.125 * extent and rows is not False:
+            return True, bn
+    return bool(rows), block
 
 
 def _prep(q: torch.Tensor, p: NAParams, config: dict | None, ndim: int) -> tuple[NAParams, dict, int]:
@@ -365,9 +461,10 @@ def na_fwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: NAParams
     tile = cfg["fwd_tile"]
     ints, _, ntiles = _geometry(pp, tile)
     prec = "ieee" if q.dtype == torch.float32 else "tf32"
+    rows, bn = _rows_mode(pp, tile, cfg["fwd_block_n"], cfg.get("rows"))
     _na_fwd_kernel[_grid(ntiles, B * H)](
-        q, k, v, out, lse, scale * LOG2E, H, N, D, *ints, **_flags(pp),
-        TX=tile[0], TY=tile[1], TZ=tile[2], BLOCK_N=cfg["fwd_block_n"], HEAD_DIM=hd_pad, PREC=prec, HEADS_FAST=ntiles <= 65535,
+        q, k, v, out, lse, scale * LOG2E, H, N, D, *ints, **_flags(pp), TX=tile[0], TY=tile[1], TZ=tile[2],
+        ROWS=rows, BLOCK_N=bn, HEAD_DIM=hd_pad, PREC=prec, HEADS_FAST=ntiles <= 65535,
         num_warps=cfg["fwd_warps"], num_stages=cfg["fwd_stages"])
     return out, lse
 
@@ -380,20 +477,23 @@ def na_bwd_triton(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
     pp, cfg, hd_pad = _prep(q, p, config, ndim)
     B, H, D = q.shape[0], q.shape[-2], q.shape[-1]
     N = math.prod(p.shape)
-    delta = (do.float() * out.float()).sum(-1).reshape(B, N, H).transpose(1, 2).contiguous()
+    delta = torch.empty((B, H, N), device=q.device, dtype=torch.float32)
+    _delta_kernel[(B * H, triton.cdiv(N, 128))](out, do, delta, H, N, D, BLOCK=128, HEAD_DIM=hd_pad, num_warps=4)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     prec = "ieee" if q.dtype == torch.float32 else "tf32"
     flags = _flags(pp)
     tile = cfg["dq_tile"]
     ints, _, ntiles = _geometry(pp, tile)
+    rows, bn = _rows_mode(pp, tile, cfg["dq_block_n"], cfg.get("rows"))
     _na_bwd_dq_kernel[_grid(ntiles, B * H)](
-        q, k, v, do, lse, delta, dq, scale * LOG2E, scale, H, N, D, *ints, **flags,
-        TX=tile[0], TY=tile[1], TZ=tile[2], BLOCK_N=cfg["dq_block_n"], HEAD_DIM=hd_pad, PREC=prec, HEADS_FAST=ntiles <= 65535,
+        q, k, v, do, lse, delta, dq, scale * LOG2E, scale, H, N, D, *ints, **flags, TX=tile[0], TY=tile[1],
+        TZ=tile[2], ROWS=rows, BLOCK_N=bn, HEAD_DIM=hd_pad, PREC=prec, HEADS_FAST=ntiles <= 65535,
         num_warps=cfg["dq_warps"], num_stages=cfg["bwd_stages"])
     tile = cfg["dkv_tile"]
     ints, _, ntiles = _geometry(pp, tile)
+    rows, bm = _rows_mode(pp, tile, cfg["dkv_block_m"], cfg.get("rows"))
     _na_bwd_dkv_kernel[_grid(ntiles, B * H)](
-        q, k, v, do, lse, delta, dk, dv, scale * LOG2E, scale, H, N, D, *ints, **flags,
-        TX=tile[0], TY=tile[1], TZ=tile[2], BLOCK_M=cfg["dkv_block_m"], HEAD_DIM=hd_pad, PREC=prec, HEADS_FAST=ntiles <= 65535,
+        q, k, v, do, lse, delta, dk, dv, scale * LOG2E, scale, H, N, D, *ints, **flags, TX=tile[0], TY=tile[1],
+        TZ=tile[2], ROWS=rows, BLOCK_M=bm, HEAD_DIM=hd_pad, PREC=prec, HEADS_FAST=ntiles <= 65535,
         num_warps=cfg["dkv_warps"], num_stages=cfg["bwd_stages"])
     return dq, dk, dv

@@ -5,7 +5,6 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import pytest
 
 TOOLS = Path(__file__).resolve().parents[2] / "tools"
 
