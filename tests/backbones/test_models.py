@@ -70,6 +70,43 @@ PINNED_PARAMS: dict[tuple[str, int], int] = {
     ('vit_unetr_small', 3): 27476402,
     ('vit_unetr_tiny', 2): 6909266,
     ('vit_unetr_tiny', 3): 10152050,
+    # attention families (Attention U-Net, NA-UNet, LKA-UNet, gated-axial, cross-axis)
+    ('attention_unet_base', 2): 7065462,
+    ('attention_unet_base', 3): 20314550,
+    ('attention_unet_small', 2): 1767870,
+    ('attention_unet_small', 3): 5080286,
+    ('attention_unet_tiny', 2): 439293,
+    ('attention_unet_tiny', 3): 1261341,
+    ('dinat_unet_base', 2): 30462338,
+    ('dinat_unet_base', 3): 39199682,
+    ('dinat_unet_small', 2): 22561154,
+    ('dinat_unet_small', 3): 31298498,
+    ('dinat_unet_tiny', 2): 1337634,
+    ('dinat_unet_tiny', 3): 2305986,
+    ('gated_axial_unet_base', 2): 6912402,
+    ('gated_axial_unet_base', 3): 16225322,
+    ('gated_axial_unet_small', 2): 1791618,
+    ('gated_axial_unet_small', 3): 4189330,
+    ('gated_axial_unet_tiny', 2): 428962,
+    ('gated_axial_unet_tiny', 3): 1031562,
+    ('lka_unet_base', 2): 17616962,
+    ('lka_unet_base', 3): 30507714,
+    ('lka_unet_small', 2): 4914850,
+    ('lka_unet_small', 3): 8588514,
+    ('lka_unet_tiny', 2): 491874,
+    ('lka_unet_tiny', 3): 951714,
+    ('mca_unet_base', 2): 16548194,
+    ('mca_unet_base', 3): 29385634,
+    ('mca_unet_small', 2): 4053346,
+    ('mca_unet_small', 3): 7273378,
+    ('mca_unet_tiny', 2): 665778,
+    ('mca_unet_tiny', 3): 1348050,
+    ('nat_unet_base', 2): 30462338,
+    ('nat_unet_base', 3): 39199682,
+    ('nat_unet_small', 2): 22561154,
+    ('nat_unet_small', 3): 31298498,
+    ('nat_unet_tiny', 2): 1337634,
+    ('nat_unet_tiny', 3): 2305986,
 }
 
 
@@ -108,7 +145,9 @@ def _sizes(model: torch.nn.Module, dims: int) -> list[tuple[int, ...]]:
         return [model.input_size]
     s = _stride(model, dims)
     mults = [(2, 3), (3, 1)] if dims == 2 else [(2, 1, 1), (1, 3, 1)]  # >= 2 units at the deepest level
-    return [tuple(m * si for m, si in zip(mult, s)) for mult in mults]
+    # the m-th valid size per axis, counted from the model's minimum input size if it has one (NA: stage >= kernel)
+    first = [max(si, getattr(model, "min_input_size", 0)) for si in s]
+    return [tuple(f + (m - 1) * si for m, f, si in zip(mult, first, s)) for mult in mults]
 
 
 def _input(model: torch.nn.Module, size: tuple[int, ...], batch: int = 2) -> torch.Tensor:

@@ -1,0 +1,52 @@
+"""Private dimension-generic helpers shared by the ops: functional convs by spatial rank and argument checks."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["conv_fn", "conv_module", "check_spatial_dims", "check_shape", "check_same", "flat_spatial", "next_pow2"]
+
+_CONV_FN: dict[int, Callable[..., torch.Tensor]] = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_MOD: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+
+
+def check_spatial_dims(spatial_dims: int, allowed: Sequence[int] = (2, 3)) -> None:
+    if spatial_dims not in allowed:
+        raise ValueError(f"spatial_dims must be one of {tuple(allowed)}, got {spatial_dims!r}")
+
+
+def conv_fn(spatial_dims: int) -> Callable[..., torch.Tensor]:
+    """`F.conv{1,2,3}d` chosen by the spatial rank."""
+    check_spatial_dims(spatial_dims, (1, 2, 3))
+    return _CONV_FN[spatial_dims]
+
+
+def conv_module(spatial_dims: int, *args, **kwargs) -> nn.Module:
+    """`nn.Conv{1,2,3}d` chosen by the spatial rank."""
+    check_spatial_dims(spatial_dims, (1, 2, 3))
+    return _CONV_MOD[spatial_dims](*args, **kwargs)
+
+
+def check_shape(name: str, t: torch.Tensor, expected: Sequence[int | None]) -> None:
+    """Raise a ValueError naming `name` when `t.shape` differs from `expected` (None matches any size)."""
+    ok = t.dim() == len(expected) and all(e is None or e == s for e, s in zip(expected, t.shape))
+    if not ok:
+        want = "[" + ", ".join("*" if e is None else str(e) for e in expected) + "]"
+        raise ValueError(f"{name} must have shape {want}, got {list(t.shape)}")
+
+
+def check_same(name_a: str, a: object, name_b: str, b: object, what: str) -> None:
+    if a != b:
+        raise ValueError(f"{what} of {name_a} and {name_b} must match, got {a} and {b}")
+
+
+def flat_spatial(t: torch.Tensor) -> torch.Tensor:
+    """[B, C, *s] -> [B, C, N] as a view (works for contiguous and channels_last layouts), else a copy."""
+    return t.flatten(2)
+
+
+def next_pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()

@@ -1,0 +1,96 @@
+"""Functional axial attention. Without relative terms it is exactly SDPA on a strided view of the lines (flash /
+memory-efficient kernels, no copies for contiguous input). With relative terms, CUDA tensors use the fused Triton
+forward (torch.library custom op; its backward is the written-out PyTorch backward, which recomputes the L x L
+probabilities), other devices the
+reference."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .reference import (axial_rel_attention_backward, axial_rel_attention_reference, check_axial_args,
+                        check_rel_args, from_lines, to_lines)
+
+__all__ = ["axial_attention", "axial_rel_attention", "axial_rel_attention_triton"]
+
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def axial_attention(q: Tensor, k: Tensor, v: Tensor, axis: int, scale: float | None = None) -> Tensor:
+    """Multi-head attention along one spatial axis (0-based among the spatial dims).
+
+    q, k, v [B, *spatial, heads, head_dim] (NATTEN's heads-last layout); returns the same shape."""
+    check_axial_args(q, k, v, axis)
+    out = F.scaled_dot_product_attention(to_lines(q, axis), to_lines(k, axis), to_lines(v, axis), scale=scale)
+    return from_lines(out, q, axis)
+
+
+@torch.library.custom_op("segzoo::axial_rel_fwd", mutates_args=())
+def _rel_fwd(q: Tensor, k: Tensor, v: Tensor, rel_q: Tensor, rel_k: Tensor, rel_v: Tensor, gates: Tensor,
+             axis: int, scale: float) -> Tensor:
+    from .kernels import axial_rel_fwd_triton
+
+    out = axial_rel_fwd_triton(to_lines(q, axis), to_lines(k, axis), to_lines(v, axis), rel_q, rel_k, rel_v,
+                               gates.float().contiguous(), scale)
+    return from_lines(out, q, axis).contiguous()
+
+
+@_rel_fwd.register_fake
+def _(q, k, v, rel_q, rel_k, rel_v, gates, axis, scale):
+    return torch.empty_like(q, memory_format=torch.contiguous_format)
+
+
+@torch.library.custom_op("segzoo::axial_rel_bwd", mutates_args=())
+def _rel_bwd(q: Tensor, k: Tensor, v: Tensor, rel_q: Tensor, rel_k: Tensor, rel_v: Tensor, gates: Tensor,
+             axis: int, scale: float, dout: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    grads = axial_rel_attention_backward(q, k, v, axis, rel_q, rel_k, rel_v, gates, scale, dout)
+    return tuple(g.contiguous() for g in grads)
+
+
+@_rel_bwd.register_fake
+def _(q, k, v, rel_q, rel_k, rel_v, gates, axis, scale, dout):
+    return tuple(torch.empty_like(t, memory_format=torch.contiguous_format) for t in (q, k, v, rel_q, rel_k, rel_v,
+                                                                                         gates))
+
+
+def _setup(ctx, inputs, output) -> None:
+    ctx.save_for_backward(*inputs[:7])
+    ctx.axis, ctx.scale = inputs[7], inputs[8]
+
+
+def _backward(ctx, dout: Tensor):
+    return (*_rel_bwd(*ctx.saved_tensors, ctx.axis, ctx.scale, dout.contiguous()), None, None)
+
+
+_rel_fwd.register_autograd(_backward, setup_context=_setup)
+
+
+def _prepare(q: Tensor, k: Tensor, v: Tensor, axis: int, rel_q: Tensor, rel_k: Tensor, rel_v: Tensor,
+             gates: Tensor | None, scale: float | None) -> tuple[Tensor, float]:
+    L = check_axial_args(q, k, v, axis)
+    check_rel_args(rel_q, rel_k, rel_v, gates, L, q.shape[-1])
+    gates = q.new_ones(4, dtype=torch.float32) if gates is None else gates
+    return gates, 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+
+
+def axial_rel_attention_triton(q: Tensor, k: Tensor, v: Tensor, axis: int, rel_q: Tensor, rel_k: Tensor,
+                               rel_v: Tensor, gates: Tensor | None = None, scale: float | None = None) -> Tensor:
+    """The fused Triton forward on any device Triton runs on (CPU only under TRITON_INTERPRET=1)."""
+    gates, scale = _prepare(q, k, v, axis, rel_q, rel_k, rel_v, gates, scale)
+    if q.dtype not in _DTYPES:
+        raise TypeError(f"q must be one of {_DTYPES}, got {q.dtype}")
+    q, k, v = (t.contiguous() for t in (q, k, v))
+    return _rel_fwd(q, k, v, rel_q, rel_k, rel_v, gates, axis, scale)
+
+
+def axial_rel_attention(q: Tensor, k: Tensor, v: Tensor, axis: int, rel_q: Tensor, rel_k: Tensor, rel_v: Tensor,
+                        gates: Tensor | None = None, scale: float | None = None) -> Tensor:
+    """Axial attention with Axial-DeepLab relative terms for q, k, v (rel_* [2L - 1, head_dim], offset -(L-1)
+    first, shared by all heads) and optional MedT gates [4] = (g_q, g_k, g_v1, g_v2); see the reference."""
+    if q.is_cuda and q.dtype in _DTYPES:
+        return axial_rel_attention_triton(q, k, v, axis, rel_q, rel_k, rel_v, gates, scale)
+    gates, scale = _prepare(q, k, v, axis, rel_q, rel_k, rel_v, gates, scale)
+    return axial_rel_attention_reference(q, k, v, axis, rel_q, rel_k, rel_v, gates, scale)

@@ -1,0 +1,234 @@
+"""Triton kernels of large-kernel attention, channels-last tiles [pixels, channels] over th x tw pixel patches,
+2-D run as 3-D with depth 1.
+
+Forward is two passes: (1) depthwise conv0 writes a1; (2) the dilated depthwise conv1 is computed on the fly as
+the A operand of the pointwise GEMM (its halo re-read from L1/L2), and the epilogue multiplies by x. Backward
+recomputes a2 and uses the same kernels (depthwise input-gradient = depthwise conv with the flipped kernel, the
+'dx = dout * attn' term = the pointwise kernel with dout as multiplier) plus a depthwise weight-gradient kernel;
+the two pointwise GEMMs of the backward (dW2, W2^T dA) run in cuBLAS."""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .._nd import next_pow2
+
+__all__ = ["depthwise_triton", "pointwise_mul_triton", "depthwise_wgrad_triton", "as_3d"]
+
+
+@triton.jit
+def _pixels(tile, D, H, W, TH: tl.constexpr, TW: tl.constexpr):
+    """Coordinates (d, h, w) and validity of the TH x TW pixel tile number `tile` (tiles ordered d, h, w)."""
+    nth, ntw = (H + TH - 1) // TH, (W + TW - 1) // TW
+    loc = tl.arange(0, TH * TW)
+    pd = tile // (nth * ntw) + loc * 0    # a vector like ph and pw (the interpreter cannot mix scalar masks)
+    rem = tile % (nth * ntw)
+    ph = (rem // ntw) * TH + loc // TW
+    pw = (rem % ntw) * TW + loc % TW
+    return pd, ph, pw, (pd < D) & (ph < H) & (pw < W)
+
+
+@triton.jit
+def _dw_tile(src_ptr, w_ptr, b, pd, ph, pw, mask_p, offs_c, mask_c, D, H, W, s_b, s_c, s_d, s_h, s_w,
+             KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr):
+    """Depthwise 'same' convolution of src at pixels (pd, ph, pw) and channels offs_c -> [BP, BC] fp32."""
+    base = src_ptr + b * s_b + offs_c[None, :] * s_c
+    acc = tl.zeros([ph.shape[0], offs_c.shape[0]], dtype=tl.float32)
+    for kd in range(KD):
+        idd = pd + (kd * DIL - DIL * (KD - 1) // 2)
+        md = mask_p & (idd >= 0) & (idd < D)
+        for kh in range(KH):
+            ih = ph + (kh * DIL - DIL * (KH - 1) // 2)
+            mh = md & (ih >= 0) & (ih < H)
+            for kw in range(KW):
+                iw = pw + (kw * DIL - DIL * (KW - 1) // 2)
+                m = mh & (iw >= 0) & (iw < W)
+                v = tl.load(base + (idd * s_d + ih * s_h + iw * s_w)[:, None], mask=m[:, None] & mask_c[None, :],
+                            other=0.0)
+                wt = tl.load(w_ptr + offs_c * (KD * KH * KW) + (kd * KH + kh) * KW + kw, mask=mask_c, other=0.0)
+                acc += v.to(tl.float32) * wt.to(tl.float32)[None, :]
+    return acc
+
+
+@triton.jit
+def _dw_kernel(x_ptr, w_ptr, bias_ptr, add_ptr, y_ptr, C, D, H, W,
+               sxb, sxc, sxd, sxh, sxw, syb, syc, syd, syh, syw,
+               KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr,
+               HAS_BIAS: tl.constexpr, HAS_ADD: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
+               BC: tl.constexpr):
+    pid_p, pid_c = tl.program_id(0), tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    pd, ph, pw, mask_p = _pixels(pid_p, D, H, W, TH, TW)
+    offs_c = pid_c * BC + tl.arange(0, BC)
+    mask_c = offs_c < C
+    acc = _dw_tile(x_ptr, w_ptr, b, pd, ph, pw, mask_p, offs_c, mask_c, D, H, W, sxb, sxc, sxd, sxh, sxw,
+                   KD, KH, KW, DIL)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[None, :]
+    off = b * syb + (pd * syd + ph * syh + pw * syw)[:, None] + offs_c[None, :] * syc
+    m = mask_p[:, None] & mask_c[None, :]
+    if HAS_ADD:
+        acc += tl.load(add_ptr + off, mask=m, other=0.0).to(tl.float32)
+    tl.store(y_ptr + off, acc.to(y_ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _pw_mul_kernel(a_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, mul_ptr, out_ptr, C, D, H, W,
+                   sab, sac, sad, sah, saw, smb, smc, smd, smh, smw, sob, soc, sod, soh, sow,
+                   KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr, HAS_DW: tl.constexpr,
+                   TH: tl.constexpr, TW: tl.constexpr, BK: tl.constexpr, BCO: tl.constexpr, DT: tl.constexpr):
+    """out = mul * (W2 @ A + b2), A = dw1(a) + b1 computed on the fly when HAS_DW, else A = a."""
+    pid_p, pid_co = tl.program_id(0), tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    pd, ph, pw, mask_p = _pixels(pid_p, D, H, W, TH, TW)
+    offs_co = pid_co * BCO + tl.arange(0, BCO)
+    mask_co = offs_co < C
+    acc = tl.zeros([TH * TW, BCO], dtype=tl.float32)
+    for k0 in range(0, C, BK):
+        offs_k = k0 + tl.arange(0, BK)
+        mask_k = offs_k < C
+        if HAS_DW:
+            a = _dw_tile(a_ptr, w1_ptr, b, pd, ph, pw, mask_p, offs_k, mask_k, D, H, W, sab, sac, sad, sah, saw,
+                         KD, KH, KW, DIL)
+            a += tl.load(b1_ptr + offs_k, mask=mask_k, other=0.0).to(tl.float32)[None, :]
+        else:
+            a = tl.load(a_ptr + b * sab + (pd * sad + ph * sah + pw * saw)[:, None] + offs_k[None, :] * sac,
+                        mask=mask_p[:, None] & mask_k[None, :], other=0.0)
+        w = tl.load(w2_ptr + offs_k[:, None] + offs_co[None, :] * C, mask=mask_k[:, None] & mask_co[None, :],
+                    other=0.0)
+        acc += tl.dot(a.to(DT), w.to(DT))
+    acc += tl.load(b2_ptr + offs_co, mask=mask_co, other=0.0).to(tl.float32)[None, :]
+    m = mask_p[:, None] & mask_co[None, :]
+    sp = pd * smd + ph * smh + pw * smw
+    mul = tl.load(mul_ptr + b * smb + sp[:, None] + offs_co[None, :] * smc, mask=m, other=0.0)
+    y = mul.to(tl.float32) * acc
+    so = pd * sod + ph * soh + pw * sow
+    tl.store(out_ptr + b * sob + so[:, None] + offs_co[None, :] * soc, y.to(out_ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _dw_wgrad_kernel(x_ptr, dy_ptr, dw_ptr, db_ptr, C, D, H, W,
+                     sxb, sxc, sxd, sxh, sxw, syb, syc, syd, syh, syw,
+                     KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr,
+                     TH: tl.constexpr, TW: tl.constexpr, BC: tl.constexpr, ITERS: tl.constexpr):
+    """dw[c, tap] += sum_p dy[p, c] * x[p + offset(tap), c]; db[c] += sum_p dy[p, c] over ITERS pixel tiles."""
+    pid_p, pid_c = tl.program_id(0), tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    offs_c = pid_c * BC + tl.arange(0, BC)
+    mask_c = offs_c < C
+    xb = x_ptr + b * sxb + offs_c[None, :] * sxc
+    yb = dy_ptr + b * syb + offs_c[None, :] * syc
+    dbias = tl.zeros([BC], dtype=tl.float32)
+    for it in range(ITERS):
+        pd, ph, pw, mask_p = _pixels(pid_p * ITERS + it, D, H, W, TH, TW)
+        dy = tl.load(yb + (pd * syd + ph * syh + pw * syw)[:, None], mask=mask_p[:, None] & mask_c[None, :], other=0.0)
+        dbias += tl.sum(dy.to(tl.float32), axis=0)
+    tl.atomic_add(db_ptr + offs_c, dbias, mask=mask_c, sem="relaxed")
+    for kd in range(KD):
+        for kh in range(KH):
+            for kw in range(KW):
+                part = tl.zeros([TH * TW, BC], dtype=tl.float32)
+                for it in range(ITERS):
+                    pd, ph, pw, mask_p = _pixels(pid_p * ITERS + it, D, H, W, TH, TW)
+                    dy = tl.load(yb + (pd * syd + ph * syh + pw * syw)[:, None],
+                                 mask=mask_p[:, None] & mask_c[None, :], other=0.0)
+                    idd = pd + (kd * DIL - DIL * (KD - 1) // 2)
+                    ih = ph + (kh * DIL - DIL * (KH - 1) // 2)
+                    iw = pw + (kw * DIL - DIL * (KW - 1) // 2)
+                    m = mask_p & (idd >= 0) & (idd < D) & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+                    v = tl.load(xb + (idd * sxd + ih * sxh + iw * sxw)[:, None], mask=m[:, None] & mask_c[None, :],
+                                other=0.0)
+                    part += v.to(tl.float32) * dy.to(tl.float32)
+                tl.atomic_add(dw_ptr + offs_c * (KD * KH * KW) + (kd * KH + kh) * KW + kw, tl.sum(part, axis=0),
+                              mask=mask_c, sem="relaxed")
+
+
+_TL = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}
+
+
+def as_3d(t: torch.Tensor) -> tuple[tuple[int, int, int], tuple[int, ...]]:
+    """(D, H, W) and the 5 strides (b, c, d, h, w) of a [B, C, H, W] or [B, C, D, H, W] tensor; 2-D has D = 1."""
+    if t.dim() == 4:
+        return (1, t.shape[2], t.shape[3]), (t.stride(0), t.stride(1), 0, t.stride(2), t.stride(3))
+    return tuple(t.shape[2:]), tuple(t.stride())
+
+
+def _ksize(w: torch.Tensor) -> tuple[int, int, int]:
+    k = tuple(w.shape[2:])
+    return (1, *k) if len(k) == 2 else k
+
+
+def _bc(c: int) -> int:
+    return min(CFG["dw_bc"], max(16, next_pow2(c)))
+
+
+# Tile sizes (tuned on an H100 for C = 32..256): pixel tiles th x tw (powers of two, th * tw >= 16), channel
+# blocks (powers of two >= 16), warps.
+CFG = {"dw_th": 4, "dw_tw": 16, "dw_bc": 64, "dw_warps": 4, "pw_th": 2, "pw_tw": 64, "pw_bk": 64, "pw_warps": 4,
+       "wg_th": 16, "wg_tw": 8, "wg_iters": 4, "wg_warps": 4}
+
+
+def _tile(H: int, W: int, th: int, tw: int) -> tuple[int, int]:
+    """The configured th x tw pixel tile, narrowed to the image width (keeping th * tw >= 16 pixels)."""
+    tw2 = min(tw, next_pow2(W))
+    th2 = min(th * (tw // tw2), next_pow2(H))
+    return max(th2, 16 // tw2), tw2
+
+
+def _ntiles(D: int, H: int, W: int, th: int, tw: int) -> int:
+    return D * triton.cdiv(H, th) * triton.cdiv(W, tw)
+
+
+def depthwise_triton(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, dilation: int,
+                     add: torch.Tensor | None = None, flip: bool = False) -> torch.Tensor:
+    """Depthwise 'same' conv of x (weights w [C, 1, *k], odd k) + bias (+ add); flip=True mirrors the kernel,
+    which makes it the input-gradient of the same conv. Output in x's memory layout."""
+    C = x.shape[1]
+    (D, H, W), sx = as_3d(x)
+    y = torch.empty_like(x)
+    _, sy = as_3d(y)
+    w2 = (w.flip(list(range(2, w.dim()))) if flip else w).reshape(C, -1).contiguous()
+    (th, tw), bc = _tile(H, W, CFG["dw_th"], CFG["dw_tw"]), _bc(C)
+    grid = (_ntiles(D, H, W, th, tw), triton.cdiv(C, bc), x.shape[0])
+    _dw_kernel[grid](x, w2, bias if bias is not None else w2, add if add is not None else y, y, C, D, H, W,
+                     *sx, *sy, *_ksize(w), dilation, HAS_BIAS=bias is not None, HAS_ADD=add is not None,
+                     TH=th, TW=tw, BC=bc, num_warps=CFG["dw_warps"])
+    return y
+
+
+def pointwise_mul_triton(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, mul: torch.Tensor,
+                         w1: torch.Tensor | None = None, b1: torch.Tensor | None = None, dilation: int = 1
+                         ) -> torch.Tensor:
+    """mul * (W2 @ A + b2) with A = dw_w1(a) + b1 (dilated depthwise computed on the fly) or A = a when w1 is None."""
+    C = a.shape[1]
+    (D, H, W), sa = as_3d(a)
+    _, sm = as_3d(mul)
+    out = torch.empty_like(mul)
+    _, so = as_3d(out)
+    w2 = w2.reshape(C, C).contiguous()
+    has_dw = w1 is not None
+    w1f = w1.reshape(C, -1).contiguous() if has_dw else w2
+    bco = min(256, max(16, next_pow2(C)))
+    (th, tw), bk = _tile(H, W, CFG["pw_th"], CFG["pw_tw"]), min(CFG["pw_bk"], max(16, next_pow2(C)))
+    grid = (_ntiles(D, H, W, th, tw), triton.cdiv(C, bco), a.shape[0])
+    _pw_mul_kernel[grid](a, w1f, b1 if b1 is not None else b2, w2, b2, mul, out, C, D, H, W,
+                         *sa, *sm, *so, *(_ksize(w1) if has_dw else (1, 1, 1)), dilation, HAS_DW=has_dw,
+                         TH=th, TW=tw, BK=bk, BCO=bco, DT=_TL[a.dtype], num_warps=max(CFG["pw_warps"], bco // 32))
+    return out
+
+
+def depthwise_wgrad_triton(x: torch.Tensor, dy: torch.Tensor, ksize: tuple[int, ...], dilation: int
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight [C, 1, *ksize] and bias [C] gradients (fp32) of a depthwise 'same' conv with input x, output grad dy."""
+    C = x.shape[1]
+    (D, H, W), sx = as_3d(x)
+    _, sy = as_3d(dy)
+    k3 = (1, *ksize) if len(ksize) == 2 else tuple(ksize)
+    dw = torch.zeros(C, k3[0] * k3[1] * k3[2], device=x.device, dtype=torch.float32)
+    db = torch.zeros(C, device=x.device, dtype=torch.float32)
+    (th, tw), bc, iters = _tile(H, W, CFG["wg_th"], CFG["wg_tw"]), _bc(C), CFG["wg_iters"]
+    grid = (triton.cdiv(_ntiles(D, H, W, th, tw), iters), triton.cdiv(C, bc), x.shape[0])
+    _dw_wgrad_kernel[grid](x, dy, dw, db, C, D, H, W, *sx, *sy, *k3, dilation, TH=th, TW=tw, BC=bc, ITERS=iters,
+                           num_warps=CFG["wg_warps"])
+    return dw.reshape(C, 1, *ksize), db

@@ -1,0 +1,93 @@
+"""`lka`: the public functional form. CUDA tensors go through the Triton kernels (torch.library custom ops, so
+torch.compile traces through them); other devices use the PyTorch reference."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .reference import check_lka_args, lka_reference
+
+__all__ = ["lka", "lka_triton"]
+
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def _cl(t: Tensor) -> Tensor:
+    return t.contiguous(memory_format=torch.channels_last if t.dim() == 4 else torch.channels_last_3d)
+
+
+@torch.library.custom_op("segzoo::lka_fwd", mutates_args=())
+def _lka_fwd(x: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, dilation: int
+             ) -> tuple[Tensor, Tensor]:
+    from .kernels import depthwise_triton, pointwise_mul_triton
+
+    a1 = depthwise_triton(x, w0, b0, 1)
+    return pointwise_mul_triton(a1, w2, b2, x, w1, b1, dilation), a1
+
+
+@_lka_fwd.register_fake
+def _(x, w0, b0, w1, b1, w2, b2, dilation):
+    return torch.empty_like(x), torch.empty_like(x)
+
+
+@torch.library.custom_op("segzoo::lka_bwd", mutates_args=())
+def _lka_bwd(x: Tensor, a1: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
+             dilation: int, dout: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    from .kernels import depthwise_triton, depthwise_wgrad_triton, pointwise_mul_triton
+
+    B, C = x.shape[:2]
+    a2 = depthwise_triton(a1, w1, b1, dilation)
+    d_attn = (dout * x).flatten(2).transpose(1, 2)                      # [B, N, C], channels-last storage
+    a2_nc = a2.flatten(2).transpose(1, 2)
+    dw2 = torch.matmul(d_attn.transpose(1, 2), a2_nc).sum(0, dtype=torch.float32)
+    db2 = d_attn.sum((0, 1), dtype=torch.float32)
+    da2 = torch.matmul(d_attn, w2.reshape(C, C).to(x.dtype)).transpose(1, 2).view(x.shape)
+    dx_direct = pointwise_mul_triton(a2, w2, b2, dout)                  # dout * attn
+    da1 = depthwise_triton(da2, w1, None, dilation, flip=True)
+    dw1, db1 = depthwise_wgrad_triton(a1, da2, tuple(w1.shape[2:]), dilation)
+    dx = depthwise_triton(da1, w0, None, 1, add=dx_direct, flip=True)
+    dw0, db0 = depthwise_wgrad_triton(x, da1, tuple(w0.shape[2:]), 1)
+    return (dx, dw0.to(w0.dtype), db0.to(b0.dtype), dw1.to(w1.dtype), db1.to(b1.dtype),
+            dw2.reshape(w2.shape).to(w2.dtype), db2.to(b2.dtype))
+
+
+@_lka_bwd.register_fake
+def _(x, a1, w0, b0, w1, b1, w2, b2, dilation, dout):
+    return tuple(torch.empty_like(t) for t in (x, w0, b0, w1, b1, w2, b2))
+
+
+def _setup(ctx, inputs, output) -> None:
+    x, w0, b0, w1, b1, w2, b2, dilation = inputs
+    ctx.save_for_backward(x, output[1], w0, b0, w1, b1, w2, b2)
+    ctx.dilation = dilation
+
+
+def _backward(ctx, dout: Tensor, _da1: Tensor | None):
+    x, a1, w0, b0, w1, b1, w2, b2 = ctx.saved_tensors
+    grads = _lka_bwd(x, a1, w0, b0, w1, b1, w2, b2, ctx.dilation, _cl(dout))
+    return (*grads, None)
+
+
+_lka_fwd.register_autograd(_backward, setup_context=_setup)
+
+
+def lka_triton(x: Tensor, w0: Tensor, b0: Tensor | None, w1: Tensor, b1: Tensor | None, w2: Tensor,
+               b2: Tensor | None, dilation: int = 3) -> Tensor:
+    """The Triton path on any device Triton runs on (CPU only under TRITON_INTERPRET=1). Works in channels-last
+    internally (an NCHW input costs one layout copy) and returns a channels-last tensor."""
+    check_lka_args(x, w0, b0, w1, b1, w2, b2, dilation)
+    if x.dtype not in _DTYPES:
+        raise TypeError(f"x must be one of {_DTYPES}, got {x.dtype}")
+    c = x.shape[1]
+    b0, b1, b2 = (w0.new_zeros(c) if b is None else b for b in (b0, b1, b2))
+    return _lka_fwd(_cl(x), w0, b0, w1, b1, w2, b2, dilation)[0]
+
+
+def lka(x: Tensor, w0: Tensor, b0: Tensor | None, w1: Tensor, b1: Tensor | None, w2: Tensor, b2: Tensor | None,
+        dilation: int = 3) -> Tensor:
+    """VAN's large-kernel attention: x * conv_w2(conv_w1(conv_w0(x))), w0/w1 depthwise (w1 dilated), w2 1x1.
+
+    x [B, C, *s] (2-D or 3-D, contiguous or channels_last), w0 [C, 1, *k0], w1 [C, 1, *k1] (odd k), w2 [C, C, 1...]."""
+    if x.is_cuda and x.dtype in _DTYPES:
+        return lka_triton(x, w0, b0, w1, b1, w2, b2, dilation)
+    return lka_reference(x, w0, b0, w1, b1, w2, b2, dilation)

@@ -1,0 +1,499 @@
+"""Fused neighborhood-attention Triton kernels (forward, dQ, dK/dV), one generic 3-axis kernel for 1-D/2-D/3-D.
+
+Queries are tiled in dilation-group coordinates (a tile holds TX x TY x TZ queries of one dilation group, contiguous
+per axis), so the union of their key windows is a small box; each program walks that box in flattened blocks of
+keys with an exact per-(query, key) NA mask, online softmax in fp32 and no attention matrix in memory. The dK/dV
+kernel walks the inverse box (queries whose windows can reach a key tile). Tensors are contiguous
+`[B, X, Y, Z, H, D]`; the logsumexp (base 2) is `[B, H, N]`.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from .params import NAParams
+
+__all__ = ["na_fwd_triton", "na_bwd_triton", "INTERPRET"]
+
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _win(ig, Lg, K, S, CAUSAL: tl.constexpr):
+    """In-group window [ws, we] (inclusive) of in-group query index `ig` (scalar or tensor)."""
+    if CAUSAL:
+        lead = (ig // S) * S
+        ws = tl.maximum(lead - K + 1, 0)
+        we = lead
+    else:
+        lead = (ig // S) * S + S // 2
+        ws = tl.minimum(tl.maximum(lead - K // 2, 0), Lg - K)
+        we = ws + K - 1
+    return ws, we
+
+
+@triton.jit
+def _inv(a, b, Lg, K, S, CAUSAL: tl.constexpr):
+    """In-group query range [lo, hi] whose windows can contain a key in [a, b]."""
+    if CAUSAL:
+        lo = ((a + S - 1) // S) * S
+        hi = ((b + K - 1) // S) * S + S - 1
+    else:
+        left = K // 2
+        pmin = tl.where(a - K + 1 <= 0, 0, a - K + 1 + left)
+        lo = ((tl.maximum(pmin - S // 2, 0) + S - 1) // S) * S
+        hi = tl.where(b >= Lg - K, Lg - 1, ((b + left - S // 2) // S) * S + S - 1)
+    return lo, tl.minimum(hi, Lg - 1)
+
+
+@triton.jit
+def _tile(idx, L, Dil, TPG, T: tl.constexpr):
+    """Dilation group, first in-group index and group length of tile `idx` on one axis."""
+    g = idx // TPG
+    ig0 = (idx % TPG) * T
+    Lg = (L - g + Dil - 1) // Dil
+    return g, ig0, Lg
+
+
+@triton.jit
+def _pids(HEADS_FAST: tl.constexpr):
+    """(tile, batch*head) program ids; heads vary fastest when the grid allows it, so that programs running
+    together share the cache lines of the interleaved heads."""
+    if HEADS_FAST:
+        pid = tl.program_id(1)
+        bh = tl.program_id(0)
+    else:
+        pid = tl.program_id(0)
+        bh = tl.program_id(1)
+    return pid, bh
+
+
+@triton.jit
+def _program(H, N, HD, HEAD_DIM: tl.constexpr, HEADS_FAST: tl.constexpr):
+    """Program ids, token row stride, this (batch, head)'s base offset, head-dim offsets and their mask."""
+    pid, bh = _pids(HEADS_FAST)
+    row = H * HD
+    base = (bh // H).to(tl.int64) * N * row + (bh % H) * HD
+    dofs = tl.arange(0, HEAD_DIM)
+    return pid, bh, row, base, dofs, dofs[None, :] < HD
+
+
+@triton.jit
+def _and_axis(ok, kc, ws, we, FULL: tl.constexpr):
+    """`ok` and the per-(query, key) window test on one axis (skipped where the window is the whole axis)."""
+    if not FULL:
+        ok = ok & (kc[None, :] >= ws[:, None]) & (kc[None, :] <= we[:, None])
+    return ok
+
+
+@triton.jit
+def _box(n, x0, y0, z0, by, bz, TRX: tl.constexpr, TRY: tl.constexpr):
+    """Coordinates of entries `n` of a flattened box starting at (x0, y0, z0) with extents (., by, bz); axes of
+    length 1 (TRX/TRY) stay scalar so that 1-D boxes keep contiguous addresses."""
+    if TRX:
+        cx = x0
+    else:
+        cx = x0 + n // (by * bz)
+    if TRY:
+        cy = y0
+    else:
+        cy = y0 + (n // bz) % by
+    if TRX and TRY:
+        cz = z0 + n
+    else:
+        cz = z0 + n % bz
+    return cx, cy, cz
+
+
+@triton.jit
+def _kblock(it, x0, y0, z0, zmax, by, bz, nch, nbox, wslx, wefx, wsly, wefy, wslz, wefz,
+            BLOCK: tl.constexpr, ROWS: tl.constexpr, TRX: tl.constexpr, TRY: tl.constexpr):
+    """Block `it` of a box: coordinates (x, y scalar in ROWS mode), validity, and whether it lies inside every
+    window of the tile (ranges [wsl, wef] per axis: last query's start, first query's end).
+
+    ROWS mode walks the box row by row in chunks of BLOCK along the innermost axis (large windows, so that
+    interior chunks skip the mask); otherwise the box is flattened (small windows, no padding per row)."""
+    if ROWS:
+        r = it // nch
+        zs = z0 + (it % nch) * BLOCK
+        cx = x0 + r // by
+        cy = y0 + r % by
+        cz = zs + tl.arange(0, BLOCK)
+        valid = cz <= zmax
+        inner = (cx >= wslx) & (cx <= wefx) & (cy >= wsly) & (cy <= wefy) & (zs >= wslz) & (zs + BLOCK - 1 <= wefz)
+    else:
+        n = it * BLOCK + tl.arange(0, BLOCK)
+        cx, cy, cz = _box(n, x0, y0, z0, by, bz, TRX, TRY)
+        valid = n < nbox
+        if TRX and TRY:
+            inner = (z0 + it * BLOCK >= wslz) & (z0 + it * BLOCK + BLOCK - 1 <= wefz)
+        else:
+            inner = it < 0
+    return cx, cy, cz, valid, inner
+
+
+@triton.jit
+def _kmask(kx, ky, kz, kvalid, wsx, wex, wsy, wey, wsz, wez,
+           FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr, ROWS: tl.constexpr):
+    """[queries, keys] NA mask for a key block against per-query windows."""
+    ok = kvalid[None, :]
+    if ROWS:
+        if not FX:
+            ok = ok & ((kx >= wsx) & (kx <= wex))[:, None]
+        if not FY:
+            ok = ok & ((ky >= wsy) & (ky <= wey))[:, None]
+    else:
+        ok = _and_axis(_and_axis(ok, kx, wsx, wex, FX), ky, wsy, wey, FY)
+    return _and_axis(ok, kz, wsz, wez, FZ)
+
+
+@triton.jit
+def _tile3(pid, Lx, Ly, Lz, Dx, Dy, Dz, TPGx, TPGy, TPGz, TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr):
+    """Tile `pid` over 3 axes: dilation groups, first in-group indices, group lengths, and its tokens' in-group
+    coordinates, validity and flat token indices."""
+    ntz = Dz * TPGz
+    nty = Dy * TPGy
+    gx, ig0x, Lgx = _tile(pid // (ntz * nty), Lx, Dx, TPGx, TX)
+    gy, ig0y, Lgy = _tile((pid // ntz) % nty, Ly, Dy, TPGy, TY)
+    gz, ig0z, Lgz = _tile(pid % ntz, Lz, Dz, TPGz, TZ)
+    m = tl.arange(0, TX * TY * TZ)
+    cx = ig0x + m // (TY * TZ)
+    cy = ig0y + (m // TZ) % TY
+    cz = ig0z + m % TZ
+    valid = (cx < Lgx) & (cy < Lgy) & (cz < Lgz)
+    tok = ((gx + Dx * cx) * Ly + gy + Dy * cy) * Lz + gz + Dz * cz
+    return gx, gy, gz, ig0x, ig0y, ig0z, Lgx, Lgy, Lgz, cx, cy, cz, valid, tok
+
+
+@triton.jit
+def _qtile(Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz, pid,
+           CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
+           TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr, BLOCK_N: tl.constexpr, ROWS: tl.constexpr):
+    """A program's query tile: token indices, validity, per-query windows and its key box."""
+    (gx, gy, gz, ig0x, ig0y, ig0z, Lgx, Lgy, Lgz, qx, qy, qz, qvalid, tok_q) = _tile3(
+        pid, Lx, Ly, Lz, Dx, Dy, Dz, TPGx, TPGy, TPGz, TX, TY, TZ)
+    wsx, wex = _win(qx, Lgx, Kx, Sx, CX)
+    wsy, wey = _win(qy, Lgy, Ky, Sy, CY)
+    wsz, wez = _win(qz, Lgz, Kz, Sz, CZ)
+    kminx, wefx = _win(ig0x, Lgx, Kx, Sx, CX)
+    kminy, wefy = _win(ig0y, Lgy, Ky, Sy, CY)
+    kminz, wefz = _win(ig0z, Lgz, Kz, Sz, CZ)
+    wslx, kmaxx = _win(tl.minimum(ig0x + TX - 1, Lgx - 1), Lgx, Kx, Sx, CX)
+    wsly, kmaxy = _win(tl.minimum(ig0y + TY - 1, Lgy - 1), Lgy, Ky, Sy, CY)
+    wslz, kmaxz = _win(tl.minimum(ig0z + TZ - 1, Lgz - 1), Lgz, Kz, Sz, CZ)
+    bx = kmaxx - kminx + 1
+    by = kmaxy - kminy + 1
+    bz = kmaxz - kminz + 1
+    empty = (ig0x >= Lgx) | (ig0y >= Lgy) | (ig0z >= Lgz)
+    nbox = tl.where(empty, 0, bx * by * bz)
+    nch = tl.cdiv(bz, BLOCK_N)
+    if ROWS:
+        nblocks = tl.where(empty, 0, bx * by * nch)
+    else:
+        nblocks = tl.cdiv(nbox, BLOCK_N)
+    return (gx, gy, gz, tok_q, qvalid, wsx, wex, wsy, wey, wsz, wez, kminx, kminy, kminz, kmaxz,
+            wslx, wefx, wsly, wefy, wslz, wefz, by, bz, nbox, nch, nblocks)
+
+
+@triton.jit
+def _na_fwd_kernel(
+    Q, K, V, O, LSE, qk_scale, H, N, HD,
+    Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz,
+    CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
+    FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr, TRX: tl.constexpr, TRY: tl.constexpr,
+    TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr, ROWS: tl.constexpr,
+    BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr, HEADS_FAST: tl.constexpr,
+):
+    pid, bh, row, base, dofs, dmask = _program(H, N, HD, HEAD_DIM, HEADS_FAST)
+    (gx, gy, gz, tok_q, qvalid, wsx, wex, wsy, wey, wsz, wez, kminx, kminy, kminz, kmaxz,
+     wslx, wefx, wsly, wefy, wslz, wefz, by, bz, nbox, nch, nblocks) = _qtile(
+        Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz, pid, CX, CY, CZ, TX, TY, TZ, BLOCK_N, ROWS)
+
+    q = tl.load(Q + base + tok_q[:, None] * row + dofs[None, :], mask=qvalid[:, None] & dmask, other=0.0)
+
+    m_i = tl.full([TX * TY * TZ], -1.0e30, dtype=tl.float32)
+    l_i = tl.zeros([TX * TY * TZ], dtype=tl.float32)
+    acc = tl.zeros([TX * TY * TZ, HEAD_DIM], dtype=tl.float32)
+    for it in range(0, nblocks):
+        kx, ky, kz, kvalid, inner = _kblock(it, kminx, kminy, kminz, kmaxz, by, bz, nch, nbox, wslx, wefx, wsly,
+                                            wefy, wslz, wefz, BLOCK_N, ROWS, TRX, TRY)
+        tok_k = ((gx + Dx * kx) * Ly + gy + Dy * ky) * Lz + gz + Dz * kz
+        kptr = base + tok_k[:, None] * row + dofs[None, :]
+        kt = tl.load(K + kptr, mask=kvalid[:, None] & dmask, other=0.0)
+        s = tl.dot(q, tl.trans(kt), input_precision=PREC) * qk_scale
+        if not inner:
+            s = tl.where(_kmask(kx, ky, kz, kvalid, wsx, wex, wsy, wey, wsz, wez, FX, FY, FZ, ROWS), s,
+                         float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.math.exp2(m_i - m_new)
+        p = tl.math.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        vt = tl.load(V + kptr, mask=kvalid[:, None] & dmask, other=0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(vt.dtype), vt, input_precision=PREC)
+        m_i = m_new
+    l_safe = tl.where(l_i > 0, l_i, 1.0)
+    out = acc / l_safe[:, None]
+    tl.store(O + base + tok_q[:, None] * row + dofs[None, :], out.to(O.dtype.element_ty), mask=qvalid[:, None] & dmask)
+    tl.store(LSE + bh.to(tl.int64) * N + tok_q, m_i + tl.math.log2(l_safe), mask=qvalid)
+
+
+@triton.jit
+def _na_bwd_dq_kernel(
+    Q, K, V, DO, LSE, DELTA, DQ, qk_scale, sm_scale, H, N, HD,
+    Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz,
+    CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
+    FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr, TRX: tl.constexpr, TRY: tl.constexpr,
+    TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr, ROWS: tl.constexpr,
+    BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr, HEADS_FAST: tl.constexpr,
+):
+    pid, bh, row, base, dofs, dmask = _program(H, N, HD, HEAD_DIM, HEADS_FAST)
+    (gx, gy, gz, tok_q, qvalid, wsx, wex, wsy, wey, wsz, wez, kminx, kminy, kminz, kmaxz,
+     wslx, wefx, wsly, wefy, wslz, wefz, by, bz, nbox, nch, nblocks) = _qtile(
+        Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz, pid, CX, CY, CZ, TX, TY, TZ, BLOCK_N, ROWS)
+
+    qmask = qvalid[:, None] & dmask
+    qptr = base + tok_q[:, None] * row + dofs[None, :]
+    q = tl.load(Q + qptr, mask=qmask, other=0.0)
+    do = tl.load(DO + qptr, mask=qmask, other=0.0)
+    lse = tl.load(LSE + bh.to(tl.int64) * N + tok_q, mask=qvalid, other=0.0)
+    delta = tl.load(DELTA + bh.to(tl.int64) * N + tok_q, mask=qvalid, other=0.0)
+
+    dq = tl.zeros([TX * TY * TZ, HEAD_DIM], dtype=tl.float32)
+    for it in range(0, nblocks):
+        kx, ky, kz, kvalid, inner = _kblock(it, kminx, kminy, kminz, kmaxz, by, bz, nch, nbox, wslx, wefx, wsly,
+                                            wefy, wslz, wefz, BLOCK_N, ROWS, TRX, TRY)
+        tok_k = ((gx + Dx * kx) * Ly + gy + Dy * ky) * Lz + gz + Dz * kz
+        kptr = base + tok_k[:, None] * row + dofs[None, :]
+        kt = tl.load(K + kptr, mask=kvalid[:, None] & dmask, other=0.0)
+        vt = tl.load(V + kptr, mask=kvalid[:, None] & dmask, other=0.0)
+        s = tl.dot(q, tl.trans(kt), input_precision=PREC) * qk_scale
+        p = tl.math.exp2(s - lse[:, None])
+        if not inner:
+            p = tl.where(_kmask(kx, ky, kz, kvalid, wsx, wex, wsy, wey, wsz, wez, FX, FY, FZ, ROWS), p, 0.0)
+        dp = tl.dot(do, tl.trans(vt), input_precision=PREC)
+        ds = p * (dp - delta[:, None])
+        dq += tl.dot(ds.to(kt.dtype), kt, input_precision=PREC)
+    tl.store(DQ + qptr, (dq * sm_scale).to(DQ.dtype.element_ty), mask=qmask)
+
+
+@triton.jit
+def _na_bwd_dkv_kernel(
+    Q, K, V, DO, LSE, DELTA, DK, DV, qk_scale, sm_scale, H, N, HD,
+    Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz,
+    CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
+    FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr, TRX: tl.constexpr, TRY: tl.constexpr,
+    TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr, ROWS: tl.constexpr,
+    BLOCK_M: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr, HEADS_FAST: tl.constexpr,
+):
+    pid, bh, row, base, dofs, dmask = _program(H, N, HD, HEAD_DIM, HEADS_FAST)
+    (gx, gy, gz, ig0x, ig0y, ig0z, Lgx, Lgy, Lgz, kx, ky, kz, kvalid, tok_k) = _tile3(
+        pid, Lx, Ly, Lz, Dx, Dy, Dz, TPGx, TPGy, TPGz, TX, TY, TZ)
+    klx = tl.minimum(ig0x + TX - 1, Lgx - 1)
+    kly = tl.minimum(ig0y + TY - 1, Lgy - 1)
+    klz = tl.minimum(ig0z + TZ - 1, Lgz - 1)
+    qlox, qhix = _inv(ig0x, klx, Lgx, Kx, Sx, CX)
+    qloy, qhiy = _inv(ig0y, kly, Lgy, Ky, Sy, CY)
+    qloz, qhiz = _inv(ig0z, klz, Lgz, Kz, Sz, CZ)
+    bx = qhix - qlox + 1
+    by = qhiy - qloy + 1
+    bz = qhiz - qloz + 1
+    empty = (ig0x >= Lgx) | (ig0y >= Lgy) | (ig0z >= Lgz) | (bx <= 0) | (by <= 0) | (bz <= 0)
+    nbox = tl.where(empty, 0, bx * by * bz)
+    nch = tl.cdiv(bz, BLOCK_M)
+    if ROWS:
+        nblocks = tl.where(empty, 0, bx * by * nch)
+    else:
+        nblocks = tl.cdiv(nbox, BLOCK_M)
+
+    kmask = kvalid[:, None] & dmask
+    kptr = base + tok_k[:, None] * row + dofs[None, :]
+    kt = tl.load(K + kptr, mask=kmask, other=0.0)
+    vt = tl.load(V + kptr, mask=kmask, other=0.0)
+
+    dk = tl.zeros([TX * TY * TZ, HEAD_DIM], dtype=tl.float32)
+    dv = tl.zeros([TX * TY * TZ, HEAD_DIM], dtype=tl.float32)
+    for it in range(0, nblocks):
+        # queries of this block; an "inner" block has every key of the tile in every query's window
+        qx, qy, qz, qvalid, _unused = _kblock(it, qlox, qloy, qloz, qhiz, by, bz, nch, nbox, 0, 0, 0, 0, 0, 0,
+                                              BLOCK_M, ROWS, TRX, TRY)
+        tok_q = ((gx + Dx * qx) * Ly + gy + Dy * qy) * Lz + gz + Dz * qz
+        wsx, wex = _win(qx, Lgx, Kx, Sx, CX)
+        wsy, wey = _win(qy, Lgy, Ky, Sy, CY)
+        wsz, wez = _win(qz, Lgz, Kz, Sz, CZ)
+        qptr = base + tok_q[:, None] * row + dofs[None, :]
+        q = tl.load(Q + qptr, mask=qvalid[:, None] & dmask, other=0.0)
+        do = tl.load(DO + qptr, mask=qvalid[:, None] & dmask, other=0.0)
+        lse = tl.load(LSE + bh.to(tl.int64) * N + tok_q, mask=qvalid, other=0.0)
+        delta = tl.load(DELTA + bh.to(tl.int64) * N + tok_q, mask=qvalid, other=0.0)
+        s = tl.dot(q, tl.trans(kt), input_precision=PREC) * qk_scale  # [BLOCK_M, keys]
+        p = tl.math.exp2(s - lse[:, None])
+        if ROWS:
+            zs = qloz + (it % nch) * BLOCK_M
+            ws_last, _a = _win(tl.minimum(zs + BLOCK_M - 1, qhiz), Lgz, Kz, Sz, CZ)
+            _b, we_first = _win(zs, Lgz, Kz, Sz, CZ)
+            inner = ((wsx <= ig0x) & (wex >= klx) & (wsy <= ig0y) & (wey >= kly) & (ws_last <= ig0z)
+                     & (we_first >= klz) & (zs + BLOCK_M - 1 <= qhiz))
+            if not inner:
+                ok = qvalid[:, None] & _and_axis(kvalid[None, :] | True, kz, wsz, wez, FZ)
+                if not FX:
+                    ok = ok & ((kx[None, :] >= wsx) & (kx[None, :] <= wex))
+                if not FY:
+                    ok = ok & ((ky[None, :] >= wsy) & (ky[None, :] <= wey))
+                p = tl.where(ok, p, 0.0)
+        else:
+            ok = _and_axis(_and_axis(_and_axis(qvalid[:, None], kx, wsx, wex, FX), ky, wsy, wey, FY), kz, wsz, wez,
+                           FZ)
+            p = tl.where(ok, p, 0.0)
+        dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
+        dp = tl.dot(do, tl.trans(vt), input_precision=PREC)
+        ds = p * (dp - delta[:, None])
+        dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PREC)
+    tl.store(DK + kptr, (dk * sm_scale).to(DK.dtype.element_ty), mask=kmask)
+    tl.store(DV + kptr, dv.to(DV.dtype.element_ty), mask=kmask)
+
+
+@triton.jit
+def _delta_kernel(O, DO, DELTA, H, N, HD, BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr):
+    """delta = rowsum(dO * O) in fp32, `[B, H, N]` (the softmax-backward correction term)."""
+    bh = tl.program_id(0)
+    t = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    b = bh // H
+    h = bh % H
+    dofs = tl.arange(0, HEAD_DIM)
+    mask = (t[:, None] < N) & (dofs[None, :] < HD)
+    ptr = b.to(tl.int64) * N * H * HD + t[:, None] * (H * HD) + h * HD + dofs[None, :]
+    o = tl.load(O + ptr, mask=mask, other=0.0).to(tl.float32)
+    do = tl.load(DO + ptr, mask=mask, other=0.0).to(tl.float32)
+    tl.store(DELTA + bh.to(tl.int64) * N + t, tl.sum(o * do, 1), mask=t < N)
+
+
+# ----------------------------------------------------------------------------------------------- launch helpers
+
+_TARGET = {  # query/key tile shapes (X, Y, Z) per number of real spatial axes, for 128 and 64 tokens
+    128: {1: (1, 1, 128), 2: (1, 8, 16), 3: (4, 4, 8)},
+    64: {1: (1, 1, 64), 2: (1, 8, 8), 3: (4, 4, 4)},
+}
+
+
+def _pow2(x: int) -> int:
+    return 1 << max(0, int(x - 1).bit_length())
+
+
+def fit_tile(lg_max: tuple[int, ...], target: tuple[int, ...], min_tokens: int = 16) -> tuple[int, int, int]:
+    """Shrink a target tile to the axes' group lengths and regrow other axes to keep the token count."""
+    t = [min(t, _pow2(n)) for t, n in zip(target, lg_max)]
+    total = max(math.prod(target), min_tokens)
+    grown = True
+    while math.prod(t) < total and grown:
+        grown = False
+        for a in (2, 1, 0):
+            if t[a] < _pow2(lg_max[a]) and math.prod(t) < total:
+                t[a] *= 2
+                grown = True
+    while math.prod(t) < min_tokens:
+        t[2] *= 2
+    return tuple(t)  # type: ignore[return-value]
+
+
+def _geometry(p: NAParams, tile: tuple[int, int, int]) -> tuple[list, tuple[int, int, int], int]:
+    """Per-axis runtime ints, tiles-per-group and the number of tiles for a padded 3-axis problem."""
+    tpg = tuple(triton.cdiv(triton.cdiv(L, d), t) for L, d, t in zip(p.shape, p.dilation, tile))
+    ints = [*p.shape, *p.kernel_size, *p.dilation, *p.stride, *tpg]
+    ntiles = math.prod(d * n for d, n in zip(p.dilation, tpg))
+    return ints, tpg, ntiles
+
+
+def _grid(ntiles: int, bh: int) -> tuple[int, int]:
+    return (bh, ntiles) if ntiles <= 65535 else (ntiles, bh)
+
+
+def _flags(p: NAParams) -> dict:
+    full = [(not c) and d == 1 and k == L for L, k, d, c in zip(p.shape, p.kernel_size, p.dilation, p.is_causal)]
+    return dict(CX=p.is_causal[0], CY=p.is_causal[1], CZ=p.is_causal[2], FX=full[0], FY=full[1], FZ=full[2],
+                TRX=p.shape[0] == 1, TRY=p.shape[1] == 1)
+
+
+def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
+    """Tile shapes, block sizes and warps, from `tools/bench_ops.py na --tune` on an H100 (S1-S3, S6, N1-N3)."""
+    lg = tuple(triton.cdiv(L, d) for L, d in zip(p.shape, p.dilation))
+    small = head_dim <= 32
+    if ndim == 2:
+        fwd, dq, dkv = ((1, 4, 16),) * 3 if small else ((1, 8, 16), (1, 8, 8), (1, 8, 8))
+    else:
+        fwd = dq = dkv = _TARGET[64][ndim]
+    return dict(fwd_tile=fit_tile(lg, fwd), fwd_block_n=128 if ndim == 3 and small else 64, fwd_warps=4,
+                fwd_stages=2, dq_tile=fit_tile(lg, dq), dq_block_n=64, dq_warps=4, dkv_tile=fit_tile(lg, dkv),
+                dkv_block_m=64, dkv_warps=4, bwd_stages=1)
+
+
+def _rows_mode(pp: NAParams, tile: tuple[int, int, int], block: int, rows: bool | None) -> tuple[bool, int]:
+    """(ROWS, block): walk boxes row by row when the innermost box extent (about tile + kernel + stride) fills
+    whole blocks with little padding (<= 12.5 %); `rows` forces the mode."""
+    extent = tile[2] + pp.kernel_size[2] + pp.stride[2] - 2
+    for bn in (block, 32) if block > 32 else (block,):
+        if triton.cdiv(extent, bn) * bn <= 1.125 * extent and rows is not False:
+            return True, bn
+    return bool(rows), block
+
+
+def _prep(q: torch.Tensor, p: NAParams, config: dict | None, ndim: int) -> tuple[NAParams, dict, int]:
+    pp = p if p.ndim == 3 else p.padded()
+    cfg = default_config(pp, ndim, q.shape[-1])
+    if config:
+        cfg.update(config)
+    return pp, cfg, _pow2(max(16, q.shape[-1]))
+
+
+def na_fwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: NAParams, scale: float,
+                  config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward on contiguous `[B, *spatial, H, D]`; returns (out, logsumexp base 2 `[B, H, N]` fp32)."""
+    ndim = p.ndim
+    pp, cfg, hd_pad = _prep(q, p, config, ndim)
+    B, H, D = q.shape[0], q.shape[-2], q.shape[-1]
+    N = math.prod(p.shape)
+    out = torch.empty_like(q)
+    lse = torch.empty((B, H, N), device=q.device, dtype=torch.float32)
+    tile = cfg["fwd_tile"]
+    ints, _, ntiles = _geometry(pp, tile)
+    prec = "ieee" if q.dtype == torch.float32 else "tf32"
+    rows, bn = _rows_mode(pp, tile, cfg["fwd_block_n"], cfg.get("rows"))
+    _na_fwd_kernel[_grid(ntiles, B * H)](
+        q, k, v, out, lse, scale * LOG2E, H, N, D, *ints, **_flags(pp), TX=tile[0], TY=tile[1], TZ=tile[2],
+        ROWS=rows, BLOCK_N=bn, HEAD_DIM=hd_pad, PREC=prec, HEADS_FAST=ntiles <= 65535,
+        num_warps=cfg["fwd_warps"], num_stages=cfg["fwd_stages"])
+    return out, lse
+
+
+def na_bwd_triton(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+                  lse: torch.Tensor, p: NAParams, scale: float, config: dict | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Backward (dq, dk, dv) from the forward's output and logsumexp; all tensors contiguous `[B, *spatial, H, D]`."""
+    ndim = p.ndim
+    pp, cfg, hd_pad = _prep(q, p, config, ndim)
+    B, H, D = q.shape[0], q.shape[-2], q.shape[-1]
+    N = math.prod(p.shape)
+    delta = torch.empty((B, H, N), device=q.device, dtype=torch.float32)
+    _delta_kernel[(B * H, triton.cdiv(N, 128))](out, do, delta, H, N, D, BLOCK=128, HEAD_DIM=hd_pad, num_warps=4)
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    prec = "ieee" if q.dtype == torch.float32 else "tf32"
+    flags = _flags(pp)
+    tile = cfg["dq_tile"]
+    ints, _, ntiles = _geometry(pp, tile)
+    rows, bn = _rows_mode(pp, tile, cfg["dq_block_n"], cfg.get("rows"))
+    _na_bwd_dq_kernel[_grid(ntiles, B * H)](
+        q, k, v, do, lse, delta, dq, scale * LOG2E, scale, H, N, D, *ints, **flags, TX=tile[0], TY=tile[1],
+        TZ=tile[2], ROWS=rows, BLOCK_N=bn, HEAD_DIM=hd_pad, PREC=prec, HEADS_FAST=ntiles <= 65535,
+        num_warps=cfg["dq_warps"], num_stages=cfg["bwd_stages"])
+    tile = cfg["dkv_tile"]
+    ints, _, ntiles = _geometry(pp, tile)
+    rows, bm = _rows_mode(pp, tile, cfg["dkv_block_m"], cfg.get("rows"))
+    _na_bwd_dkv_kernel[_grid(ntiles, B * H)](
+        q, k, v, do, lse, delta, dk, dv, scale * LOG2E, scale, H, N, D, *ints, **flags, TX=tile[0], TY=tile[1],
+        TZ=tile[2], ROWS=rows, BLOCK_M=bm, HEAD_DIM=hd_pad, PREC=prec, HEADS_FAST=ntiles <= 65535,
+        num_warps=cfg["dkv_warps"], num_stages=cfg["bwd_stages"])
+    return dq, dk, dv

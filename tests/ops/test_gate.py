@@ -1,0 +1,112 @@
+"""Attention gate: reference against a plain torch.nn.functional composition, Triton kernels (interpreter on CPU)
+against the reference, forward and backward, 2-D and 3-D, errors, module and torch.compile tracing."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ops.gate import AttentionGate, attention_gate, attention_gate_reference, attention_gate_triton
+
+
+def _params(nd, cx, cg, f, dtype=torch.float32, bias=True):
+    one = (1,) * nd
+    ps = [torch.randn(f, cx, *one) / cx**0.5, torch.randn(f) if bias else None,
+          torch.randn(f, cg, *one) / cg**0.5, torch.randn(f) if bias else None,
+          torch.randn(1, f, *one) / f**0.5, torch.randn(1) if bias else None]
+    return [None if p is None else p.to(dtype).requires_grad_() for p in ps]
+
+
+def _plain(x, g, wx, bx, wg, bg, wpsi, bpsi):
+    conv = F.conv2d if x.dim() == 4 else F.conv3d
+    a = torch.sigmoid(conv(F.relu(conv(x, wx, bx) + conv(g, wg, bg)), wpsi, bpsi))
+    return x * a, a
+
+
+def _grads(fn, inputs):
+    out, alpha = fn(*inputs)
+    torch.manual_seed(1)
+    loss = (out * torch.randn_like(out)).sum() + (alpha * torch.randn_like(alpha)).sum()
+    leaves = [t for t in inputs if t is not None]
+    return [out, alpha, *torch.autograd.grad(loss, leaves)]
+
+
+@pytest.mark.parametrize("size", [(7, 5), (3, 6, 5)])
+def test_reference_matches_functional(size):
+    torch.manual_seed(0)
+    nd = len(size)
+    x = torch.randn(2, 6, *size, requires_grad=True)
+    g = torch.randn(2, 10, *size, requires_grad=True)
+    inputs = [x, g, *_params(nd, 6, 10, 4)]
+    got, want = _grads(attention_gate_reference, inputs), _grads(_plain, inputs)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("size,cx,cg,f,cl", [((9, 7), 5, 3, 6, False), ((4, 3, 5), 3, 7, 2, False),
+                                             ((9, 7), 20, 3, 17, True), ((5, 3, 2), 70, 9, 4, True)])
+def test_triton_matches_reference(size, cx, cg, f, cl):
+    torch.manual_seed(0)
+    nd = len(size)
+    x, g = torch.randn(2, cx, *size), torch.randn(2, cg, *size)
+    if cl:
+        fmt = torch.channels_last if nd == 2 else torch.channels_last_3d
+        x, g = x.to(memory_format=fmt), g.to(memory_format=fmt)
+    inputs = [x.requires_grad_(), g.requires_grad_(), *_params(nd, cx, cg, f, bias=not cl or nd == 2)]
+    got, want = _grads(attention_gate_triton, inputs), _grads(attention_gate_reference, inputs)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    if cl:
+        assert got[0].stride() == x.stride()
+
+
+def test_triton_fp16_forward():
+    torch.manual_seed(0)
+    x, g = torch.randn(1, 16, 5, 7).half(), torch.randn(1, 8, 5, 7).half()
+    ps = [p.detach() if p is not None else None for p in _params(2, 16, 8, 16, torch.float16)]
+    got = attention_gate_triton(x, g, *ps)
+    want = attention_gate_reference(x.float(), g.float(), *[p.float() for p in ps])
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a.float(), b, rtol=2e-2, atol=2e-2)
+
+
+def test_errors():
+    x, g = torch.randn(1, 4, 6, 6), torch.randn(1, 3, 6, 6)
+    wx, bx, wg, bg, wpsi, bpsi = _params(2, 4, 3, 5)
+    with pytest.raises(ValueError, match="wx"):
+        attention_gate(x, g, wx[:, :3], bx, wg, bg, wpsi, bpsi)
+    with pytest.raises(ValueError, match="wg"):
+        attention_gate(x, torch.randn(1, 2, 6, 6), wx, bx, wg, bg, wpsi, bpsi)
+    with pytest.raises(ValueError, match="spatial sizes"):
+        attention_gate(x, torch.randn(1, 3, 6, 5), wx, bx, wg, bg, wpsi, bpsi)
+    with pytest.raises(ValueError, match="wpsi"):
+        attention_gate(x, g, wx, bx, wg, bg, wpsi[:, :4], bpsi)
+    with pytest.raises(ValueError, match="bx"):
+        attention_gate(x, g, wx, bx[:4], wg, bg, wpsi, bpsi)
+    with pytest.raises(ValueError, match="spatial_dims"):
+        AttentionGate(4, 4, 3, 5)
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+def test_module_coarse_gating(nd):
+    torch.manual_seed(0)
+    m = AttentionGate(nd, 4, 6, 3)
+    x, g = torch.randn(2, 4, *(6,) * nd), torch.randn(2, 6, *(3,) * nd)
+    out, alpha = m(x, g)
+    mode = "bilinear" if nd == 2 else "trilinear"
+    g_up = F.interpolate(g, size=x.shape[2:], mode=mode, align_corners=False)
+    want = _plain(x, g_up, m.theta_x.weight, m.theta_x.bias, m.phi_g.weight, m.phi_g.bias, m.psi.weight, m.psi.bias)
+    torch.testing.assert_close(out, want[0])
+    assert alpha.shape == (2, 1, *(6,) * nd)
+    with pytest.raises(ValueError, match="spatial dims"):
+        m(x[0], g)
+
+
+def test_compile_traces_custom_op():
+    torch.manual_seed(0)
+    x, g = torch.randn(1, 4, 5, 3, requires_grad=True), torch.randn(1, 3, 5, 3)
+    ps = _params(2, 4, 3, 5)
+    fn = torch.compile(attention_gate_triton, backend="aot_eager", fullgraph=True)
+    out, alpha = fn(x, g, *ps)
+    (out.sum() + alpha.sum()).backward()
+    want = attention_gate_reference(x, g, *ps)
+    torch.testing.assert_close(out, want[0], rtol=1e-4, atol=1e-4)
+    assert x.grad is not None and ps[0].grad is not None

@@ -1,0 +1,106 @@
+"""Large-kernel attention: reference against plain torch.nn.functional convs, Triton kernels (interpreter on CPU)
+against the reference, forward and backward, 2-D and 3-D, errors, modules and torch.compile tracing."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ops.lka import LargeKernelAttention, VANBlock, lka, lka_reference, lka_triton
+
+
+def _params(c, k0, k1, nd, bias=True):
+    ps = [torch.randn(c, 1, *(k0,) * nd) / k0, torch.randn(c) if bias else None,
+          torch.randn(c, 1, *(k1,) * nd) / k1, torch.randn(c) if bias else None,
+          torch.randn(c, c, *(1,) * nd) / c**0.5, torch.randn(c) if bias else None]
+    return [None if p is None else p.requires_grad_() for p in ps]
+
+
+def _plain(x, w0, b0, w1, b1, w2, b2, dilation):
+    conv = F.conv2d if x.dim() == 4 else F.conv3d
+    c = x.shape[1]
+    a = conv(x, w0, b0, padding=w0.shape[-1] // 2, groups=c)
+    a = conv(a, w1, b1, padding=dilation * (w1.shape[-1] // 2), dilation=dilation, groups=c)
+    return x * conv(a, w2, b2)
+
+
+def _check(fn, ref, x, ps, dilation, tol):
+    inputs = [x, *ps]
+    leaves = [t for t in inputs if t is not None]
+    got, want = fn(*inputs, dilation=dilation), ref(*inputs, dilation)
+    torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+    go = torch.randn_like(want)
+    for a, b in zip(torch.autograd.grad(got, leaves, go), torch.autograd.grad(want, leaves, go)):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol * max(1.0, b.abs().max().item()))
+
+
+@pytest.mark.parametrize("size,dil", [((11, 7), 3), ((4, 5, 3), 2)])
+def test_reference_matches_functional(size, dil):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, *size, requires_grad=True)
+    _check(lka_reference, _plain, x, _params(3, 5, 7, len(size)), dil, 1e-5)
+
+
+@pytest.mark.parametrize("size,c,k,dil,cl,bias", [((9, 7), 5, (3, 5), 2, False, True),
+                                                   ((6, 13), 18, (5, 3), 3, True, False),
+                                                   ((3, 5, 4), 3, (3, 3), 2, False, True),
+                                                   ((2, 4, 5), 17, (3, 1), 1, True, True)])
+def test_triton_matches_reference(size, c, k, dil, cl, bias):
+    torch.manual_seed(0)
+    nd = len(size)
+    x = torch.randn(2, c, *size)
+    if cl:
+        x = x.to(memory_format=torch.channels_last if nd == 2 else torch.channels_last_3d)
+    _check(lka_triton, lka_reference, x.requires_grad_(), _params(c, *k, nd, bias), dil, 1e-4)
+
+
+def test_triton_fp16_forward():
+    torch.manual_seed(0)
+    x = torch.randn(1, 16, 6, 5).half()
+    ps = [p.detach().half() for p in _params(16, 3, 3, 2)]
+    got = lka_triton(x, *ps, dilation=2)
+    want = lka_reference(x.float(), *[p.float() for p in ps], 2)
+    torch.testing.assert_close(got.float(), want, rtol=2e-2, atol=2e-2)
+
+
+def test_errors():
+    x = torch.randn(1, 4, 8, 8)
+    w0, b0, w1, b1, w2, b2 = _params(4, 5, 7, 2)
+    with pytest.raises(ValueError, match="w0"):
+        lka(x, w0[:3], b0, w1, b1, w2, b2)
+    with pytest.raises(ValueError, match="w1"):
+        lka(x, w0, b0, w1[:, :, :6, :6], b1, w2, b2)
+    with pytest.raises(ValueError, match="w2"):
+        lka(x, w0, b0, w1, b1, w2[:, :, :, :, None], b2)
+    with pytest.raises(ValueError, match="b2"):
+        lka(x, w0, b0, w1, b1, w2, b2[:2])
+    with pytest.raises(ValueError, match="dilation"):
+        lka(x, w0, b0, w1, b1, w2, b2, dilation=0)
+    with pytest.raises(ValueError, match="x must be"):
+        lka(x[0], w0, b0, w1, b1, w2, b2)
+    with pytest.raises(ValueError, match="kernel_sizes"):
+        LargeKernelAttention(4, 2, (4, 7))
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+def test_modules(nd):
+    torch.manual_seed(0)
+    m = LargeKernelAttention(4, nd, (5, 7), 3)
+    x = torch.randn(2, 4, *(7,) * nd)
+    want = _plain(x, m.conv0.weight, m.conv0.bias, m.conv_spatial.weight, m.conv_spatial.bias,
+                  m.conv1.weight, m.conv1.bias, 3)
+    torch.testing.assert_close(m(x), want)
+    blk = VANBlock(4, nd, mlp_ratio=2.0, drop_path=0.1)
+    y = blk(x)
+    assert y.shape == x.shape
+    y.sum().backward()
+    assert blk.lka.conv0.weight.grad is not None and blk.layer_scale_1.grad is not None
+
+
+def test_compile_traces_custom_op():
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 5, 4, requires_grad=True)
+    ps = _params(3, 3, 3, 2)
+    fn = torch.compile(lambda *a: lka_triton(*a, dilation=2), backend="aot_eager", fullgraph=True)
+    out = fn(x, *ps)
+    out.sum().backward()
+    torch.testing.assert_close(out, lka_reference(x, *ps, 2), rtol=1e-4, atol=1e-4)
+    assert x.grad is not None and ps[0].grad is not None

@@ -1,0 +1,148 @@
+"""Fused Triton NA kernels against the reference, forward and backward: on CPU through TRITON_INTERPRET=1 at tiny
+shapes, on the GPU (`pytest -m gpu`) at real sizes in bf16/fp16; torch.library custom op under torch.compile."""
+import pytest
+import torch
+
+from ops.na import NeighborhoodAttention2d, NeighborhoodAttention3d, na1d, na2d, na3d
+
+FNS = {1: na1d, 2: na2d, 3: na3d}
+
+CPU_CASES = [  # (shape, kernel, dilation, stride, causal, head_dim)
+    ((13,), 5, 1, 1, False, 16), ((17,), 4, 2, 3, False, 16), ((15,), 5, 1, 2, True, 24),
+    ((6, 9), (3, 4), (2, 1), (1, 2), False, 16), ((7, 6), 3, 1, 1, (True, False), 16), ((5, 5), 5, 1, 5, False, 32),
+    ((4, 5, 6), (3, 2, 3), (1, 2, 1), (2, 1, 3), False, 16), ((4, 4, 5), 3, 1, 1, True, 16),
+    ((200,), 150, 1, 1, False, 16), ((230,), 160, 1, 2, True, 16),  # 1-D blocks inside every window (no mask)
+]
+
+
+def _grads(fn, q, k, v, do):
+    q, k, v = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    out = fn(q, k, v)
+    out.backward(do)
+    return out, q.grad, k.grad, v.grad
+
+
+def _rel(a, b):
+    return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12)).item()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="interpreter test (CPU only)")
+@pytest.mark.parametrize("case", CPU_CASES, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_triton_interpreter_matches_reference(case, dtype):
+    shape, ks, dil, st, ca, hd = case
+    g = torch.Generator().manual_seed(1)
+    q, k, v, do = (torch.randn(2, *shape, 2, hd, generator=g).to(dtype) for _ in range(4))
+    fn = FNS[len(shape)]
+    got = _grads(lambda a, b, c: fn(a, b, c, ks, dil, st, ca, backend="triton"), q, k, v, do)
+    ref = _grads(lambda a, b, c: fn(a, b, c, ks, dil, st, ca, backend="reference"),
+                 *(t.double() for t in (q, k, v, do)))
+    tol = 1e-5 if dtype == torch.float32 else 5e-3
+    for name, a, b in zip(("out", "dq", "dk", "dv"), got, ref):
+        assert a.dtype == dtype
+        assert _rel(a, b) < tol, (name, _rel(a, b))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="interpreter test (CPU only)")
+def test_custom_op_compiles_without_graph_breaks():
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(1, 6, 7, 2, 16, generator=g, requires_grad=True) for _ in range(3))
+
+    def f(a, b, c):
+        return na2d(a, b, c, 3, dilation=(2, 1), backend="triton").square().sum()
+
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(str(gm.graph))
+        from torch._dynamo.backends.debugging import aot_eager
+
+        return aot_eager(gm, example_inputs)
+
+    compiled = torch.compile(f, backend=backend, fullgraph=True)
+    loss = compiled(q, k, v)
+    assert len(graphs) == 1 and "segzoo.na_fwd" in graphs[0]
+    grads = torch.autograd.grad(loss, (q, k, v))
+    loss_ref = f(q, k, v)
+    grads_ref = torch.autograd.grad(loss_ref, (q, k, v))
+    torch.testing.assert_close(loss, loss_ref)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b)
+    from torch.library import opcheck
+
+    from ops.na.custom_op import na_fwd
+
+    opcheck(na_fwd, (q.detach(), k.detach(), v.detach(), [3, 3], [2, 1], [1, 1], [False, False], 0.25),
+            test_utils=("test_schema", "test_faketensor"))
+
+
+# ------------------------------------------------------------------------------------------------------ GPU
+
+GPU_CASES = [  # (shape, kernel, dilation, stride, causal, batch, heads, head_dim)
+    ((4096,), 255, 1, 1, False, 2, 2, 128), ((3000,), 64, 3, 16, True, 1, 2, 64),
+    ((64, 64), 7, 1, 1, False, 2, 4, 32), ((61, 77), (13, 8), (2, 3), (1, 4), False, 1, 2, 64),
+    ((48, 40), 9, 2, 3, (True, False), 1, 2, 16), ((128, 96), 31, 1, 1, False, 1, 1, 128),
+    ((16, 20, 24), 5, 1, 1, False, 1, 2, 32), ((14, 18, 22), (3, 4, 5), (2, 1, 2), (3, 2, 1), (True, False, False),
+                                              1, 2, 64),
+    ((12, 16, 32), (12, 8, 8), 1, (12, 8, 8), False, 1, 2, 96),
+]
+
+
+def _poison():
+    """Fill freed cached memory with NaNs so that unwritten outputs show up."""
+    junk = torch.full((64 << 20,), float("nan"), device="cuda")
+    del junk
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", GPU_CASES, ids=str)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_triton_gpu_matches_reference(case, dtype):
+    shape, ks, dil, st, ca, B, H, hd = case
+    q, k, v, do = (torch.randn(B, *shape, H, hd, device="cuda").to(dtype) for _ in range(4))
+    fn = FNS[len(shape)]
+    _poison()
+    got = _grads(lambda a, b, c: fn(a, b, c, ks, dil, st, ca, backend="triton"), q, k, v, do)
+    ref = _grads(lambda a, b, c: fn(a, b, c, ks, dil, st, ca, backend="reference"),
+                 *(t.float() for t in (q, k, v, do)))
+    tol = 2e-2 if dtype == torch.bfloat16 else 5e-3
+    for name, a, b in zip(("out", "dq", "dk", "dv"), got, ref):
+        assert torch.isfinite(a).all(), name
+        assert _rel(a, b) < tol, (name, _rel(a, b))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cls, shape", [(NeighborhoodAttention2d, (2, 40, 56)), (NeighborhoodAttention3d, (1, 12, 16, 20))])
+def test_module_torch_compile_gpu(cls, shape):
+    torch._dynamo.reset()
+    m = cls(64, 2, 5, dilation=2).cuda()
+    x = torch.randn(*shape, 64, device="cuda", requires_grad=True)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        y_ref = m(x)
+        y = torch.compile(m, fullgraph=True)(x)
+    assert _rel(y, y_ref) < 1e-2
+    y.float().sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="interpreter test (CPU only)")
+@pytest.mark.parametrize("rows", [True, False])
+@pytest.mark.parametrize("case", [((40,), 33, 1, 1, False), ((9, 40), (3, 37), (1, 1), (1, 2), (False, True)),
+                                  ((3, 4, 24), (3, 2, 19), (1, 2, 1), (2, 1, 1), False)], ids=str)
+def test_triton_box_walks_match_reference(case, rows):
+    """Both ways of walking the key box (row by row with unmasked interior blocks, and flattened)."""
+    from ops.na.params import make_params
+    from ops.na.reference import na_reference
+    from ops.na.triton_kernels import na_bwd_triton, na_fwd_triton
+
+    shape, ks, dil, st, ca = case
+    p = make_params(shape, ks, dil, st, ca)
+    g = torch.Generator().manual_seed(5)
+    q, k, v, do = (torch.randn(1, *shape, 1, 16, generator=g) for _ in range(4))
+    cfg = dict(rows=rows, fwd_block_n=16, dq_block_n=16, dkv_block_m=16)
+    out, lse = na_fwd_triton(q, k, v, p, 0.25, cfg)
+    dq, dk, dv = na_bwd_triton(do, q, k, v, out, lse, p, 0.25, cfg)
+    ref = _grads(lambda a, b, c: na_reference(a, b, c, p, 0.25), *(t.double() for t in (q, k, v, do)))
+    for name, a, b in zip(("out", "dq", "dk", "dv"), (out, dq, dk, dv), ref):
+        assert _rel(a, b) < 1e-5, (name, _rel(a, b))

@@ -1,0 +1,227 @@
+"""NA benchmark (GPU, bf16): fused Triton kernels vs dense SDPA (flash), FlexAttention (best token layout) and the
+reference on the issue's cases S1-S7 and NATTEN's published cases N1-N3.
+
+`python tools/bench_ops.py na [--cases S1,S2] [--out docs/benchmarks/na.md] [--no-flex] [--no-ref] [--tune]`
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchlib import env_header, markdown_table, peak_mem_mb, time_ms  # noqa: E402
+
+CASES = {  # name: (spatial shape, kernel, dilation, batch, heads, head_dim, flex tiles to try)
+    "S1": ((64, 64), 7, 1, 16, 4, 32, [None, (8, 8)]),
+    "S2": ((128, 128), 13, 1, 4, 4, 32, [None, (8, 8)]),
+    "S3": ((128, 128), 31, 1, 4, 4, 64, [None, (8, 8)]),
+    "S4": ((256, 256), 13, 1, 2, 2, 64, [None, (8, 8)]),
+    "S5": ((128, 128), 7, 4, 4, 4, 32, [None, (8, 8)]),
+    "S6": ((32, 32, 32), 7, 1, 2, 4, 32, [None, (4, 4, 8)]),
+    "S7": ((64, 64, 64), 5, 1, 1, 4, 32, [None, (4, 4, 8)]),
+    "N1": ((32768,), 2048, 1, 1, 8, 128, [None]),
+    "N2": ((256, 256), 80, 1, 1, 24, 128, [(8, 16)]),
+    "N3": ((30, 48, 80), (18, 24, 24), 1, 1, 24, 128, [(2, 8, 8)]),
+}
+REF_LIMIT = 1 << 29  # gathered elements B*H*N*k^d*D above which the reference is skipped (minutes per call)
+NATTEN_H100 = {"N1": 8.3, "N2": 6.0, "N3": 3.6}
+
+
+def _measure(fn: Callable[[], object], q, k, v) -> dict:
+    """fwd ms, fwd+bwd ms and fwd+bwd peak MiB of an NA callable; None where it fails (OOM or unsupported)."""
+    res: dict = {"fwd": None, "fwdbwd": None, "mem": None, "err": None}
+    leaves = (q, k, v)
+    try:
+        with torch.no_grad():
+            res["fwd"] = time_ms(fn)
+        do = torch.randn_like(q)
+
+        def step():
+            return torch.autograd.grad(fn(), leaves, do)
+
+        res["fwdbwd"] = time_ms(step)
+        res["mem"] = peak_mem_mb(step)
+    except torch.OutOfMemoryError:
+        res["err"] = "OOM"
+    except Exception as e:  # noqa: BLE001  (any backend failure is reported as n/a with its reason)
+        res["err"] = f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"
+    gc.collect()
+    torch.cuda.empty_cache()
+    return res
+
+
+def run_case(name: str, flex: bool, ref: bool) -> dict:
+    from ops.na.flex import na_flex
+    from ops.na.functional import neighborhood_attention
+    from ops.na.params import make_params
+
+    shape, ks, dil, B, H, D, tiles = CASES[name]
+    nd = len(shape)
+    p = make_params(shape, ks, dil)
+    N, kd = math.prod(shape), math.prod(p.kernel_size)
+    q, k, v = (torch.randn(B, *shape, H, D, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    flops = 4 * B * H * N * kd * D
+    row = {"case": name, "problem": f"{nd}-D {'x'.join(map(str, shape))} k={ks} dil={dil} B{B} h{H} d{D}",
+           "useful_fwd_gflop": flops / 1e9}
+    row["triton"] = _measure(lambda: neighborhood_attention(q, k, v, nd, ks, dil, backend="triton"), q, k, v)
+
+    qs, ks_, vs = (t.detach().flatten(1, nd).transpose(1, 2).requires_grad_() for t in (q, k, v))
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    def sdpa():
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            return torch.nn.functional.scaled_dot_product_attention(qs, ks_, vs)
+
+    row["sdpa"] = _measure(sdpa, qs, ks_, vs)
+    del qs, ks_, vs
+    row["flex"] = {"err": "skipped (--no-flex)"}
+    if flex:
+        best = None
+        for tile in tiles:
+            r = _measure(lambda: na_flex(q, k, v, p, tile=tile), q, k, v)
+            r["layout"] = "row-major" if tile is None else "x".join(map(str, tile)) + " tiles"
+            print(f"  flex {name} {r['layout']}: {r}", flush=True)
+            if r["fwdbwd"] is not None and (best is None or r["fwdbwd"] < best["fwdbwd"]):
+                best = r
+            elif best is None:
+                best = r
+            torch._dynamo.reset()
+        row["flex"] = best
+    gathered = B * H * N * kd * D
+    if ref and gathered <= REF_LIMIT:
+        row["ref"] = _measure(lambda: neighborhood_attention(q, k, v, nd, ks, dil, backend="reference"), q, k, v)
+    else:
+        row["ref"] = {"err": f"skipped: gathers {gathered / 1e9:.1f}G elements (limit {REF_LIMIT / 1e9:.2f}G)"
+                      if ref else "skipped (--no-ref)"}
+    print(f"{name}: {json.dumps(row)}", flush=True)
+    return row
+
+
+def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return None if a is None or b is None else a / b
+
+
+def _tflops(gflop: float, ms: Optional[float], factor: float = 1.0) -> Optional[float]:
+    return None if ms is None else gflop * factor / ms  # GFLOP / ms == TFLOP/s
+
+
+def render(rows: list[dict]) -> str:
+    head = ["case", "problem", "NA fwd ms", "NA fwd+bwd ms", "NA peak MiB", "NA fwd TFLOP/s", "NA fwd+bwd TFLOP/s",
+            "SDPA fwd ms", "SDPA fwd+bwd ms", "flex layout", "flex fwd ms", "flex fwd+bwd ms", "flex peak MiB",
+            "ref fwd ms", "ref fwd+bwd ms", "fwd vs SDPA", "fwd+bwd vs SDPA", "fwd vs flex", "fwd+bwd vs flex",
+            "fwd+bwd vs ref"]
+    out = []
+    for r in rows:
+        t, s, f, rf = r["triton"], r["sdpa"], r["flex"], r["ref"]
+        g = r["useful_fwd_gflop"]
+        out.append([r["case"], r["problem"], t.get("fwd"), t.get("fwdbwd"), t.get("mem"), _tflops(g, t.get("fwd")),
+                    _tflops(g, t.get("fwdbwd"), 3.5), s.get("fwd"), s.get("fwdbwd"), f.get("layout", "n/a"),
+                    f.get("fwd"), f.get("fwdbwd"), f.get("mem"), rf.get("fwd"), rf.get("fwdbwd"),
+                    _ratio(s.get("fwd"), t.get("fwd")), _ratio(s.get("fwdbwd"), t.get("fwdbwd")),
+                    _ratio(f.get("fwd"), t.get("fwd")), _ratio(f.get("fwdbwd"), t.get("fwdbwd")),
+                    _ratio(rf.get("fwdbwd"), t.get("fwdbwd"))])
+    notes = []
+    for r in rows:
+        for be in ("triton", "sdpa", "flex", "ref"):
+            if r[be].get("err"):
+                notes.append(f"- {r['case']} {be}: n/a, {r[be]['err']}")
+        if r["case"] in NATTEN_H100:
+            notes.append(f"- {r['case']}: NATTEN's Hopper kernels reported {NATTEN_H100[r['case']]}x forward over "
+                         f"dense cuDNN attention; here {_fmt(_ratio(r['sdpa'].get('fwd'), r['triton'].get('fwd')))}x "
+                         f"over dense SDPA flash")
+    return markdown_table(head, out) + "\n" + "\n".join(notes) + "\n"
+
+
+def _fmt(x: Optional[float]) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+def tune(names: list[str]) -> None:
+    """Time a few tile/warp configurations of each Triton kernel on the given cases (forward, then backward)."""
+    from ops.na.params import make_params
+    from ops.na.triton_kernels import default_config, na_bwd_triton, na_fwd_triton
+
+    for name in names:
+        shape, ks, dil, B, H, D, _ = CASES[name]
+        p = make_params(shape, ks, dil)
+        q, k, v, do = (torch.randn(B, *shape, H, D, device="cuda", dtype=torch.bfloat16) for _ in range(4))
+        nd = len(shape)
+        base = default_config(p.padded(), nd, D)
+        out, lse = na_fwd_triton(q, k, v, p, D ** -0.5)
+        from ops.na.functional import neighborhood_attention
+
+        qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
+        print(f"BREAKDOWN {name} {base}: raw fwd {time_ms(lambda: na_fwd_triton(q, k, v, p, D ** -0.5)):.4f} ms, "
+              f"raw bwd {time_ms(lambda: na_bwd_triton(do, q, k, v, out, lse, p, D ** -0.5)):.4f} ms, autograd "
+              f"fwd+bwd {time_ms(lambda: torch.autograd.grad(neighborhood_attention(qg, kg, vg, nd, ks, dil), (qg, kg, vg), do)):.4f} ms",
+              flush=True)
+        tiles = {1: [(1, 1, 64), (1, 1, 128)], 2: [(1, 8, 8), (1, 4, 16), (1, 2, 32)],
+                 3: [(4, 4, 4), (2, 4, 8), (1, 4, 16)]}[nd]
+        for tile in tiles:
+            for rows in (None, False):
+                for w in (4, 8):
+                    cfg = dict(fwd_tile=tile, fwd_block_n=64, fwd_warps=w, fwd_stages=2, rows=rows)
+                    try:
+                        ms = time_ms(lambda: na_fwd_triton(q, k, v, p, D ** -0.5, cfg), warmup=5, rep=20)
+                    except Exception as e:  # noqa: BLE001
+                        ms = f"fail {type(e).__name__}"
+                    print(f"TUNE {name} fwd {cfg} {ms}", flush=True)
+        for qt in tiles:
+            for rows in (None, False):
+                cfg = dict(base, dq_tile=qt, dkv_tile=qt, rows=rows)
+                try:
+                    ms = time_ms(lambda: na_bwd_triton(do, q, k, v, out, lse, p, D ** -0.5, cfg), warmup=5, rep=20)
+                except Exception as e:  # noqa: BLE001
+                    ms = f"fail {type(e).__name__}"
+                print(f"TUNE {name} bwd {cfg} {ms}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="bench_ops.py na", description=__doc__)
+    ap.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of " + ",".join(CASES))
+    ap.add_argument("--out", default="docs/benchmarks/na.md", help="Markdown report; JSON goes next to it")
+    ap.add_argument("--no-flex", action="store_true")
+    ap.add_argument("--no-ref", action="store_true")
+    ap.add_argument("--tune", action="store_true", help="sweep Triton configurations instead of the table")
+    ap.add_argument("--merge", default="", help="comma-separated JSON reports of earlier runs to merge into --out")
+    args = ap.parse_args(argv)
+    cmd = "python tools/bench_ops.py na " + " ".join(argv or [])
+    if args.merge:
+        parts = [json.loads(Path(f).read_text()) for f in args.merge.split(",")]
+        _write(args.out, parts[0]["env"], [r for part in parts for r in part["rows"]],
+               [part["command"] for part in parts])
+        return
+    names = [c for c in args.cases.split(",") if c]
+    unknown = [c for c in names if c not in CASES]
+    if unknown:
+        raise SystemExit(f"unknown cases {unknown}; expected some of {list(CASES)}")
+    if not torch.cuda.is_available():
+        raise SystemExit("bench_ops.py na needs a CUDA GPU")
+    if args.tune:
+        tune(names)
+        return
+    rows = [run_case(n, not args.no_flex, not args.no_ref) for n in names]
+    _write(args.out, env_header(cmd.strip()), rows, [cmd.strip()])
+
+
+def _write(out: str, env: str, rows: list[dict], commands: list[str]) -> None:
+    """Markdown table (with the GPU/version header of the run) and its JSON next to it."""
+    body = ("bf16, medians of triton.testing.do_bench; TFLOP/s count useful work only (4*N*k^d*head_dim per head "
+            "forward, 3.5x that for forward+backward); ratios are other time / fused NA time (> 1: NA faster); "
+            "flex = FlexAttention compiled, best of the listed token layouts by fwd+bwd time.\n\n" + render(rows))
+    text = f"# Neighborhood attention benchmark\n\n{env}" + "".join(f"- run: `{c}`\n" for c in commands[1:])
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(text + "\n" + body)
+    Path(out).with_suffix(".json").write_text(json.dumps({"env": env, "command": commands[0], "rows": rows}, indent=1))
+    print(text + "\n" + body)
+
+
+if __name__ == "__main__":
+    main()
