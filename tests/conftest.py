@@ -2,6 +2,8 @@
 import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# OpenMP threads that sleep instead of spinning between ops: much faster on a busy or 2-core machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402  (importing torch does not import any Triton kernel)
 

@@ -26,9 +26,9 @@ def _fit_args(run_dir: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def quickstart_run(tmp_path_factory) -> Path:
-    """The quickstart config, shortened for CI: 384 training images, 4 epochs."""
+    """The quickstart config, shortened for CI: 3 of its 12 epochs."""
     runs = tmp_path_factory.mktemp("runs")
-    main(_fit_args(runs, "--trainer.max_epochs", "4", "--data.init_args.num_train", "384"))
+    main(_fit_args(runs, "--trainer.max_epochs", "3"))
     return runs / "quickstart"
 
 
@@ -36,7 +36,7 @@ def test_quickstart_short_reaches_dice(quickstart_run):
     metrics = json.loads((quickstart_run / "metrics.json").read_text())
     assert set(metrics) >= {"dice", "miou", "per_class"}
     assert set(metrics["per_class"]) == {"background", "blob", "box", "tube"}
-    assert metrics["dice"] >= 0.75, metrics
+    assert metrics["dice"] >= 0.80, metrics
     assert 0 < metrics["miou"] < metrics["dice"]
     assert (quickstart_run / "checkpoints" / "best.ckpt").is_file()
     assert (quickstart_run / "checkpoints" / "last.ckpt").is_file()
@@ -63,11 +63,11 @@ def test_predict_then_eval_reproduces_validation_dice(quickstart_run, tmp_path):
 
 def test_killed_run_resumes_from_last_checkpoint(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    args = _fit_args(tmp_path, "--trainer.max_epochs", "6", "--data.init_args.num_train", "64",
-                     "--data.init_args.num_val", "4", "--data.init_args.image_size", "32")
+    args = _fit_args(tmp_path, "--data.init_args.num_train", "64", "--data.init_args.num_val", "4",
+                     "--data.init_args.image_size", "32")
     last = tmp_path / "quickstart" / "checkpoints" / "last.ckpt"
-    proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", *args], env=env, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", *args, "--trainer.max_epochs", "1000"], env=env,
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
@@ -79,14 +79,17 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path):
     finally:
         proc.wait()
     killed = torch.load(last, weights_only=True, map_location="cpu")  # loads: the write was atomic
-    assert 1 <= killed["epoch"] < 5
-    done = subprocess.run([sys.executable, "-m", "zoo.cli", *args, "--ckpt_path", str(last)], env=env,
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert killed["epoch"] >= 1
+    epochs = killed["epoch"] + 3
+    done = subprocess.run([sys.executable, "-m", "zoo.cli", *args, "--trainer.max_epochs", str(epochs),
+                           "--ckpt_path", str(last)], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Restored all states from the checkpoint" in done.stdout + done.stderr
     final = torch.load(last, weights_only=True, map_location="cpu")
-    assert final["epoch"] == 5 and final["global_step"] == 6 * 4  # 64 images / batch 16 = 4 steps an epoch
+    assert final["epoch"] == epochs - 1 and final["global_step"] == epochs * 4  # 64 images / batch 16
     assert (tmp_path / "quickstart" / "metrics.json").is_file()
+    assert not list(tmp_path.rglob("*.tmp*")), "a temporary checkpoint file was left behind"
 
 
 @pytest.mark.parametrize("command", ["fit", "validate", "test", "predict", "eval", "models"])
