@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     elif cmd == "models":
         from zoo.models.listing import models_main
 
-        models_main(rest)
+        raise SystemExit(models_main(rest))
     else:
         raise SystemExit(f"zoo: unknown command {cmd!r}; expected one of fit, validate, test, predict, eval, "
                          f"models\n\n{USAGE}")
