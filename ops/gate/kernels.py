@@ -27,10 +27,16 @@ def _project(acc, src_ptr, w_ptr, b, offs_n, mask_n, C, s_b, s_c, s_n, offs_f, m
 
 
 @triton.jit
-def _gate_alpha(x_ptr, g_ptr, wx_ptr, wg_ptr, bx_ptr, bg_ptr, wpsi_ptr, bpsi_ptr, b, offs_n, mask_n, offs_f, mask_f,
-                CX, CG, sxb, sxc, sxn, sgb, sgc, sgn, BF: tl.constexpr, BN: tl.constexpr, BKX: tl.constexpr,
+def _gate_alpha(x_ptr, g_ptr, wx_ptr, wg_ptr, bx_ptr, bg_ptr, wpsi_ptr, bpsi_ptr, N, F, CX, CG,
+                sxb, sxc, sxn, sgb, sgc, sgn, BF: tl.constexpr, BN: tl.constexpr, BKX: tl.constexpr,
                 BKG: tl.constexpr, DT: tl.constexpr):
-    """Pre-activation h [F, BN], s = relu(h), wpsi [F] and alpha [BN] of one pixel tile."""
+    """This program's pixel tile (batch b, offs_n, offs_f and masks), its pre-activation h [F, BN], s = relu(h),
+    wpsi [F] and alpha [BN]."""
+    b = tl.program_id(1).to(tl.int64)
+    offs_n = tl.program_id(0) * BN + tl.arange(0, BN)
+    mask_n = offs_n < N
+    offs_f = tl.arange(0, BF)
+    mask_f = offs_f < F
     h = tl.zeros([BF, BN], dtype=tl.float32)
     h = _project(h, x_ptr, wx_ptr, b, offs_n, mask_n, CX, sxb, sxc, sxn, offs_f, mask_f, BKX, DT)
     h = _project(h, g_ptr, wg_ptr, b, offs_n, mask_n, CG, sgb, sgc, sgn, offs_f, mask_f, BKG, DT)
@@ -39,7 +45,8 @@ def _gate_alpha(x_ptr, g_ptr, wx_ptr, wg_ptr, bx_ptr, bg_ptr, wpsi_ptr, bpsi_ptr
     h += bias[:, None]
     s = tl.maximum(h, 0.0)
     wpsi = tl.load(wpsi_ptr + offs_f, mask=mask_f, other=0.0).to(tl.float32)
-    return h, s, wpsi, tl.sigmoid(tl.sum(s * wpsi[:, None], axis=0) + tl.load(bpsi_ptr).to(tl.float32))
+    alpha = tl.sigmoid(tl.sum(s * wpsi[:, None], axis=0) + tl.load(bpsi_ptr).to(tl.float32))
+    return b, offs_n, mask_n, offs_f, mask_f, h, s, wpsi, alpha
 
 
 @triton.jit
@@ -47,14 +54,9 @@ def _gate_fwd_kernel(x_ptr, g_ptr, wx_ptr, wg_ptr, bx_ptr, bg_ptr, wpsi_ptr, bps
                      N, CX, CG, F,
                      sxb, sxc, sxn, sgb, sgc, sgn, sob, soc, son, sab, san,
                      BN: tl.constexpr, BF: tl.constexpr, BKX: tl.constexpr, BKG: tl.constexpr, DT: tl.constexpr):
-    pid_n = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
-    offs_n = pid_n * BN + tl.arange(0, BN)
-    mask_n = offs_n < N
-    offs_f = tl.arange(0, BF)
-    mask_f = offs_f < F
-    h, s, wpsi, alpha = _gate_alpha(x_ptr, g_ptr, wx_ptr, wg_ptr, bx_ptr, bg_ptr, wpsi_ptr, bpsi_ptr, b, offs_n, mask_n,
-                                    offs_f, mask_f, CX, CG, sxb, sxc, sxn, sgb, sgc, sgn, BF, BN, BKX, BKG, DT)
+    b, offs_n, mask_n, offs_f, mask_f, h, s, wpsi, alpha = _gate_alpha(
+        x_ptr, g_ptr, wx_ptr, wg_ptr, bx_ptr, bg_ptr, wpsi_ptr, bpsi_ptr, N, F, CX, CG, sxb, sxc, sxn, sgb, sgc, sgn,
+        BF, BN, BKX, BKG, DT)
     tl.store(alpha_ptr + b * sab + offs_n * san, alpha.to(alpha_ptr.dtype.element_ty), mask=mask_n)
     for c0 in range(0, CX, BKX):
         offs_c = c0 + tl.arange(0, BKX)
@@ -96,14 +98,9 @@ def _gate_bwd_kernel(x_ptr, g_ptr, wx_ptr, wg_ptr, bx_ptr, bg_ptr, wpsi_ptr, bps
                      sdxb, sdxc, sdxn, sdgb, sdgc, sdgn,
                      HAS_DALPHA: tl.constexpr, BN: tl.constexpr, BF: tl.constexpr, BKX: tl.constexpr,
                      BKG: tl.constexpr, DT: tl.constexpr):
-    pid_n = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
-    offs_n = pid_n * BN + tl.arange(0, BN)
-    mask_n = offs_n < N
-    offs_f = tl.arange(0, BF)
-    mask_f = offs_f < F
-    h, s, wpsi, alpha = _gate_alpha(x_ptr, g_ptr, wx_ptr, wg_ptr, bx_ptr, bg_ptr, wpsi_ptr, bpsi_ptr, b, offs_n, mask_n,
-                                    offs_f, mask_f, CX, CG, sxb, sxc, sxn, sgb, sgc, sgn, BF, BN, BKX, BKG, DT)
+    b, offs_n, mask_n, offs_f, mask_f, h, s, wpsi, alpha = _gate_alpha(
+        x_ptr, g_ptr, wx_ptr, wg_ptr, bx_ptr, bg_ptr, wpsi_ptr, bpsi_ptr, N, F, CX, CG, sxb, sxc, sxn, sgb, sgc, sgn,
+        BF, BN, BKX, BKG, DT)
     # d alpha = sum_c dout * x (+ the gradient reaching the alpha output)
     da = tl.zeros([BN], dtype=tl.float32)
     for c0 in range(0, CX, BKX):
