@@ -121,7 +121,7 @@ def generate_case(seed: int, split: str, index: int, spatial_dims: int = 2, imag
     d = spatial_dims
     rng = np.random.default_rng([seed, SPLITS[split], index])
     size = float(min(shape))
-    area = float(np.prod(shape)) / (64.0 ** d if d == 2 else 32.0 ** d)
+    area = float(np.prod(shape)) / size ** d  # objects scale with the shortest side; elongated images get more
     label = np.zeros(shape, np.int64)
     base = rng.uniform(0.35, 0.65, size=in_channels).astype(np.float32)
     bg = np.stack([b + 0.1 * _smooth_field(rng, shape, 4, 4.0) for b in base])
