@@ -136,10 +136,10 @@ def generate_case(seed: int, split: str, index: int, spatial_dims: int = 2, imag
         label[sl][m] = cls
         image[(slice(None), *sl)][:, m] = values
 
-    n_box, n_blob, n_tube = (max(1, int(round(rng.integers(lo, hi + 1) * area))) for lo, hi in ((1, 3), (2, 3), (1, 2)))
+    n_box, n_blob, n_tube = (max(1, int(round(rng.integers(lo, hi + 1) * area))) for lo, hi in ((2, 3), (2, 3), (1, 2)))
     for cls in rng.permutation([2] * n_box + [1] * n_blob):
         for _ in range(4):  # a few tries to find a place that hardly overlaps the objects already there
-            center = rng.uniform(0.12, 0.88, size=d) * np.array(shape)
+            center = rng.uniform(0.15, 0.85, size=d) * np.array(shape)
             half = rng.uniform(0.08, 0.17, size=d) * size
             rot = _rotation(rng, d)
             sl = _window(center - np.linalg.norm(half), center + np.linalg.norm(half), shape)
