@@ -28,10 +28,11 @@ def _dataset(root: Path, n: int = 5, size: tuple[int, int] = (24, 20), rgb: bool
         _write(root, f"case{i}", rng.integers(0, 255, shape, dtype=np.uint8), rng.integers(0, 3, size))
 
 
-def test_pairs_split_and_batches(tmp_path):
+@pytest.mark.parametrize("cache", [True, False])
+def test_pairs_split_and_batches(tmp_path, cache):
     _dataset(tmp_path, n=5, rgb=True)
     kw = dict(num_classes=3, train_images=str(tmp_path / "img"), train_masks=str(tmp_path / "msk"),
-              val_fraction=0.4, patch_size=16, batch_size=2, seed=1)
+              val_fraction=0.4, patch_size=16, batch_size=2, seed=1, cache=cache)
     dm = FolderSegDataModule(**kw)
     assert isinstance(dm, SegDataModule) and dm.in_channels == 3 and dm.spatial_dims == 2
     train = {p[0].stem for p in dm.train_cases}

@@ -65,12 +65,10 @@ def _local(sl: tuple[slice, ...], center: np.ndarray, rot: np.ndarray, shape: tu
 
 def _smooth_field(rng: np.random.Generator, shape: tuple[int, ...], waves: int, max_freq: float) -> np.ndarray:
     """Sum of random low-frequency plane waves, scaled to [-1, 1]: bias fields and background texture."""
-    grid = _coords(shape)
-    field = np.zeros(shape, np.float32)
-    for _ in range(waves):
-        k = rng.normal(size=len(shape)) * max_freq * 2 * np.pi / np.array(shape)
-        field += np.cos(np.tensordot(k.astype(np.float32), grid, axes=1) + rng.uniform(0, 2 * np.pi))
-    return field / max(np.abs(field).max(), 1e-6)
+    k = (rng.normal(size=(waves, len(shape))) * max_freq * 2 * np.pi / np.array(shape)).astype(np.float32)
+    phase = rng.uniform(0, 2 * np.pi, size=(waves, 1)).astype(np.float32)
+    field = np.cos(k @ _coords(shape).reshape(len(shape), -1) + phase).sum(0).reshape(shape)
+    return field / max(float(np.abs(field).max()), 1e-6)
 
 
 def _tube_points(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -123,12 +121,12 @@ def generate_case(seed: int, split: str, index: int, spatial_dims: int = 2, imag
     d = spatial_dims
     rng = np.random.default_rng([seed, SPLITS[split], index])
     size = float(min(shape))
-    area = float(np.prod(shape)) / (64.0 ** d if d == 2 else 32.0 ** d)
+    area = float(np.prod(shape)) / size ** d  # objects scale with the shortest side; elongated images get more
     label = np.zeros(shape, np.int64)
     base = rng.uniform(0.35, 0.65, size=in_channels).astype(np.float32)
     bg = np.stack([b + 0.1 * _smooth_field(rng, shape, 4, 4.0) for b in base])
     image = bg.copy()
-    speckle = gaussian_filter(rng.normal(size=shape).astype(np.float32), 0.8)
+    speckle = gaussian_filter(rng.standard_normal(shape, dtype=np.float32), 0.8)
     speckle /= max(float(speckle.std()), 1e-6)
 
     def contrast() -> np.ndarray:  # same range for every class, random sign per object and channel
@@ -138,10 +136,10 @@ def generate_case(seed: int, split: str, index: int, spatial_dims: int = 2, imag
         label[sl][m] = cls
         image[(slice(None), *sl)][:, m] = values
 
-    n_box, n_blob, n_tube = (max(1, int(round(rng.integers(lo, hi + 1) * area))) for lo, hi in ((1, 3), (2, 3), (1, 2)))
+    n_box, n_blob, n_tube = (max(1, int(round(rng.integers(lo, hi + 1) * area))) for lo, hi in ((2, 3), (2, 3), (1, 2)))
     for cls in rng.permutation([2] * n_box + [1] * n_blob):
         for _ in range(4):  # a few tries to find a place that hardly overlaps the objects already there
-            center = rng.uniform(0.12, 0.88, size=d) * np.array(shape)
+            center = rng.uniform(0.15, 0.85, size=d) * np.array(shape)
             half = rng.uniform(0.08, 0.17, size=d) * size
             rot = _rotation(rng, d)
             sl = _window(center - np.linalg.norm(half), center + np.linalg.norm(half), shape)
@@ -163,7 +161,7 @@ def generate_case(seed: int, split: str, index: int, spatial_dims: int = 2, imag
         c = contrast() * 1.2
         paint(tuple(slice(None) for _ in shape), m, 3, bg[:, m] + c[:, None])
     bias = 1 + 0.25 * np.stack([_smooth_field(rng, shape, 3, 1.0) for _ in range(in_channels)])
-    image = image * bias + rng.uniform(0.02, 0.05) * rng.normal(size=image.shape).astype(np.float32)
+    image = image * bias + rng.uniform(0.02, 0.05) * rng.standard_normal(image.shape, dtype=np.float32)
     return _quantise(image, d), label
 
 
