@@ -10,7 +10,7 @@ from PIL import Image
 
 from zoo.data import FolderSegDataModule, SegDataModule
 from zoo.data.io import read_image, read_mask
-from zoo.data.transforms import zscore
+from zoo.data.normalize import ZSCORE, normalize
 
 
 def _write(folder: Path, stem: str, image: np.ndarray, mask: np.ndarray | None = None, ext: str = ".png") -> None:
@@ -82,7 +82,7 @@ def test_augmentation_keeps_image_and_mask_aligned(tmp_path):
     dm = FolderSegDataModule(num_classes=3, train_images=str(tmp_path / "img"), train_masks=str(tmp_path / "msk"),
                              patch_size=16, batch_size=1, augment=True, samples_per_epoch=24, val_fraction=0.5)
     dm.setup("fit")
-    ref = zscore(image[None].astype(np.float32))[0]
+    ref = normalize(image[None].astype(np.float32), ZSCORE)[0]
     ops = [lambda x, k=k, f=f: np.rot90(x[:, ::-1] if f else x, k) for k in range(4) for f in (0, 1)]
     seen = set()
     for i in range(len(dm.train_set)):

@@ -9,7 +9,7 @@ from scipy.ndimage import distance_transform_edt
 from zoo.data import SegDataModule, SyntheticSegDataModule
 from zoo.data.io import read_image, read_mask
 from zoo.data.synthetic import generate_case
-from zoo.data.transforms import normalize
+from zoo.data.normalize import normalize
 
 
 def test_cases_are_reproducible_per_index():

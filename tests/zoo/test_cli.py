@@ -44,13 +44,13 @@ def test_quickstart_short_reaches_dice(quickstart_run):
 
 
 def test_predict_then_eval_reproduces_validation_dice(quickstart_run, tmp_path):
-    val = SyntheticSegDataModule(spatial_dims=2, image_size=64, num_val=32, seed=0).export(tmp_path / "val", "val")
+    val = SyntheticSegDataModule(spatial_dims=2, image_size=64, num_val=64, seed=0).export(tmp_path / "val", "val")
     preds = tmp_path / "preds"
     with pytest.raises(SystemExit) as e:
         main(["predict", "--ckpt", str(quickstart_run / "checkpoints" / "best.ckpt"), "--input",
               str(val / "images"), "--output", str(preds), "--overlay", "--quiet"])
     assert e.value.code == 0
-    assert len(list(preds.glob("*.png"))) == 32 and len(list((preds / "overlays").glob("*.png"))) == 32
+    assert len(list(preds.glob("*.png"))) == 64 and len(list((preds / "overlays").glob("*.png"))) == 64
     with pytest.raises(SystemExit) as e:
         main(["eval", "--pred", str(preds), "--gt", str(val / "masks"), "--num-classes", "4",
               "--output", str(tmp_path / "eval")])

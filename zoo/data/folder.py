@@ -1,6 +1,6 @@
 """Train on your own 2-D data: a folder of images and a folder of label masks, matched by file stem.
 
-Images (PNG/JPEG/TIFF, grayscale or RGB) are z-scored per image and channel (``zoo.data.transforms``); masks hold
+Images (PNG/JPEG/TIFF, grayscale or RGB) are z-scored per image and channel (``zoo.data.normalize``); masks hold
 class indices ``0 .. num_classes-1``. Training samples are random ``patch_size`` crops (zero-padded when the image
 is smaller) with optional flips, 90-degree rotations and light brightness/contrast changes (albumentations);
 validation uses whole images, one per batch. Every file is read and checked in ``setup`` so a bad file fails
@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from zoo.data.base import SegDataModule
 from zoo.data.io import is_image_file, read_image, read_mask
-from zoo.data.transforms import ZSCORE, zscore
+from zoo.data.normalize import ZSCORE, normalize
 
 if TYPE_CHECKING:  # albumentations (and OpenCV) load only when a training transform is built
     import albumentations as A
@@ -81,7 +81,7 @@ def load_case(image_path: Path, mask_path: Path, num_classes: int, in_channels: 
         hint = " (a 0/255 binary mask? store foreground as 1)" if top == 255 else ""
         raise ValueError(f"mask {mask_path} has label {top} but num_classes={num_classes} allows labels "
                          f"0..{num_classes - 1}{hint}")
-    return zscore(image), mask
+    return normalize(image, ZSCORE), mask
 
 
 class FolderSegDataset(Dataset):

@@ -17,9 +17,10 @@ from typing import Any, Mapping, TypeVar
 import numpy as np
 import torch
 
-__all__ = ["normalize", "check_normalization", "NORMALIZATION_KINDS"]
+__all__ = ["normalize", "check_normalization", "NORMALIZATION_KINDS", "ZSCORE"]
 
 NORMALIZATION_KINDS = ("zscore", "mean_std", "window", "none")
+ZSCORE: dict[str, Any] = {"kind": "zscore"}  # the default: per image and channel
 _EPS = 1e-6
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 

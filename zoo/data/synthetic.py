@@ -8,7 +8,7 @@ does not separate the classes, shape, texture and context do.
 
 Case ``i`` of a split is generated from ``numpy.random.default_rng([seed, split, i])``, so any case is
 reproducible on its own and DataLoader workers agree. Images are stored quantised (2-D: 16-bit for one channel,
-8-bit for three; 3-D: float32) and normalised per image and channel by z-score (``zoo.data.transforms``), so the
+8-bit for three; 3-D: float32) and normalised per image and channel by z-score (``zoo.data.normalize``), so the
 files written by ``export`` give the same model input when read back and normalised the same way.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from scipy.ndimage import gaussian_filter
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.data.base import SegDataModule
-from zoo.data.transforms import ZSCORE, zscore
+from zoo.data.normalize import ZSCORE, normalize
 
 __all__ = ["CLASS_NAMES", "SPLITS", "generate_case", "SyntheticSegDataset", "SyntheticSegDataModule"]
 
@@ -228,7 +228,7 @@ class SyntheticSegDataModule(SegDataModule):
         if split not in self._data:
             n = {"train": self.num_train, "val": self.num_val, "test": self.num_test}[split]
             images, labels = zip(*(self.generate(split, i) for i in range(n)))
-            x = np.stack([zscore(im.astype(np.float32)) for im in images])
+            x = np.stack([normalize(im.astype(np.float32), ZSCORE) for im in images])
             self._data[split] = SyntheticSegDataset(torch.from_numpy(x), torch.from_numpy(np.stack(labels)),
                                                     [self.case_name(split, i) for i in range(n)])
         return self._data[split]
