@@ -439,6 +439,10 @@ def _rows_mode(pp: NAParams, tile: tuple[int, int, int], block: int, rows: bool 
 
 
 def _prep(q: torch.Tensor, p: NAParams, config: dict | None, ndim: int) -> tuple[NAParams, dict, int]:
+    per_sample = math.prod(q.shape[1:])
+    if per_sample >= 2**31:
+        raise ValueError(f"backend='triton' indexes one sample with int32: tokens*heads*head_dim must be < 2**31, "
+                         f"got {per_sample} for q of shape {tuple(q.shape)}")
     pp = p if p.ndim == 3 else p.padded()
     cfg = default_config(pp, ndim, q.shape[-1])
     if config:
