@@ -374,10 +374,7 @@ def _delta_kernel(O, DO, DELTA, H, N, HD, BLOCK: tl.constexpr, HEAD_DIM: tl.cons
 
 # ----------------------------------------------------------------------------------------------- launch helpers
 
-_TARGET = {  # query/key tile shapes (X, Y, Z) per number of real spatial axes, for 128 and 64 tokens
-    128: {1: (1, 1, 128), 2: (1, 8, 16), 3: (4, 4, 8)},
-    64: {1: (1, 1, 64), 2: (1, 8, 8), 3: (4, 4, 4)},
-}
+_TILE_64 = {1: (1, 1, 64), 2: (1, 8, 8), 3: (4, 4, 4)}  # 64-token tiles (X, Y, Z) per number of real axes
 
 
 def _pow2(x: int) -> int:
@@ -425,7 +422,7 @@ def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
     if ndim == 2:
         fwd, dq, dkv = ((1, 4, 16),) * 3 if small else ((1, 8, 16), (1, 8, 8), (1, 8, 8))
     else:
-        fwd = dq = dkv = _TARGET[64][ndim]
+        fwd = dq = dkv = _TILE_64[ndim]
     return dict(fwd_tile=fit_tile(lg, fwd), fwd_block_n=128 if ndim == 3 and small else 64, fwd_warps=4,
                 fwd_stages=2, dq_tile=fit_tile(lg, dq), dq_block_n=64, dq_warps=4, dkv_tile=fit_tile(lg, dkv),
                 dkv_block_m=64, dkv_warps=4, bwd_stages=1)
@@ -442,6 +439,10 @@ def _rows_mode(pp: NAParams, tile: tuple[int, int, int], block: int, rows: bool 
 
 
 def _prep(q: torch.Tensor, p: NAParams, config: dict | None, ndim: int) -> tuple[NAParams, dict, int]:
+    per_sample = math.prod(q.shape[1:])
+    if per_sample >= 2**31:
+        raise ValueError(f"backend='triton' indexes one sample with int32: tokens*heads*head_dim must be < 2**31, "
+                         f"got {per_sample} for q of shape {tuple(q.shape)}")
     pp = p if p.ndim == 3 else p.padded()
     cfg = default_config(pp, ndim, q.shape[-1])
     if config:
