@@ -1,6 +1,7 @@
 """End to end through the `zoo` command: quickstart (shortened), predict -> eval round trip, kill + resume, help."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -13,10 +14,16 @@ import pytest
 import torch
 
 from zoo.cli import main
-from zoo.data import SyntheticSegDataModule
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
+
+
+def _export_tool():
+    spec = importlib.util.spec_from_file_location("export_synthetic", ROOT / "tools" / "export_synthetic.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _fit_args(run_dir: Path, *extra: str) -> list[str]:
@@ -44,7 +51,7 @@ def test_quickstart_short_reaches_dice(quickstart_run):
 
 
 def test_predict_then_eval_reproduces_validation_dice(quickstart_run, tmp_path):
-    val = SyntheticSegDataModule(spatial_dims=2, image_size=64, num_val=64, seed=0).export(tmp_path / "val", "val")
+    val = _export_tool().main(["--config", str(QUICKSTART), "--split", "val", "--output", str(tmp_path / "val")])
     preds = tmp_path / "preds"
     with pytest.raises(SystemExit) as e:
         main(["predict", "--ckpt", str(quickstart_run / "checkpoints" / "best.ckpt"), "--input",
