@@ -2,23 +2,19 @@
 floor, forward and forward+backward. `python tools/bench_ops.py gate [--out docs/benchmarks/gate.md]`."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_lka import copy_bandwidth, report, run_cases  # noqa: E402
+from benchlib import floor_benchmark, op_args  # noqa: E402
 
 CASES = [(16, 64, 32, (128, 128)), (8, 128, 64, (128, 128)), (2, 32, 16, (64, 64, 64))]
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="bench_ops.py gate")
-    p.add_argument("--out", default="docs/benchmarks/gate.md")
-    args = p.parse_args(argv)
+    argv, args = op_args("gate", argv)
     from ops.gate import attention_gate_reference, attention_gate_triton
 
     torch.manual_seed(0)
@@ -42,13 +38,12 @@ def main(argv: list[str] | None = None) -> None:
 
     fns = {"eager (cuDNN)": attention_gate_reference, "torch.compile": torch.compile(attention_gate_reference),
            "triton": attention_gate_triton}
-    rows = run_cases(fns, make, CASES, copy_bandwidth(), nbytes)
     notes = ("bf16, channels_last, g at x's size with Cg = Cx. Floor = (bytes that must move) / measured copy "
              "bandwidth: fwd reads x, g and writes out, alpha; fwd+bwd also reads x, g, dout and writes dx, dg. "
              "fwd+bwd times the gradient of out only and includes accumulating the leaf gradients. Plain columns "
              "time eager calls (CPU launch overhead included); 'graph' columns replay the same calls from "
              "CUDA graphs.\n")
-    report(rows, list(fns), "triton", "Attention gate benchmark", args.out, ["gate", *argv], notes)
+    floor_benchmark("gate", argv, args.out, "Attention gate benchmark", notes, fns, make, CASES, nbytes)
 
 
 if __name__ == "__main__":
