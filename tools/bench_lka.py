@@ -8,25 +8,27 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchlib import floor_benchmark, op_args  # noqa: E402
+from benchlib import channels_last_leaf, cuda_leaves, floor_benchmark, op_args  # noqa: E402
 
 CASES = [(16, 64, (128, 128)), (32, 128, (64, 64)), (8, 256, (64, 64)), (2, 32, (64, 64, 64))]
+NOTES = ("bf16, channels_last, kernels 5 then 7 with dilation 3. Floor = (bytes that must move) / measured copy "
+         "bandwidth: fwd reads x and writes out; fwd+bwd also reads x and dout and writes dx. Plain columns time "
+         "eager calls (CPU launch overhead included); 'graph' columns replay the same calls from CUDA graphs "
+         "(torch.cuda.make_graphed_callables for fwd+bwd). "
+         "fwd+bwd includes accumulating the leaf gradients, as a training step does.\n")
 
 
 def main(argv: list[str] | None = None) -> None:
     argv, args = op_args("lka", argv)
     from ops.lka import lka_reference, lka_triton
 
-    torch.manual_seed(0)
     dt = torch.bfloat16
 
     def make(b: int, c: int, s: tuple[int, ...]):
         nd = len(s)
-        fmt = torch.channels_last if nd == 2 else torch.channels_last_3d
-        x = torch.randn(b, c, *s, device="cuda", dtype=dt).to(memory_format=fmt).requires_grad_()
-        ps = [torch.randn(c, 1, *(5,) * nd), torch.randn(c), torch.randn(c, 1, *(7,) * nd), torch.randn(c),
-              torch.randn(c, c, *(1,) * nd) / c**0.5, torch.randn(c)]
-        ps = [t.to("cuda", dt).requires_grad_() for t in ps]
+        x = channels_last_leaf(b, c, *s, dtype=dt)
+        ps = cuda_leaves([torch.randn(c, 1, *(5,) * nd), torch.randn(c), torch.randn(c, 1, *(7,) * nd),
+                          torch.randn(c), torch.randn(c, c, *(1,) * nd) / c**0.5, torch.randn(c)], dt)
         return [x, *ps, 3], f"B{b} C{c} {'x'.join(map(str, s))}"
 
     def nbytes(b: int, c: int, s: tuple[int, ...]) -> tuple[float, float]:
@@ -35,12 +37,7 @@ def main(argv: list[str] | None = None) -> None:
 
     compiled = torch.compile(lka_reference)
     fns = {"eager (cuDNN)": lka_reference, "torch.compile": compiled, "triton": lka_triton}
-    notes = ("bf16, channels_last, kernels 5 then 7 with dilation 3. Floor = (bytes that must move) / measured copy "
-             "bandwidth: fwd reads x and writes out; fwd+bwd also reads x and dout and writes dx. Plain columns time "
-             "eager calls (CPU launch overhead included); 'graph' columns replay the same calls from CUDA graphs "
-             "(torch.cuda.make_graphed_callables for fwd+bwd). "
-             "fwd+bwd includes accumulating the leaf gradients, as a training step does.\n")
-    floor_benchmark("lka", argv, args.out, "Large-kernel attention (LKA) benchmark", notes, fns, make, CASES, nbytes)
+    floor_benchmark("lka", argv, args.out, "Large-kernel attention (LKA) benchmark", NOTES, fns, make, CASES, nbytes)
 
 
 if __name__ == "__main__":

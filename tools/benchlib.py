@@ -13,8 +13,8 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 __all__ = ["env_header", "time_ms", "fwd_ms", "peak_mem_mb", "first", "fwd_bwd", "graph_ms", "graph_fwd_bwd_ms",
-           "copy_bandwidth", "floor_ms", "run_cases", "floor_report", "floor_benchmark", "op_args", "ratio",
-           "tflops", "speedup", "fmt_num", "markdown_table", "write_report"]
+           "channels_last_leaf", "cuda_leaves", "copy_bandwidth", "floor_ms", "run_cases", "floor_report",
+           "floor_benchmark", "op_args", "ratio", "tflops", "speedup", "fmt_num", "markdown_table", "write_report"]
 
 
 def env_header(command: str) -> str:
@@ -101,6 +101,17 @@ def _graph_fwd_ms(fn: Callable, inputs: list) -> float:
         return graph_ms(lambda: fn(*inputs))
 
 
+def channels_last_leaf(*shape: int, dtype: torch.dtype) -> torch.Tensor:
+    """A random CUDA activation [B, C, *spatial] in channels_last(_3d) memory format that requires grad."""
+    fmt = torch.channels_last if len(shape) == 4 else torch.channels_last_3d
+    return torch.randn(*shape, device="cuda", dtype=dtype).to(memory_format=fmt).requires_grad_()
+
+
+def cuda_leaves(tensors: Sequence[torch.Tensor], dtype: torch.dtype) -> list[torch.Tensor]:
+    """``tensors`` (e.g. weights drawn on the CPU) moved to the GPU in ``dtype`` as leaves that require grad."""
+    return [t.to("cuda", dtype).requires_grad_() for t in tensors]
+
+
 def copy_bandwidth() -> float:
     """Measured device copy bandwidth in bytes/ms (read + write) of a 1 GiB bf16 buffer."""
     a = torch.empty(2**29, device="cuda", dtype=torch.bfloat16)
@@ -178,7 +189,9 @@ def floor_report(rows: list[dict], names: list[str], ours: str, title: str, out:
 
 def floor_benchmark(op: str, argv: list[str], out: str, title: str, notes: str, fns: dict[str, Callable],
                     make: Callable, cases: list, bytes_fn: Callable) -> None:
-    """`run_cases` at the measured copy bandwidth, then `floor_report` of "triton" vs the first of `fns`."""
+    """`run_cases` (seeded, so inputs repeat from run to run) at the measured copy bandwidth, then `floor_report` of
+    "triton" vs the first of `fns`."""
+    torch.manual_seed(0)
     rows = run_cases(fns, make, cases, copy_bandwidth(), bytes_fn)
     floor_report(rows, list(fns), "triton", title, out, [op, *argv], notes)
 
