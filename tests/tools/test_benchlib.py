@@ -2,7 +2,6 @@
 fwd+bwd closure and the per-case runner (with a fake timer)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -10,16 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-TOOLS = Path(__file__).resolve().parents[2] / "tools"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))  # as the bench tools import it
+import benchlib  # noqa: E402
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def bl():
-    spec = importlib.util.spec_from_file_location("benchlib", TOOLS / "benchlib.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["benchlib"] = module
-    spec.loader.exec_module(module)
-    return module
+    return benchlib
 
 
 @pytest.fixture
