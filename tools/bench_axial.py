@@ -3,8 +3,6 @@ line views) vs SDPA on the same tensors already laid out as [lines, heads, L, d]
 vs the unfused PyTorch composition (eager and torch.compile). `python tools/bench_ops.py axial [--out ...]`."""
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -12,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchlib import markdown_table, time_ms, write_report  # noqa: E402
+from benchlib import (fwd_bwd, fwd_ms, markdown_table, op_args, ratio, speedup, tflops,  # noqa: E402
+                      time_ms, write_report)
 
 CASES = [(8, 8, (128, 128), 32), (4, 8, (256, 256), 32), (2, 4, (64, 64, 64), 32)]
 
@@ -20,13 +19,7 @@ CASES = [(8, 8, (128, 128), 32), (4, 8, (256, 256), 32), (2, 4, (64, 64, 64), 32
 def _timed(fn, grads: list[torch.Tensor] | None) -> float | None:
     """Forward time (no grad) when grads is None, else forward+backward time; None when the call fails."""
     try:
-        if grads is None:
-            with torch.no_grad():
-                return time_ms(fn)
-
-        def run() -> None:
-            torch.autograd.backward(fn(), grads)
-        return time_ms(run)
+        return fwd_ms(fn) if grads is None else time_ms(fwd_bwd(fn, grads))
     except Exception as e:  # a failing baseline (e.g. out of memory) is reported, not hidden
         print(f"failed: {type(e).__name__}: {str(e)[:200]}", file=sys.stderr)
         torch.cuda.empty_cache()
@@ -34,10 +27,7 @@ def _timed(fn, grads: list[torch.Tensor] | None) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="bench_ops.py axial")
-    p.add_argument("--out", default="docs/benchmarks/axial.md")
-    args = p.parse_args(argv)
+    argv, args = op_args("axial", argv)
     from ops.axial import axial_attention, axial_rel_attention_reference, axial_rel_attention_triton
     from ops.axial.reference import to_lines
 
@@ -58,9 +48,9 @@ def main(argv: list[str] | None = None) -> None:
         r = {"case": label}
         for mode, g_ours, g_sdpa in (("fwd", None, None), ("fwd+bwd", grads, line_grads)):
             r[f"ours {mode}"], r[f"sdpa {mode}"] = _timed(ours, g_ours), _timed(sdpa, g_sdpa)
-        rows_off.append([label, r["sdpa fwd"], r["ours fwd"], r["sdpa fwd"] / r["ours fwd"],
-                         flops / r["ours fwd"] / 1e9, r["sdpa fwd+bwd"], r["ours fwd+bwd"],
-                         r["sdpa fwd+bwd"] / r["ours fwd+bwd"]])
+        rows_off.append([label, r["sdpa fwd"], r["ours fwd"], ratio(r["sdpa fwd"], r["ours fwd"]),
+                         tflops(flops / 1e9, r["ours fwd"]), r["sdpa fwd+bwd"], r["ours fwd+bwd"],
+                         ratio(r["sdpa fwd+bwd"], r["ours fwd+bwd"])])
         rels = [[(torch.randn(2 * s[a] - 1, d, device="cuda", dtype=dt) * 0.3).requires_grad_() for _ in range(3)]
                 for a in range(nsp)]
         gates = torch.tensor([0.1, 0.1, 1.0, 0.1], device="cuda", requires_grad=True)
@@ -72,8 +62,7 @@ def main(argv: list[str] | None = None) -> None:
             torch.cuda.empty_cache()
 
         def speed(a: str, m: str) -> str | None:
-            x, y = r.get(f"rel {a} {m}"), r.get(f"rel triton {m}")
-            return f"{x / y:.1f}x" if x and y else None
+            return speedup(r.get(f"rel {a} {m}"), r.get(f"rel triton {m}"))
         rows_on.append([label] + [r[f"rel {n} fwd"] for n in impls] + [speed("eager", "fwd"), speed("compile", "fwd")]
                        + [r[f"rel {n} fwd+bwd"] for n in impls] + [speed("eager", "fwd+bwd"),
                                                                     speed("compile", "fwd+bwd")])
@@ -89,8 +78,8 @@ def main(argv: list[str] | None = None) -> None:
             + markdown_table(["case", "eager fwd (ms)", "compile fwd (ms)", "triton fwd (ms)", "vs eager fwd",
                               "vs compile fwd", "eager fwd+bwd (ms)", "compile fwd+bwd (ms)", "triton fwd+bwd (ms)",
                               "vs eager fwd+bwd", "vs compile fwd+bwd"], rows_on))
-    write_report(args.out, "Axial attention benchmark", "python tools/bench_ops.py axial " + " ".join(argv), body)
-    Path(args.out).with_suffix(".json").write_text(json.dumps(raw, indent=1))
+    write_report(args.out, "Axial attention benchmark", "python tools/bench_ops.py axial " + " ".join(argv), body,
+                 data=raw)
 
 
 if __name__ == "__main__":

@@ -2,37 +2,33 @@
 floor, forward and forward+backward. `python tools/bench_ops.py gate [--out docs/benchmarks/gate.md]`."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_lka import copy_bandwidth, report, run_cases  # noqa: E402
+from benchlib import channels_last_leaf, cuda_leaves, floor_benchmark, op_args  # noqa: E402
 
 CASES = [(16, 64, 32, (128, 128)), (8, 128, 64, (128, 128)), (2, 32, 16, (64, 64, 64))]
+NOTES = ("bf16, channels_last, g at x's size with Cg = Cx. Floor = (bytes that must move) / measured copy "
+         "bandwidth: fwd reads x, g and writes out, alpha; fwd+bwd also reads x, g, dout and writes dx, dg. "
+         "fwd+bwd times the gradient of out only and includes accumulating the leaf gradients. Plain columns "
+         "time eager calls (CPU launch overhead included); 'graph' columns replay the same calls from "
+         "CUDA graphs.\n")
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="bench_ops.py gate")
-    p.add_argument("--out", default="docs/benchmarks/gate.md")
-    args = p.parse_args(argv)
+    argv, args = op_args("gate", argv)
     from ops.gate import attention_gate_reference, attention_gate_triton
 
-    torch.manual_seed(0)
     dt = torch.bfloat16
 
     def make(b: int, c: int, f: int, s: tuple[int, ...]):
-        nd = len(s)
-        fmt = torch.channels_last if nd == 2 else torch.channels_last_3d
-        x = torch.randn(b, c, *s, device="cuda", dtype=dt).to(memory_format=fmt).requires_grad_()
-        g = torch.randn(b, c, *s, device="cuda", dtype=dt).to(memory_format=fmt).requires_grad_()
-        one = (1,) * nd
-        ps = [torch.randn(f, c, *one) / c**0.5, torch.randn(f), torch.randn(f, c, *one) / c**0.5, torch.randn(f),
-              torch.randn(1, f, *one) / f**0.5, torch.randn(1)]
-        ps = [t.to("cuda", dt).requires_grad_() for t in ps]
+        x, g = channels_last_leaf(b, c, *s, dtype=dt), channels_last_leaf(b, c, *s, dtype=dt)
+        one = (1,) * len(s)
+        ps = cuda_leaves([torch.randn(f, c, *one) / c**0.5, torch.randn(f), torch.randn(f, c, *one) / c**0.5,
+                          torch.randn(f), torch.randn(1, f, *one) / f**0.5, torch.randn(1)], dt)
         return [x, g, *ps], f"B{b} C{c} F{f} {'x'.join(map(str, s))}"
 
     def nbytes(b: int, c: int, f: int, s: tuple[int, ...]) -> tuple[float, float]:
@@ -42,13 +38,7 @@ def main(argv: list[str] | None = None) -> None:
 
     fns = {"eager (cuDNN)": attention_gate_reference, "torch.compile": torch.compile(attention_gate_reference),
            "triton": attention_gate_triton}
-    rows = run_cases(fns, make, CASES, copy_bandwidth(), nbytes)
-    notes = ("bf16, channels_last, g at x's size with Cg = Cx. Floor = (bytes that must move) / measured copy "
-             "bandwidth: fwd reads x, g and writes out, alpha; fwd+bwd also reads x, g, dout and writes dx, dg. "
-             "fwd+bwd times the gradient of out only and includes accumulating the leaf gradients. Plain columns "
-             "time eager calls (CPU launch overhead included); 'graph' columns replay the same calls from "
-             "CUDA graphs.\n")
-    report(rows, list(fns), "triton", "Attention gate benchmark", args.out, ["gate", *argv], notes)
+    floor_benchmark("gate", argv, args.out, "Attention gate benchmark", NOTES, fns, make, CASES, nbytes)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,13 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchlib import env_header, markdown_table, peak_mem_mb, time_ms  # noqa: E402
+from benchlib import (env_header, fmt_num, fwd_bwd, fwd_ms, markdown_table, peak_mem_mb, ratio,  # noqa: E402
+                      tflops, time_ms, write_report)
 
 CASES = {  # name: (spatial shape, kernel, dilation, batch, heads, head_dim, flex tiles to try)
     "S1": ((64, 64), 7, 1, 16, 4, 32, [None, (8, 8)]),
@@ -37,15 +38,9 @@ NATTEN_H100 = {"N1": 8.3, "N2": 6.0, "N3": 3.6}
 def _measure(fn: Callable[[], object], q, k, v) -> dict:
     """fwd ms, fwd+bwd ms and fwd+bwd peak MiB of an NA callable; None where it fails (OOM or unsupported)."""
     res: dict = {"fwd": None, "fwdbwd": None, "mem": None, "err": None}
-    leaves = (q, k, v)
     try:
-        with torch.no_grad():
-            res["fwd"] = time_ms(fn)
-        do = torch.randn_like(q)
-
-        def step():
-            return torch.autograd.grad(fn(), leaves, do)
-
+        res["fwd"] = fwd_ms(fn)
+        step = fwd_bwd(fn, torch.randn_like(q), wrt=(q, k, v))
         res["fwdbwd"] = time_ms(step)
         res["mem"] = peak_mem_mb(step)
     except torch.OutOfMemoryError:
@@ -104,14 +99,6 @@ def run_case(name: str, flex: bool, ref: bool, row_major_only: bool = False) -> 
     return row
 
 
-def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
-    return None if a is None or b is None else a / b
-
-
-def _tflops(gflop: float, ms: Optional[float], factor: float = 1.0) -> Optional[float]:
-    return None if ms is None else gflop * factor / ms  # GFLOP / ms == TFLOP/s
-
-
 def render(rows: list[dict]) -> str:
     head = ["case", "problem", "NA fwd ms", "NA fwd+bwd ms", "NA peak MiB", "NA fwd TFLOP/s", "NA fwd+bwd TFLOP/s",
             "SDPA fwd ms", "SDPA fwd+bwd ms", "flex layout", "flex fwd ms", "flex fwd+bwd ms", "flex peak MiB",
@@ -121,12 +108,12 @@ def render(rows: list[dict]) -> str:
     for r in rows:
         t, s, f, rf = r["triton"], r["sdpa"], r["flex"], r["ref"]
         g = r["useful_fwd_gflop"]
-        out.append([r["case"], r["problem"], t.get("fwd"), t.get("fwdbwd"), t.get("mem"), _tflops(g, t.get("fwd")),
-                    _tflops(g, t.get("fwdbwd"), 3.5), s.get("fwd"), s.get("fwdbwd"), f.get("layout", "n/a"),
+        out.append([r["case"], r["problem"], t.get("fwd"), t.get("fwdbwd"), t.get("mem"), tflops(g, t.get("fwd")),
+                    tflops(g, t.get("fwdbwd"), 3.5), s.get("fwd"), s.get("fwdbwd"), f.get("layout", "n/a"),
                     f.get("fwd"), f.get("fwdbwd"), f.get("mem"), rf.get("fwd"), rf.get("fwdbwd"),
-                    _ratio(s.get("fwd"), t.get("fwd")), _ratio(s.get("fwdbwd"), t.get("fwdbwd")),
-                    _ratio(f.get("fwd"), t.get("fwd")), _ratio(f.get("fwdbwd"), t.get("fwdbwd")),
-                    _ratio(rf.get("fwdbwd"), t.get("fwdbwd"))])
+                    ratio(s.get("fwd"), t.get("fwd")), ratio(s.get("fwdbwd"), t.get("fwdbwd")),
+                    ratio(f.get("fwd"), t.get("fwd")), ratio(f.get("fwdbwd"), t.get("fwdbwd")),
+                    ratio(rf.get("fwdbwd"), t.get("fwdbwd"))])
     notes = []
     for r in rows:
         for be in ("triton", "sdpa", "flex", "ref"):
@@ -134,13 +121,9 @@ def render(rows: list[dict]) -> str:
                 notes.append(f"- {r['case']} {be}: n/a, {r[be]['err']}")
         if r["case"] in NATTEN_H100:
             notes.append(f"- {r['case']}: NATTEN's Hopper kernels reported {NATTEN_H100[r['case']]}x forward over "
-                         f"dense cuDNN attention; here {_fmt(_ratio(r['sdpa'].get('fwd'), r['triton'].get('fwd')))}x "
+                         f"dense cuDNN attention; here {fmt_num(ratio(r['sdpa'].get('fwd'), r['triton'].get('fwd')))}x "
                          f"over dense SDPA flash")
     return markdown_table(head, out) + "\n" + "\n".join(notes) + "\n"
-
-
-def _fmt(x: Optional[float]) -> str:
-    return "n/a" if x is None else f"{x:.2f}"
 
 
 def tune(names: list[str]) -> None:
@@ -158,9 +141,10 @@ def tune(names: list[str]) -> None:
         from ops.na.functional import neighborhood_attention
 
         qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
+        step = fwd_bwd(lambda: neighborhood_attention(qg, kg, vg, nd, ks, dil), do, (qg, kg, vg))
         print(f"BREAKDOWN {name} {base}: raw fwd {time_ms(lambda: na_fwd_triton(q, k, v, p, D ** -0.5)):.4f} ms, "
               f"raw bwd {time_ms(lambda: na_bwd_triton(do, q, k, v, out, lse, p, D ** -0.5)):.4f} ms, autograd "
-              f"fwd+bwd {time_ms(lambda: torch.autograd.grad(neighborhood_attention(qg, kg, vg, nd, ks, dil), (qg, kg, vg), do)):.4f} ms",
+              f"fwd+bwd {time_ms(step):.4f} ms",
               flush=True)
         tiles = {1: [(1, 1, 64), (1, 1, 128)], 2: [(1, 8, 8), (1, 4, 16), (1, 2, 32)],
                  3: [(4, 4, 4), (2, 4, 8), (1, 4, 16)]}[nd]
@@ -219,11 +203,8 @@ def _write(out: str, env: str, rows: list[dict], commands: list[str]) -> None:
     body = ("bf16, medians of triton.testing.do_bench; TFLOP/s count useful work only (4*N*k^d*head_dim per head "
             "forward, 3.5x that for forward+backward); ratios are other time / fused NA time (> 1: NA faster); "
             "flex = FlexAttention compiled, best of the listed token layouts by fwd+bwd time.\n\n" + render(rows))
-    text = f"# Neighborhood attention benchmark\n\n{env}" + "".join(f"- run: `{c}`\n" for c in commands[1:])
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(text + "\n" + body)
-    Path(out).with_suffix(".json").write_text(json.dumps({"env": env, "command": commands[0], "rows": rows}, indent=1))
-    print(text + "\n" + body)
+    write_report(out, "Neighborhood attention benchmark", commands[0], body,
+                 data={"env": env, "command": commands[0], "rows": rows}, env=env, runs=commands[1:])
 
 
 if __name__ == "__main__":
