@@ -10,8 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from zoo.cli import main
 
@@ -62,6 +64,12 @@ def test_predict_then_eval_reproduces_validation_dice(quickstart_run, tmp_path):
         main(["eval", "--pred", str(preds), "--gt", str(val / "masks"), "--num-classes", "4",
               "--output", str(tmp_path / "eval")])
     assert e.value.code == 0
+    # the LightningCLI route (`zoo predict --config`) writes the same label maps
+    main(["predict", "--config", str(QUICKSTART), "--ckpt_path", str(quickstart_run / "checkpoints" / "best.ckpt"),
+          "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false",
+          "--prediction_writer.output_dir", str(tmp_path / "cli_preds")])
+    for png in sorted(preds.glob("*.png")):
+        assert np.array_equal(np.asarray(Image.open(png)), np.asarray(Image.open(tmp_path / "cli_preds" / png.name)))
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     logged = json.loads((quickstart_run / "metrics.json").read_text())
     assert abs(evaluated["dice"] - logged["dice"]) <= 0.01, (evaluated["dice"], logged["dice"])

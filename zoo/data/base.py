@@ -23,6 +23,10 @@ class SegDataModule(L.LightningDataModule):
     patch_size: Sequence[int]
     class_names: Sequence[str]
 
+    def predict_dataloader(self):
+        """`zoo predict --config` runs over the validation cases unless a subclass says otherwise."""
+        return self.val_dataloader()
+
     def describe(self) -> dict:
         """Facts a trained model must remember to predict on new files (stored in the checkpoint)."""
         return dict(num_classes=self.num_classes, in_channels=self.in_channels, spatial_dims=self.spatial_dims,

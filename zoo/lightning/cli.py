@@ -18,6 +18,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from zoo.data.base import SegDataModule
 from zoo.lightning.checkpoint_io import AtomicCheckpointIO
+from zoo.lightning.prediction_writer import LabelMapWriter
 from zoo.lightning.segmentation import SegmentationModule
 
 __all__ = ["ZooCLI", "run_lightning_cli", "write_fit_metrics"]
@@ -30,6 +31,7 @@ class ZooCLI(LightningCLI):
             "checkpoint.filename": "best", "checkpoint.monitor": "val/dice", "checkpoint.mode": "max",
             "checkpoint.save_last": True, "checkpoint.enable_version_counter": False,
         })
+        parser.add_lightning_class_args(LabelMapWriter, "prediction_writer")
         parser.link_arguments("data", "model.init_args.data_info", compute_fn=lambda dm: dm.describe(),
                               apply_on="instantiate")
 
