@@ -56,8 +56,11 @@ def _read_json(path: str | Path, arg: str) -> Any:
 
 
 def _atomic_write(files: list[tuple[Path, bytes]]) -> None:
-    """Write every (path, data) to a temporary name, then rename them in order; on failure remove all new files."""
-    tmps = [(p.with_name(f".{p.name}.tmp-{os.getpid()}"), p, data) for p, data in files]
+    """Write every (path, data) to a temporary name, then rename them in order. On failure the new files are
+    removed and files they were replacing are restored, so the folder is as it was."""
+    pid = os.getpid()
+    tmps = [(p.with_name(f".{p.name}.tmp-{pid}"), p, data) for p, data in files]
+    backups: list[tuple[Path, Path]] = []
     done: list[Path] = []
     try:
         for tmp, _, data in tmps:
@@ -65,16 +68,25 @@ def _atomic_write(files: list[tuple[Path, bytes]]) -> None:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
+        for _, path, _ in tmps:
+            if path.exists():
+                backup = path.with_name(f".{path.name}.bak-{pid}")
+                os.replace(path, backup)
+                backups.append((backup, path))
         for tmp, path, _ in tmps:
             os.replace(tmp, path)
             done.append(path)
     except BaseException:
         for path in done:
             path.unlink(missing_ok=True)
+        for backup, path in backups:
+            os.replace(backup, path)
         raise
     finally:
         for tmp, _, _ in tmps:
             tmp.unlink(missing_ok=True)
+    for backup, _ in backups:
+        backup.unlink(missing_ok=True)
 
 
 def build_export(ckpt: str | Path, dataset: dict[str, str], metrics: dict[str, Any], throughput: dict[str, Any],

@@ -80,11 +80,15 @@ def _ensure_builtin_models() -> None:
     import zoo.models  # noqa: F401
 
     if not _PRETRAINED_REGISTERED:
-        _PRETRAINED_REGISTERED = True
+        _PRETRAINED_REGISTERED = True  # set first: registering looks up the base models through this function
         from zoo.weights import WEIGHTS_DIR
         from zoo.weights_manifest import register_pretrained
 
-        register_pretrained(WEIGHTS_DIR)
+        try:
+            register_pretrained(WEIGHTS_DIR)
+        except Exception:
+            _PRETRAINED_REGISTERED = False  # a broken manifest keeps failing loudly, not only the first time
+            raise
 
 
 def get_model_entry(name: str) -> ModelEntry:

@@ -103,6 +103,14 @@ def test_export_writes_fp16_safetensors_and_a_valid_manifest(exported):
         torch.testing.assert_close(loaded(x), model(x), atol=2e-2, rtol=2e-2)
 
 
+def test_zoo_models_lists_pretrained_names(exported, capsys):
+    from zoo.models.listing import models_main
+
+    assert models_main(["--pretrained", "--no-flops"]) == 0
+    table = capsys.readouterr().out
+    assert NAME in table and "unet_small" not in table
+
+
 def test_pretrained_weights_are_verified(exported):
     weights, _ = exported
     file = weights / f"{NAME}.safetensors"
@@ -157,11 +165,9 @@ def test_export_refuses_and_leaves_nothing_behind(tmp_path, monkeypatch, isolate
     assert export.main(_export_args(tmp_path, metrics=bad, out=out)) == 1
     # a failure between the two renames removes the weights already renamed and every temporary file
     real_replace = export.os.replace
-    calls = []
 
     def flaky_replace(src, dst):
-        calls.append(dst)
-        if len(calls) == 2:
+        if ".tmp-" in str(src) and str(dst).endswith(".json"):
             raise OSError("disk full")
         real_replace(src, dst)
 
@@ -172,9 +178,19 @@ def test_export_refuses_and_leaves_nothing_behind(tmp_path, monkeypatch, isolate
     monkeypatch.setattr(export.os, "replace", real_replace)
     args = _export_args(tmp_path, out=out)
     assert export.main(args) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
     with pytest.raises(FileExistsError, match="--overwrite"):
         export.export_weights(tmp_path / "run.ckpt", out, **kw)
+    # an overwrite that fails half-way restores the previous export exactly
+    _lightning_ckpt(tmp_path / "run.ckpt", seed=1)
+    monkeypatch.setattr(export.os, "replace", flaky_replace)
+    with pytest.raises(OSError, match="disk full"):
+        export.export_weights(tmp_path / "run.ckpt", out, overwrite=True, **kw)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    monkeypatch.setattr(export.os, "replace", real_replace)
     assert export.main([*args, "--overwrite"]) == 0
+    after = load_manifest(out / f"{NAME}.json", check_file=True)
+    assert after["sha256"] != json.loads(before[f"{NAME}.json"])["sha256"]  # the seed-1 weights replaced them
     huge = torch.full((4,), 1e6)
     with pytest.raises(ValueError, match="beyond fp16"):
         export.to_fp16({"w": huge})
