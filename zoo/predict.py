@@ -81,10 +81,26 @@ class Predictor:
     def from_registry(cls, name: str, weights: str | Path | None = None, num_classes: int | None = None,
                       in_channels: int | None = None, spatial_dims: int | None = None,
                       normalization: dict[str, Any] | None = None, **kwargs: Any) -> Predictor:
-        """From a registry model (optionally with a weights file); no window unless ``roi_size`` is given."""
+        """From a registry model (optionally with a weights file); no window unless ``roi_size`` is given.
+
+        A pretrained name (`zoo.list_models(pretrained=True)`) loads its shipped weights unless ``weights`` is
+        given, and defaults normalisation, window (training patch) and overlap to its manifest's."""
+        from zoo.weights_manifest import pretrained_manifest
+
         overrides = {k: v for k, v in dict(num_classes=num_classes, in_channels=in_channels,
                                            spatial_dims=spatial_dims).items() if v is not None}
-        model = create_model(name, pretrained=False if weights is None else str(weights), **overrides)
+        found = pretrained_manifest(name)
+        if found is not None:
+            manifest = found[0]
+            info = manifest["data_info"]
+            normalization = normalization or info["normalization"]
+            kwargs.setdefault("roi_size", list(info["patch_size"]))
+            kwargs.setdefault("overlap", float(manifest.get("sw_overlap", 0.5)))
+            for key in ("class_names", "orientation", "spacing"):
+                if info.get(key) is not None:
+                    kwargs.setdefault(key, info[key])
+        pretrained: bool | str = str(weights) if weights is not None else found is not None
+        model = create_model(name, pretrained=pretrained, **overrides)
         keys = ("num_classes", "in_channels", "spatial_dims")
         facts = [overrides.get(k, getattr(model, k, None)) for k in keys]
         if None in facts:
@@ -185,7 +201,8 @@ Each input <stem>.<ext> gives <output>/<stem>.png (2-D; uint8, uint16 above 255 
 (3-D; the input's affine and header, integer labels). --overlay also writes <output>/overlays/<stem>.png (2-D).
 Pixel values are class indices 0..num_classes-1 (argmax of the logits).
 
-Inputs are normalised as the checkpoint's data_info says (for --model: --normalization, default zscore).
+Inputs are normalised as the checkpoint's data_info says (for --model: --normalization, default zscore; a
+pretrained --model <model>_<dataset> uses its manifest's normalisation, training patch and overlap).
 Multi-channel NIfTI inputs are 4-D with channels last [X, Y, Z, C]. Images that fit the window (the training
 patch, or --roi) run whole, zero-padded to the model's size multiple; larger ones are tiled with MONAI's
 sliding_window_inference (gaussian blending of logits, --overlap, --sw-batch-size).
@@ -207,7 +224,8 @@ def build_parser(prog: str = "zoo predict") -> argparse.ArgumentParser:
     p.add_argument("--normalization", default=None,
                    help='with --model: a kind (zscore, none) or a JSON spec such as \'{"kind": "window", '
                         '"min": -1000, "max": 1000}\' (default: zscore)')
-    p.add_argument("--input", required=True, help="an image/volume file, or a folder of them (not recursive)")
+    p.add_argument("input_path", nargs="?", metavar="INPUT", help="an image/volume file, or a folder of them")
+    p.add_argument("--input", help="same as INPUT: an image/volume file, or a folder of them (not recursive)")
     p.add_argument("--output", required=True, help="output folder (created if missing)")
     p.add_argument("--overlay", action="store_true", help="also write colour overlays (2-D inputs only)")
     p.add_argument("--overlay-alpha", type=float, default=0.5, help="overlay opacity in [0, 1] (default 0.5)")
@@ -238,6 +256,9 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `zoo predict`; returns the exit status (errors are printed, not raised)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if (args.input is None) == (args.input_path is None):
+        parser.error("give the input once: as INPUT or as --input (an image/volume file or a folder)")
+    args.input = args.input if args.input is not None else args.input_path
     if args.ckpt is not None:
         only_model = [f"--{k.replace('_', '-')}" for k in ("weights", "num_classes", "in_channels", "spatial_dims",
                                                             "normalization") if getattr(args, k) is not None]

@@ -70,9 +70,25 @@ def register_prefix(prefix: str, resolver: Callable[[str], ModelEntry]) -> None:
     _PREFIXES[prefix] = resolver
 
 
+_PRETRAINED_REGISTERED = False
+
+
 def _ensure_builtin_models() -> None:
     # Importing zoo.models registers every built-in family; imported lazily so `zoo.registry` stays light.
+    # Then each manifest of zoo/weights/ becomes a pretrained name ("<model>_<dataset>"), once.
+    global _PRETRAINED_REGISTERED
     import zoo.models  # noqa: F401
+
+    if not _PRETRAINED_REGISTERED:
+        _PRETRAINED_REGISTERED = True  # set first: registering looks up the base models through this function
+        from zoo.weights import WEIGHTS_DIR
+        from zoo.weights_manifest import register_pretrained
+
+        try:
+            register_pretrained(WEIGHTS_DIR)
+        except Exception:
+            _PRETRAINED_REGISTERED = False  # a broken manifest keeps failing loudly, not only the first time
+            raise
 
 
 def get_model_entry(name: str) -> ModelEntry:
@@ -93,12 +109,16 @@ def get_model_entry(name: str) -> ModelEntry:
     raise UnknownModelError(f"unknown model {name!r}{hint} (`zoo models` lists all {len(_REGISTRY)})")
 
 
-def list_models(pattern: str = "*", family: str | None = None, spatial_dims: int | None = None) -> list[str]:
-    """Sorted registered names matching a shell-style `pattern`, optionally filtered by family and dims."""
+def list_models(pattern: str = "*", family: str | None = None, spatial_dims: int | None = None,
+                pretrained: bool | None = None) -> list[str]:
+    """Sorted registered names matching a shell-style `pattern`, optionally filtered by family and dims;
+    ``pretrained=True`` keeps only names with shipped weights (`zoo/weights/`), ``False`` only the others."""
     _ensure_builtin_models()
     names = []
     for key, entry in _REGISTRY.items():
         if not fnmatch.fnmatchcase(key, pattern):
+            continue
+        if pretrained is not None and ("manifest" in entry.default_cfg) != pretrained:
             continue
         if family is not None and entry.family != family:
             continue
@@ -111,8 +131,9 @@ def list_models(pattern: str = "*", family: str | None = None, spatial_dims: int
 def create_model(name: str, pretrained: bool | str = False, **overrides: Any) -> nn.Module:
     """Build a registered model, e.g. `create_model("unet_small", num_classes=3, spatial_dims=3)`.
 
-    `pretrained=True` loads the weights the model's manifest names; a path or https URL loads that file
-    (safetensors or a `weights_only` torch file, sha256-verified where a checksum is known).
+    `pretrained=True` loads the shipped weights of a pretrained name (`list_models(pretrained=True)`, e.g.
+    "<model>_<dataset>"); a path or https URL loads that file (safetensors or a `weights_only` torch file,
+    sha256-verified where a checksum is known).
     """
     entry = get_model_entry(name)
     sd = overrides.get("spatial_dims")

@@ -6,7 +6,6 @@ Nothing is ever unpickled: `.safetensors` files load with safetensors, anything 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -28,14 +27,18 @@ def sha256_of(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def read_manifest(name: str) -> dict[str, Any]:
-    """The manifest `zoo/weights/<name>.json` of a model trained by segzoo; clear error if there is none."""
-    path = WEIGHTS_DIR / f"{name}.json"
-    if not path.is_file():
-        have = sorted(p.stem for p in WEIGHTS_DIR.glob("*.json")) if WEIGHTS_DIR.is_dir() else []
-        raise FileNotFoundError(f"no pretrained weights for model {name!r} (expected manifest {path}); models with "
-                                f"weights: {have or 'none yet'}. Pass pretrained=<path or https URL> instead.")
-    return json.loads(path.read_text())
+def read_manifest(name: str) -> tuple[dict[str, Any], Path]:
+    """The validated manifest (and its path) of a pretrained model name; clear error for a name without one."""
+    from zoo.registry import list_models
+    from zoo.weights_manifest import pretrained_manifest
+
+    found = pretrained_manifest(name)
+    if found is None:
+        have = list_models(pretrained=True)
+        raise FileNotFoundError(f"no pretrained weights for model {name!r} (no manifest {name}.json in "
+                                f"{WEIGHTS_DIR}); models with weights: {have or 'none yet'}. Pass "
+                                f"pretrained=<path or https URL> instead.")
+    return found
 
 
 def _cache_dir() -> Path:
@@ -45,16 +48,18 @@ def _cache_dir() -> Path:
 def resolve_weights(name: str, pretrained: bool | str) -> tuple[Path, str | None]:
     """Local file and expected sha256 (or None) for `pretrained=True`, a path, or an https URL."""
     if pretrained is True:
-        manifest = read_manifest(name)
-        return WEIGHTS_DIR / manifest["file"], manifest.get("sha256")
+        manifest, path = read_manifest(name)
+        file = path.parent / manifest["file"]
+        if not file.is_file():
+            raise FileNotFoundError(f"manifest {path} names weights file {file}, which is missing")
+        return file, manifest["sha256"]
     spec = str(pretrained)
     if spec.startswith(("https://", "http://")):
         url, _, frag = spec.partition("#sha256=")
         dest = _cache_dir() / hashlib.sha256(url.encode()).hexdigest()[:16] / Path(url.split("?")[0]).name
-        if not dest.is_file():
-            from zoo.data.download import download_file
+        from zoo.data.download import download
 
-            download_file(url, dest, sha256=frag or None)
+        download(url, dest, sha256=frag or None)  # keeps a cached file that matches; verifies a new one
         return dest, frag or None
     path = Path(spec).expanduser()
     if not path.is_file():

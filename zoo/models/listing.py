@@ -19,6 +19,8 @@ def models_main(argv: list[str] | None = None) -> int:
                     "zoo.create_model but not listed.")
     parser.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern (default: all)")
     parser.add_argument("--no-flops", action="store_true", help="skip the GFLOPs count (faster)")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="only names with shipped weights (<model>_<dataset>, see docs/MODEL_ZOO.md)")
     parser.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown to FILE")
     args = parser.parse_args(argv)
     from rich.console import Console
@@ -31,7 +33,8 @@ def models_main(argv: list[str] | None = None) -> int:
     for col in header:
         table.add_column(col, no_wrap=col == "name")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in iter_model_table(list_models(args.pattern), flops=not args.no_flops):
+    names = list_models(args.pattern, pretrained=True if args.pretrained else None)
+    for row in iter_model_table(names, flops=not args.no_flops):
         cells = (row.name, row.family, f"{row.spatial_dims}-D", f"{row.params / 1e6:.2f}",
                  "n/a" if row.gflops is None else f"{row.gflops:.1f}", "x".join(map(str, row.input_size)))
         table.add_row(*cells)
