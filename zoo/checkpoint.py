@@ -14,7 +14,7 @@ from torch import nn
 
 from zoo.registry import create_model
 
-__all__ = ["load_segzoo_checkpoint", "DATA_INFO_KEYS"]
+__all__ = ["load_segzoo_checkpoint", "model_weights", "DATA_INFO_KEYS"]
 
 DATA_INFO_KEYS = ("num_classes", "in_channels", "spatial_dims", "patch_size", "class_names", "normalization")
 
@@ -39,7 +39,7 @@ def _short(err: Exception) -> str:
     return text.strip().split("\n")[0].split(". ")[0]
 
 
-def _model_weights(state: dict[str, Any]) -> dict[str, Any]:
+def model_weights(state: dict[str, Any]) -> dict[str, Any]:
     """The ``model.``-prefixed entries of a Lightning state dict, prefix (and a compiled ``_orig_mod.``) cut."""
     out = {}
     for k, v in state.items():
@@ -64,7 +64,7 @@ def load_segzoo_checkpoint(path: str | Path, arg: str = "ckpt") -> tuple[nn.Modu
     if "normalization" not in info:
         raise ValueError(f"{arg}: {str(path)!r} has data_info without 'normalization' (keys {sorted(info)}), so "
                          f"its input pipeline is unknown; expected keys {list(DATA_INFO_KEYS)}")
-    state = _model_weights(ckpt["state_dict"])
+    state = model_weights(ckpt["state_dict"])
     if not state:
         raise ValueError(f"{arg}: {str(path)!r} has no 'model.'-prefixed weights in its state_dict")
     model = create_model(hp["model_name"], **dict(hp["model_kwargs"]))

@@ -79,7 +79,9 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except Exception as e:  # corrupt or foreign file: say which and why
         raise ValueError(f"could not read weights from {path}: {type(e).__name__}: {e}") from e
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
+        from zoo.checkpoint import model_weights
+
+        obj = model_weights(obj["state_dict"])
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path} does not hold a state dict of tensors")
     return obj
