@@ -95,7 +95,7 @@ def _make_cli() -> ZooCLI:
         SegmentationModule, SegDataModule, subclass_mode_model=True, subclass_mode_data=True,
         trainer_defaults={
             "precision": "bf16-mixed" if torch.cuda.is_available() else "32-true",
-            "plugins": [AtomicCheckpointIO()],
+            "plugins": [{"class_path": f"{AtomicCheckpointIO.__module__}.{AtomicCheckpointIO.__qualname__}"}],
         },
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
