@@ -18,8 +18,9 @@ __all__ = ["predict_logits", "model_divisor"]
 
 
 def model_divisor(model: nn.Module, spatial_dims: int) -> list[int]:
-    """Per-axis size the model's input must be a multiple of (its ``divisor`` attribute; 1 when it has none)."""
-    div = getattr(model, "divisor", 1)
+    """Per-axis size the model's input must be a multiple of (its ``divisor`` attribute; 1 when it has none or
+    pads its input itself, ``pad_input=True``)."""
+    div = 1 if getattr(model, "pad_input", False) else getattr(model, "divisor", 1)
     return [int(div)] * spatial_dims if isinstance(div, int) else [int(d) for d in div]
 
 

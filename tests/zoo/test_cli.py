@@ -121,3 +121,15 @@ def test_top_level_usage_and_unknown_command(capsys):
     assert "fit | validate | test" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="unknown command 'trian'"):
         main(["trian"])
+
+
+@pytest.mark.parametrize("config,dataset", [("drive/unet.yaml", "DRIVE"),
+                                            ("hippocampus/unet.yaml", "Task04_Hippocampus")])
+def test_dataset_configs_train_one_step(config, dataset, shared_datasets, tmp_path, monkeypatch):
+    """The real-data recipes run end to end (one training and one validation batch) on the shared data."""
+    monkeypatch.chdir(tmp_path)
+    main(["fit", "--config", str(ROOT / "configs" / config), "--trainer.fast_dev_run", "true",
+          "--data.init_args.root", str(shared_datasets / dataset), "--data.init_args.num_workers", "0",
+          "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0.0 <= metrics["dice"] <= 1.0

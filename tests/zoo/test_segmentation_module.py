@@ -44,3 +44,10 @@ def test_summarize_validation_skips_classes_never_scored():
     assert out["val/dice_a"] == pytest.approx(0.75) and out["val/iou_a"] == pytest.approx(0.5)
     assert "val/dice_b" not in out
     assert out["val/dice"] == pytest.approx(0.75) and out["val/miou"] == pytest.approx(0.5)
+
+
+def test_validation_windows_need_not_be_multiples_when_the_model_pads():
+    info = dict(INFO, patch_size=[20, 28])
+    m = SegmentationModule("unet_tiny", {"pad_input": True}, info).eval()
+    logits = m.predict_logits(torch.randn(1, 1, 44, 52))  # larger than the patch: sliding window of 20x28
+    assert logits.shape == (1, 3, 44, 52)

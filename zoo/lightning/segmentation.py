@@ -102,6 +102,11 @@ class SegmentationModule(L.LightningModule):
         """Input-size multiple of the wrapped model (read by `zoo.inference.predict_logits`)."""
         return getattr(self.model, "divisor", 1)
 
+    @property
+    def pad_input(self) -> bool:
+        """Whether the wrapped model pads inputs to its divisor itself (read by `zoo.inference.predict_logits`)."""
+        return bool(getattr(self.model, "pad_input", False))
+
     def predict_logits(self, image: torch.Tensor) -> torch.Tensor:
         """Logits for whole cases, the same path as `zoo predict`: sliding-window (gaussian) beyond the patch."""
         from zoo.inference import predict_logits
