@@ -1,6 +1,8 @@
 """Encoders as classifiers (for ImageNet-subset pretraining) and loading their weights into a segmenter."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from typing import Any, Mapping
 
 import torch
@@ -10,7 +12,7 @@ from backbones.base import EncoderClassifier
 from backbones.vit import resample_pos_embeds
 from zoo.registry import create_model
 
-__all__ = ["create_classifier", "load_encoder_weights"]
+__all__ = ["create_classifier", "load_encoder_weights", "load_encoder_file"]
 
 
 def create_classifier(name: str, num_classes: int = 1000, drop_rate: float = 0.0,
@@ -50,3 +52,17 @@ def load_encoder_weights(seg_model: nn.Module, classifier_state_dict: Mapping[st
                          f"shape mismatches {mismatched[:5]}")
     encoder.load_state_dict(state)
     return sorted(state)
+
+
+def load_encoder_file(seg_model: nn.Module, path: str | Path) -> list[str]:
+    """`load_encoder_weights` from a file: a `ClassificationModule` checkpoint (`weights_only` torch load) or a
+    classifier state dict in safetensors/torch format. Returns the loaded encoder keys."""
+    from zoo.weights import load_state_dict_file
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"encoder_weights: file {str(path)!r} does not exist (expected a ClassificationModule "
+                                "checkpoint or a classifier state dict in safetensors or torch format)")
+    try:
+        return load_encoder_weights(seg_model, load_state_dict_file(path))
+    except ValueError as err:
+        raise ValueError(f"encoder_weights={str(path)!r}: {err}") from err

@@ -81,6 +81,12 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.normalization = {"kind": "mean_std", "mean": [m * 255 for m in mean], "std": [s * 255 for s in std]}
         self.val_samples: list[tuple[Path, int]] | None = None
 
+    def describe(self) -> dict:
+        """Facts the classifier is built from and stores in its checkpoint (linked into the model by `zoo fit`)."""
+        return dict(task="classification", num_classes=self.num_classes, in_channels=self.in_channels,
+                    spatial_dims=2, image_size=self.image_size, class_names=list(self.class_names),
+                    normalization=dict(self.normalization))
+
     def setup(self, stage: str | None = None) -> None:
         if self.val_samples is None:
             _, self.val_samples = scan_image_folder(self.val_dir, self.class_names)

@@ -1,6 +1,7 @@
 """`zoo fit|validate|test|predict --config FILE`: LightningCLI with segzoo's defaults.
 
-Adds: the data module's facts linked into the model (`data_info`), best/last checkpoints by val Dice, atomic
+Adds: the data module's facts linked into the model (`data_info`), best/last checkpoints by val Dice (or the
+metric a config names in `checkpoint.monitor`, e.g. `val/top1` for a `ClassificationModule`), atomic
 checkpoint writes, bf16 mixed precision by default on a GPU, and after `fit` a validation of the best
 checkpoint whose metrics are printed as a table and written to `<run dir>/metrics.json`.
 """
@@ -13,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from zoo.data.base import SegDataModule
 from zoo.lightning.checkpoint_io import AtomicCheckpointIO
+from zoo.lightning.classification import ClassificationModule
 from zoo.lightning.prediction_writer import LabelMapWriter
 from zoo.lightning.segmentation import SegmentationModule
 
@@ -45,38 +47,63 @@ class ZooCLI(LightningCLI):
                               self.model, best)
 
 
-def write_fit_metrics(run_dir: Path, logged: dict[str, Any], model: SegmentationModule,
+def _num(v: Any) -> float | None:
+    v = float(v)
+    return None if math.isnan(v) else v
+
+
+def write_fit_metrics(run_dir: Path, logged: dict[str, Any], model: SegmentationModule | ClassificationModule,
                       checkpoint: str | None) -> dict[str, Any]:
-    """Print the validation metrics as a table and write them to `run_dir/metrics.json` (no NaN written)."""
+    """Print the validation metrics as a table and write them to `run_dir/metrics.json` (no NaN written):
+    Dice/mIoU (overall and per class) for segmentation, top-1/top-5 accuracy for classification."""
     from rich.console import Console
-    from rich.table import Table
 
-    def num(v: Any) -> float | None:
-        v = float(v)
-        return None if math.isnan(v) else v
-
-    per_class = {}
-    for name in model.class_names:
-        if f"val/dice_{name}" in logged:
-            per_class[name] = {"dice": num(logged[f"val/dice_{name}"]), "iou": num(logged[f"val/iou_{name}"])}
-    out = {"dice": num(logged["val/dice"]), "miou": num(logged["val/miou"]), "per_class": per_class,
-           "val_loss": num(logged["val/loss"]) if "val/loss" in logged else None,
-           "checkpoint": checkpoint, "model": model.hparams["model_name"]}
+    if isinstance(model, ClassificationModule):
+        out, table = _classification_summary(logged)
+    else:
+        out, table = _segmentation_summary(logged, model)
+    out.update(val_loss=_num(logged["val/loss"]) if "val/loss" in logged else None, checkpoint=checkpoint,
+               model=model.hparams["model_name"])
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / ".metrics.json.tmp"
     tmp.write_text(json.dumps(out, indent=2))
     os.replace(tmp, run_dir / "metrics.json")
-
-    table = Table(title=f"validation ({'best checkpoint' if checkpoint else 'final weights'})")
-    for col in ("class", "Dice", "IoU"):
-        table.add_column(col)
-    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
-    for name, m in per_class.items():
-        table.add_row(name, fmt(m["dice"]), fmt(m["iou"]))
-    table.add_row("[bold]mean (foreground)", fmt(out["dice"]), fmt(out["miou"]))
+    table.title = f"validation ({'best checkpoint' if checkpoint else 'final weights'})"
     Console().print(table)
     print(f"metrics written to {run_dir / 'metrics.json'}")
     return out
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def _classification_summary(logged: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    from rich.table import Table
+
+    out = {"top1": _num(logged["val/top1"]), "top5": _num(logged["val/top5"])}
+    table = Table()
+    for col in ("top-1", "top-5"):
+        table.add_column(col)
+    table.add_row(_fmt(out["top1"]), _fmt(out["top5"]))
+    return out, table
+
+
+def _segmentation_summary(logged: dict[str, Any], model: SegmentationModule) -> tuple[dict[str, Any], Any]:
+    from rich.table import Table
+
+    per_class = {}
+    for name in model.class_names:
+        if f"val/dice_{name}" in logged:
+            per_class[name] = {"dice": _num(logged[f"val/dice_{name}"]), "iou": _num(logged[f"val/iou_{name}"])}
+    out = {"dice": _num(logged["val/dice"]), "miou": _num(logged["val/miou"]), "per_class": per_class}
+    table = Table()
+    for col in ("class", "Dice", "IoU"):
+        table.add_column(col)
+    for name, m in per_class.items():
+        table.add_row(name, _fmt(m["dice"]), _fmt(m["iou"]))
+    table.add_row("[bold]mean (foreground)", _fmt(out["dice"]), _fmt(out["miou"]))
+    return out, table
 
 
 def run_lightning_cli(argv: list[str]) -> ZooCLI:
@@ -92,7 +119,7 @@ def run_lightning_cli(argv: list[str]) -> ZooCLI:
 
 def _make_cli() -> ZooCLI:
     return ZooCLI(
-        SegmentationModule, SegDataModule, subclass_mode_model=True, subclass_mode_data=True,
+        L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
         trainer_defaults={
             "precision": "bf16-mixed" if torch.cuda.is_available() else "32-true",
             "plugins": [{"class_path": f"{AtomicCheckpointIO.__module__}.{AtomicCheckpointIO.__qualname__}"}],

@@ -8,20 +8,23 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss
 
+from zoo.encoders import load_encoder_file
+from zoo.lightning.common import ModelRunnerMixin, merge_data_info
 from zoo.metrics import confusion_per_class, dice_iou
 from zoo.registry import create_model
-from zoo.lightning.schedules import warmup_decay
 
 __all__ = ["SegmentationModule"]
 
 
-class SegmentationModule(L.LightningModule):
+class SegmentationModule(ModelRunnerMixin, L.LightningModule):
     """Train a `zoo` model on a `SegDataModule`.
 
     `data_info` (num_classes, in_channels, spatial_dims, patch_size, class_names, normalization) is linked
     from the data module by `zoo fit`; it is stored in the checkpoint so `zoo predict` can rebuild the model
     and its input pipeline from the checkpoint alone. Validation reports per-case Dice/IoU averaged over
     cases (a class empty in both prediction and ground truth is skipped), the same numbers as `zoo eval`.
+    `encoder_weights`: a `ClassificationModule` checkpoint or a classifier state dict (safetensors or torch file)
+    whose `encoder.*` weights initialise the model's encoder (e.g. Imagenette pretraining).
     """
 
     def __init__(
@@ -39,17 +42,14 @@ class SegmentationModule(L.LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         sw_overlap: float = 0.25,
+        encoder_weights: str | None = None,
     ) -> None:
         super().__init__()
         info = dict(data_info or {})
-        kwargs = dict(model_kwargs or {})
-        for key in ("num_classes", "in_channels", "spatial_dims"):
-            if key in info:
-                if key in kwargs and kwargs[key] != info[key]:
-                    raise ValueError(f"model_kwargs.{key}={kwargs[key]} contradicts the data module's {key}="
-                                     f"{info[key]}")
-                kwargs[key] = info[key]
+        kwargs = merge_data_info(model_kwargs, info, ("num_classes", "in_channels", "spatial_dims"))
         self.model = create_model(model_name, **kwargs)
+        if encoder_weights is not None:
+            load_encoder_file(self.model, encoder_weights)
         self.num_classes = int(getattr(self.model, "num_classes", kwargs.get("num_classes", 2)))
         self.spatial_dims = int(getattr(self.model, "spatial_dims", kwargs.get("spatial_dims", 2)))
         info.setdefault("num_classes", self.num_classes)
@@ -59,23 +59,14 @@ class SegmentationModule(L.LightningModule):
             model_name=model_name, model_kwargs=kwargs, data_info=info, lr=lr, weight_decay=weight_decay,
             warmup_epochs=warmup_epochs, schedule=schedule, poly_power=poly_power, dice_weight=dice_weight,
             ce_weight=ce_weight, channels_last=channels_last, compile=compile, sw_overlap=sw_overlap,
+            encoder_weights=encoder_weights,
         ))
         self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False,
                                   lambda_dice=dice_weight, lambda_ce=ce_weight)
-        self._memory_format = ({2: torch.channels_last, 3: torch.channels_last_3d}.get(self.spatial_dims)
-                               if channels_last else None)
-        if self._memory_format is not None:
-            self.model = self.model.to(memory_format=self._memory_format)
-        # kept out of the module tree so the compiled wrapper does not duplicate the weights in the state dict
-        self.__dict__["_compiled"] = torch.compile(self.model) if compile else None
+        self.setup_runner(self.spatial_dims, channels_last, compile)
         self._val_sums: torch.Tensor | None = None
 
-    # -- forward / loss ---------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self._memory_format is not None:
-            x = x.contiguous(memory_format=self._memory_format)
-        return self._compiled(x) if self._compiled is not None else self.model(x)
-
+    # -- loss -------------------------------------------------------------------------------------------
     def compute_loss(self, out: torch.Tensor | Sequence[torch.Tensor], label: torch.Tensor) -> torch.Tensor:
         """Dice+CE; for deep supervision, a weighted sum over scales (weights 1/2^i, normalised; targets resampled
         by nearest neighbour), as nnU-Net does."""
@@ -175,19 +166,3 @@ class SegmentationModule(L.LightningModule):
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         return {"name": batch.get("name"), "label": self.predict_logits(batch["image"]).argmax(1)}
-
-    # -- optimisation ---------------------------------------------------------------------------------------
-    def configure_optimizers(self) -> dict[str, Any]:
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
-            if not p.requires_grad:
-                continue
-            (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams["weight_decay"]},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams["lr"])
-        total = int(self.trainer.estimated_stepping_batches)
-        epochs = max(1, self.trainer.max_epochs or 1)
-        warmup = int(round(self.hparams["warmup_epochs"] * total / epochs))
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, warmup_decay(total, warmup, self.hparams["schedule"], self.hparams["poly_power"]))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
