@@ -79,6 +79,16 @@ def test_fit_writes_top1_top5_and_best_checkpoint(classifier_run):
     assert monitors and abs(float(monitors[0]["best_model_score"]) - metrics["top1"]) < 1e-6
 
 
+def test_validate_from_saved_config_and_checkpoint(classifier_run, tmp_path, capsys):
+    """`zoo validate --config <run>/config.yaml --ckpt_path best.ckpt` reproduces the recorded top-1."""
+    metrics = json.loads((classifier_run / "metrics.json").read_text())
+    main(["validate", "--config", str(classifier_run / "config.yaml"), "--ckpt_path", metrics["checkpoint"],
+          "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"])
+    out = capsys.readouterr().out
+    top1 = [line for line in out.splitlines() if "val/top1" in line]
+    assert top1 and abs(float(top1[0].split()[-2]) - metrics["top1"]) < 1e-4, out[-2000:]
+
+
 def test_encoder_weights_from_the_classifier_checkpoint(classifier_run, tmp_path):
     ckpt = classifier_run / "checkpoints" / "best.ckpt"
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]

@@ -58,12 +58,12 @@ class ClassificationModule(ModelRunnerMixin, L.LightningModule):
         info.setdefault("num_classes", self.num_classes)
         info.setdefault("in_channels", kwargs["in_channels"])
         self.class_names = list(info.get("class_names") or [f"class{i}" for i in range(self.num_classes)])
-        self.save_hyperparameters(dict(
+        self.save_run_hparams(
             model_name=model_name, model_kwargs=kwargs, data_info=info, lr=lr, weight_decay=weight_decay,
             warmup_epochs=warmup_epochs, schedule=schedule, poly_power=poly_power, label_smoothing=label_smoothing,
             mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, mixup_prob=mixup_prob,
             mixup_switch_prob=mixup_switch_prob, drop_rate=drop_rate, channels_last=channels_last, compile=compile,
-        ))
+        )
         self.mixup = None
         if mixup_alpha > 0 or cutmix_alpha > 0:
             from timm.data import Mixup

@@ -33,6 +33,12 @@ class ModelRunnerMixin:
     hparams: Any
     trainer: Any
 
+    def save_run_hparams(self, **hparams: Any) -> None:
+        """`save_hyperparameters` plus Lightning's `_class_path` key: with it `zoo fit|validate ... --ckpt_path`
+        re-parses the checkpoint's hyper-parameters as this class (the CLI's model base is `LightningModule`)."""
+        cls = type(self)
+        self.save_hyperparameters(dict(hparams, _class_path=f"{cls.__module__}.{cls.__qualname__}"))  # type: ignore[attr-defined]
+
     def setup_runner(self, spatial_dims: int, channels_last: bool, compile: bool) -> None:
         """Convert the model to channels-last memory format and/or compile it (both optional)."""
         self._memory_format = ({2: torch.channels_last, 3: torch.channels_last_3d}.get(spatial_dims)

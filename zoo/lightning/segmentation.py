@@ -55,12 +55,12 @@ class SegmentationModule(ModelRunnerMixin, L.LightningModule):
         info.setdefault("num_classes", self.num_classes)
         info.setdefault("spatial_dims", self.spatial_dims)
         self.class_names = list(info.get("class_names") or [f"class{i}" for i in range(self.num_classes)])
-        self.save_hyperparameters(dict(
+        self.save_run_hparams(
             model_name=model_name, model_kwargs=kwargs, data_info=info, lr=lr, weight_decay=weight_decay,
             warmup_epochs=warmup_epochs, schedule=schedule, poly_power=poly_power, dice_weight=dice_weight,
             ce_weight=ce_weight, channels_last=channels_last, compile=compile, sw_overlap=sw_overlap,
             encoder_weights=encoder_weights,
-        ))
+        )
         self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False,
                                   lambda_dice=dice_weight, lambda_ce=ce_weight)
         self.setup_runner(self.spatial_dims, channels_last, compile)
