@@ -37,7 +37,8 @@ class ModelRunnerMixin:
         """`save_hyperparameters` plus Lightning's `_class_path` key: with it `zoo fit|validate ... --ckpt_path`
         re-parses the checkpoint's hyper-parameters as this class (the CLI's model base is `LightningModule`)."""
         cls = type(self)
-        self.save_hyperparameters(dict(hparams, _class_path=f"{cls.__module__}.{cls.__qualname__}"))  # type: ignore[attr-defined]
+        self.save_hyperparameters(  # type: ignore[attr-defined]
+            dict(hparams, _class_path=f"{cls.__module__}.{cls.__qualname__}"))
 
     def setup_runner(self, spatial_dims: int, channels_last: bool, compile: bool) -> None:
         """Convert the model to channels-last memory format and/or compile it (both optional)."""
