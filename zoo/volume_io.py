@@ -8,7 +8,7 @@ written back with the input's affine and header lines up with the input in any v
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import nibabel as nib
 import numpy as np
