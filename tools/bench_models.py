@@ -32,6 +32,8 @@ NUM_CLASSES, IN_CHANNELS = 4, 1
 
 # MONAI baselines at the widths/depths of the segzoo models they are compared with.
 BASELINES: list[tuple[str, str, dict[str, Any]]] = [
+    ("monai AttentionUnet (= attention_unet_small)", "monai:AttentionUnet",
+     dict(channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2))),
     ("monai AttentionUnet (unet_small widths)", "monai:AttentionUnet",
      dict(channels=(32, 64, 128, 256, 320), strides=(2, 2, 2, 2))),
     ("monai UNETR (ViT-B/16, = vit_unetr_base)", "monai:UNETR", dict(feature_size=16)),

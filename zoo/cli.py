@@ -10,7 +10,8 @@ commands:
   fit | validate | test   train / evaluate from a YAML config (LightningCLI): zoo fit --config FILE [--key value]
   predict                 label maps for images or NIfTI volumes: zoo predict (--ckpt FILE | --model NAME) INPUT --output DIR
                           (with --config FILE: LightningCLI's predict over the config's data module)
-  eval                    Dice / IoU / HD95 / sensitivity / precision of a folder of predictions
+  eval                    Dice / IoU / HD95 / sensitivity / precision / accuracy (+ ROC AUC with --probs) of a
+                          folder of predictions
   models                  list registered models
 
 `zoo COMMAND --help` explains each command."""

@@ -1,6 +1,7 @@
 """`zoo eval`: score a folder of predicted label maps against ground truth, per case and per class.
 
-Writes a per-case CSV, a JSON summary (keys ``dice`` and ``miou``: foreground means) and a Markdown table.
+Writes a per-case CSV, a JSON summary (keys ``dice`` and ``miou``: foreground means; ``accuracy``; with probability
+maps ``auc``: pooled) and a Markdown table.
 The conventions are in `CONVENTIONS` (printed by ``--help``); the metrics themselves live in `zoo.metrics`.
 """
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from zoo.metrics import METRIC_NAMES, aggregate_cases, case_metrics
-from zoo.volume_io import is_nifti, list_cases, read_label_map, split_name
+from zoo.metrics import (METRIC_NAMES, RocCounts, accuracy_counts, aggregate_cases, auc_per_class, case_metrics,
+                         merge_roc_counts, nan_mean_std, roc_auc)
+from zoo.volume_io import find_prob_map, is_nifti, list_cases, read_label_map, read_prob_map, split_name
 
 __all__ = ["EvalResult", "match_cases", "evaluate_folders", "summary_json", "markdown_table", "fmt", "eval_main",
            "CONVENTIONS"]
@@ -33,11 +35,19 @@ Conventions:
     std is the std over cases of each case's mean over its scored classes.
   - HD95: max of the two directed 95th-percentile distances between the class surfaces, in mm from the
     ground truth's NIfTI voxel size (or in voxels with --hd95-voxels), in pixels for 2-D images.
+  - AUC (with --probs): ROC AUC of each class against the rest from the predicted probabilities, exact
+    (Mann-Whitney, ties count one half); undefined in a case where the class has no pixel or covers every
+    (scored) pixel. Two summaries: 'auc' = pooled AUC (all pixels of all cases ranked together, as the DRIVE
+    literature reports it), averaged over the scored classes; 'auc_per_case_mean' / 'auc_per_case_std' = the
+    mean ± std over cases, as for the other metrics. The table shows both (AUC, AUC pooled).
+  - Accuracy: the fraction of pixels whose predicted label equals the truth (every class, background
+    included, whatever --include-background says): 'accuracy' = pooled over all pixels of all cases,
+    'accuracy_per_case_mean' / 'accuracy_per_case_std' over cases. --roi-dir restricts AUC and accuracy too.
   - Undefined values are written as n/a (null in JSON); NaN is never printed as a number.
   - Predictions and ground truth are matched by file stem (a.png <-> a.png, b.nii.gz <-> b.nii); every
     stem must have both files."""
 
-_LABELS = dict(dice="Dice", iou="IoU", hd95="HD95", sensitivity="Sensitivity", precision="Precision")
+_LABELS = dict(dice="Dice", iou="IoU", hd95="HD95", sensitivity="Sensitivity", precision="Precision", auc="AUC")
 
 
 def fmt(value: float, digits: int = 4) -> str:
@@ -53,7 +63,8 @@ def _json_num(value: float) -> float | None:
 
 @dataclass
 class EvalResult:
-    """Per-case metric arrays ``{metric: [num_cases, num_classes]}`` and their `aggregate_cases` summary."""
+    """Per-case metric arrays ``{metric: [num_cases, num_classes]}`` and their `aggregate_cases` summary, plus
+    per-case pixel accuracy ``[num_cases]`` and pooled values (``accuracy``; ``auc`` ``[num_classes]`` or None)."""
 
     cases: list[str]
     class_names: list[str]
@@ -61,6 +72,16 @@ class EvalResult:
     summary: dict[str, Any]
     include_background: bool
     hd95_unit: str
+    accuracy: np.ndarray | None = None
+    accuracy_pooled: float = math.nan
+    auc_pooled: np.ndarray | None = None
+
+    @property
+    def auc(self) -> float:
+        """The headline AUC: pooled per-class AUC averaged over the scored classes (NaN without probabilities)."""
+        if self.auc_pooled is None:
+            return math.nan
+        return nan_mean_std(self.auc_pooled[self.scored_classes])[0]
 
     @property
     def scored_classes(self) -> list[int]:
@@ -70,25 +91,45 @@ class EvalResult:
     def to_json(self) -> dict[str, Any]:
         """The JSON summary (see `summary_json`) plus case names and the HD95 unit."""
         out = summary_json(self.summary, self.class_names, self.include_background)
+        if self.auc_pooled is not None:
+            out.update(auc=_json_num(self.auc), auc_per_case_mean=_json_num(self.summary["mean"]["auc"]),
+                       auc_per_case_std=_json_num(self.summary["std"]["auc"]))
+            for c in self.scored_classes:
+                out["per_class"][self.class_names[c]]["auc"]["pooled"] = _json_num(self.auc_pooled[c])
+        if self.accuracy is not None:
+            acc_mean, acc_std, _ = nan_mean_std(self.accuracy)
+            out.update(accuracy=_json_num(self.accuracy_pooled), accuracy_per_case_mean=_json_num(acc_mean),
+                       accuracy_per_case_std=_json_num(acc_std),
+                       accuracy_per_case=[_json_num(a) for a in self.accuracy])
         out.update(num_cases=len(self.cases), hd95_unit=self.hd95_unit, cases=self.cases)
         return out
 
     def write_csv(self, path: str | Path) -> Path:
-        """One row per case and scored class: case, class, class_name, then every metric (n/a if undefined)."""
+        """One row per case and scored class: case, class, class_name, then every metric (n/a if undefined) and
+        the case's pixel accuracy (the same on each of its rows)."""
         path = Path(path)
         metrics = list(self.per_case)
+        extra = ["accuracy"] if self.accuracy is not None else []
         with path.open("w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["case", "class", "class_name", *metrics])
+            w.writerow(["case", "class", "class_name", *metrics, *extra])
             for i, case in enumerate(self.cases):
+                acc = [fmt(self.accuracy[i], 6)] if extra else []
                 for c in self.scored_classes:
-                    w.writerow([case, c, self.class_names[c], *(fmt(self.per_case[m][i, c], 6) for m in metrics)])
+                    w.writerow([case, c, self.class_names[c], *(fmt(self.per_case[m][i, c], 6) for m in metrics),
+                                *acc])
         return path
 
     def markdown(self) -> str:
-        """The per-class mean ± std table with a final row of means over the scored classes."""
-        return markdown_table(self.summary, self.class_names, self.include_background,
-                              title=f"{len(self.cases)} case(s); HD95 in {self.hd95_unit}")
+        """The per-class mean ± std table with a final row of means over the scored classes, then accuracy."""
+        pooled = {"auc": self.auc_pooled} if self.auc_pooled is not None else None
+        table = markdown_table(self.summary, self.class_names, self.include_background,
+                               title=f"{len(self.cases)} case(s); HD95 in {self.hd95_unit}", pooled=pooled)
+        if self.accuracy is None:
+            return table
+        acc_mean, acc_std, _ = nan_mean_std(self.accuracy)
+        return (table + f"\nAccuracy (all classes): pooled {fmt(self.accuracy_pooled)}; per case "
+                f"{_pm(acc_mean, acc_std, 4)}\n")
 
 
 def summary_json(summary: dict[str, Any], class_names: Sequence[str], include_background: bool = False) -> dict:
@@ -112,19 +153,23 @@ def summary_json(summary: dict[str, Any], class_names: Sequence[str], include_ba
 
 
 def markdown_table(summary: dict[str, Any], class_names: Sequence[str], include_background: bool = False,
-                   title: str | None = None) -> str:
-    """Markdown table: one row per scored class (mean ± std over cases, n/a if undefined) + the overall mean."""
+                   title: str | None = None, pooled: dict[str, np.ndarray] | None = None) -> str:
+    """Markdown table: one row per scored class (mean ± std over cases, n/a if undefined) + the overall mean;
+    ``pooled`` ``{metric: [num_classes]}`` adds a "<metric> pooled" column (its mean row: mean over classes)."""
     metrics = list(summary["mean"])
+    pooled = pooled or {}
     first = 0 if include_background else 1
     digits = {m: 2 if m == "hd95" else 4 for m in metrics}
-    head = ["class", *(_LABELS.get(m, m) for m in metrics)]
+    head = ["class", *(_LABELS.get(m, m) for m in metrics), *(f"{_LABELS.get(m, m)} pooled" for m in pooled)]
     rows = [head, ["---"] * len(head)]
     for c in range(first, len(class_names)):
         pc = summary["per_class"]
-        rows.append([class_names[c], *(_pm(pc[m]["mean"][c], pc[m]["std"][c], digits[m]) for m in metrics)])
+        rows.append([class_names[c], *(_pm(pc[m]["mean"][c], pc[m]["std"][c], digits[m]) for m in metrics),
+                     *(fmt(v[c]) for v in pooled.values())])
     scope = "all classes" if include_background else "foreground"
     rows.append([f"**mean ({scope})**",
-                 *(_pm(summary["mean"][m], summary["std"][m], digits[m]) for m in metrics)])
+                 *(_pm(summary["mean"][m], summary["std"][m], digits[m]) for m in metrics),
+                 *(fmt(nan_mean_std(np.asarray(v)[first:])[0]) for v in pooled.values())])
     lines = ["| " + " | ".join(r) + " |" for r in rows]
     return (f"{title}\n\n" if title else "") + "\n".join(lines) + "\n"
 
@@ -179,9 +224,11 @@ def _check_labels(arr: np.ndarray, path: Path, num_classes: int) -> None:
 
 def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int, include_background: bool = False,
                      class_names: Sequence[str] | None = None, hd95: bool = True, hd95_voxels: bool = False,
-                     progress: bool = False, roi_dir: str | Path | None = None) -> EvalResult:
+                     progress: bool = False, roi_dir: str | Path | None = None,
+                     probs_dir: str | Path | None = None) -> EvalResult:
     """Score every prediction in ``pred_dir`` against the ground truth of the same stem in ``gt_dir``
-    (inside the nonzero pixels of the same-stem mask in ``roi_dir``, when given)."""
+    (inside the nonzero pixels of the same-stem mask in ``roi_dir``, when given); with ``probs_dir`` (the
+    ``probs/`` folder of `zoo predict --save-probs`) also ROC AUC, per case and pooled."""
     if not isinstance(num_classes, int) or num_classes < (1 if include_background else 2):
         raise ValueError(f"num_classes must be an int >= {1 if include_background else 2} "
                          f"(background + at least one scored class), got {num_classes!r}")
@@ -194,10 +241,13 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int,
     if missing:
         raise ValueError(f"--roi-dir: {len(missing)} case(s) have no ROI mask in {str(roi_dir)!r}: "
                          + ", ".join(repr(m) for m in missing[:10]))
+    probs = _match_probs(probs_dir, [p[0] for p in pairs]) if probs_dir is not None else None
     from rich.console import Console
     from rich.progress import track
 
-    per_case: dict[str, list[np.ndarray]] = {m: [] for m in METRIC_NAMES}
+    per_case: dict[str, list[np.ndarray]] = {m: [] for m in (*METRIC_NAMES, *(("auc",) if probs else ()))}
+    roc_parts: list[list[RocCounts]] = [[] for _ in range(num_classes)]
+    accuracy, correct_total = [], np.zeros(2, np.int64)
     units = set()
     for stem, pred_path, gt_path in track(pairs, description="evaluating", disable=not progress,
                                           console=Console(stderr=True)):
@@ -218,21 +268,55 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int,
         units.add("mm" if physical else ("voxels" if gt.ndim == 3 else "pixels"))
         values = case_metrics(pred, gt, num_classes, spacing if physical else None, hd95=hd95, roi=roi,
                               include_background=include_background)
-        for m in METRIC_NAMES:
+        if probs is not None:
+            prob = read_prob_map(probs[stem])
+            if prob.shape != (num_classes, *gt.shape):
+                raise ValueError(f"case {stem!r}: probability map {str(probs[stem])!r} has shape "
+                                 f"{list(prob.shape)} but [num_classes, *ground truth shape] is "
+                                 f"{[num_classes, *gt.shape]}")
+            values["auc"], counts = auc_per_class(prob, gt, num_classes, roi, include_background)
+            for c, part in enumerate(counts):
+                if part is not None:
+                    roc_parts[c].append(part)
+        for m in per_case:
             per_case[m].append(values[m])
+        correct, total = accuracy_counts(pred, gt, roi)
+        accuracy.append(correct / total if total else math.nan)
+        correct_total += (correct, total)
     arrays = {m: np.stack(v) for m, v in per_case.items()}
     if not hd95:
         arrays.pop("hd95")
     summary = aggregate_cases(arrays, include_background)
     unit = " / ".join(sorted(units)) if hd95 else "n/a"
-    return EvalResult([p[0] for p in pairs], names, arrays, summary, include_background, unit)
+    auc_pooled = (np.array([roc_auc(merge_roc_counts(parts)) for parts in roc_parts]) if probs is not None
+                  else None)
+    acc_pooled = correct_total[0] / correct_total[1] if correct_total[1] else math.nan
+    return EvalResult([p[0] for p in pairs], names, arrays, summary, include_background, unit,
+                      np.array(accuracy, dtype=np.float64), float(acc_pooled), auc_pooled)
+
+
+def _match_probs(probs_dir: str | Path, stems: Sequence[str]) -> dict[str, Path]:
+    """The probability map of every case stem in ``probs_dir``; missing ones raise ValueError naming them."""
+    folder = Path(probs_dir)
+    if not folder.is_dir():
+        if folder.exists():
+            raise ValueError(f"--probs: expected a folder of probability maps, got the file {str(folder)!r}")
+        raise FileNotFoundError(f"--probs: path {str(folder)!r} does not exist")
+    found = {stem: find_prob_map(folder, stem) for stem in stems}
+    missing = [s for s, f in found.items() if f is None]
+    if missing:
+        raise ValueError(f"--probs: {len(missing)} case(s) have no probability map <stem>_prob.tif or "
+                         f"<stem>_prob.nii.gz in {str(folder)!r}: " + ", ".join(repr(m) for m in missing[:10])
+                         + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
+    return {s: f for s, f in found.items() if f is not None}
 
 
 def build_parser(prog: str = "zoo eval") -> argparse.ArgumentParser:
     """The argparse parser of `zoo eval`."""
     desc = ("Score predicted label maps against ground truth: Dice, IoU, HD95, sensitivity and precision per "
-            "case and per class, mean ± std over cases.\n\nWrites <output>/metrics_per_case.csv, "
-            "<output>/metrics.json (keys 'dice' and 'miou': foreground means, plus per-class and per-metric "
+            "case and per class, mean ± std over cases; pixel accuracy; with --probs ROC AUC.\n\nWrites "
+            "<output>/metrics_per_case.csv, <output>/metrics.json (keys 'dice' and 'miou': foreground means, "
+            "'accuracy': pooled, with --probs 'auc': pooled foreground mean, plus per-class and per-metric "
             "mean/std) and <output>/metrics.md, and prints the table.\nLabel maps: single-channel PNG/TIFF "
             "(2-D) or NIfTI (3-D) of class indices 0..N-1.\n\n" + CONVENTIONS)
     p = argparse.ArgumentParser(prog=prog, description=desc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -244,6 +328,9 @@ def build_parser(prog: str = "zoo eval") -> argparse.ArgumentParser:
     p.add_argument("--output", help="folder for the CSV/JSON/Markdown files (default: the --pred folder)")
     p.add_argument("--roi-dir", help="folder of masks with the same stems; only their nonzero pixels are scored "
                                      "(e.g. DRIVE's field of view)")
+    p.add_argument("--probs", help="folder of class probability maps with the same stems, as `zoo predict "
+                                   "--save-probs` writes them (<its output>/probs: <stem>_prob.tif for 2-D, "
+                                   "<stem>_prob.nii.gz for 3-D); adds ROC AUC per case and pooled")
     p.add_argument("--hd95-voxels", action="store_true", help="HD95 in voxels even for NIfTI (default: mm)")
     p.add_argument("--no-hd95", action="store_true", help="skip HD95 (the slowest metric)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table on the terminal")
@@ -257,7 +344,7 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
     try:
         result = evaluate_folders(args.pred, args.gt, args.num_classes, args.include_background, names,
                                   hd95=not args.no_hd95, hd95_voxels=args.hd95_voxels, progress=not args.quiet,
-                                  roi_dir=args.roi_dir)
+                                  roi_dir=args.roi_dir, probs_dir=args.probs)
         out = Path(args.output or args.pred)
         out.mkdir(parents=True, exist_ok=True)
         result.write_csv(out / "metrics_per_case.csv")
@@ -272,6 +359,7 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
         from rich.markdown import Markdown
 
         Console().print(Markdown(table))
-    print(f"dice {fmt(result.summary['mean']['dice'])}  miou {fmt(result.summary['mean']['iou'])}  "
-          f"-> {out / 'metrics.json'}")
+    auc = f"auc {fmt(result.auc)} (pooled)  " if result.auc_pooled is not None else ""
+    print(f"dice {fmt(result.summary['mean']['dice'])}  miou {fmt(result.summary['mean']['iou'])}  {auc}"
+          f"accuracy {fmt(result.accuracy_pooled)} (pooled)  -> {out / 'metrics.json'}")
     return 0

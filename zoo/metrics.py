@@ -3,6 +3,7 @@
 Convention: per case and per class; a class absent from both prediction and ground truth in a case is NaN
 (skipped), a class present in only one scores Dice/IoU 0; means over cases ignore NaN. Sensitivity is NaN where
 the ground truth lacks the class, precision where the prediction lacks it, HD95 unless both have it.
+ROC AUC (one class vs the rest, from probabilities) is NaN where a case has no positive or no negative pixel.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import torch
 from scipy import ndimage
 
 __all__ = ["confusion_per_class", "dice_iou", "sensitivity_precision", "hd95_per_class", "case_metrics",
-           "aggregate_cases", "METRIC_NAMES"]
+           "aggregate_cases", "METRIC_NAMES", "RocCounts", "roc_counts", "merge_roc_counts", "roc_auc",
+           "auc_per_class", "accuracy_counts", "nan_mean_std"]
 
 METRIC_NAMES = ("dice", "iou", "hd95", "sensitivity", "precision")
 
@@ -118,7 +120,80 @@ def case_metrics(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor,
     return dict(dice=dice.numpy(), iou=iou.numpy(), hd95=hd, sensitivity=sens.numpy(), precision=prec.numpy())
 
 
-def _nan_mean_std(values: np.ndarray) -> tuple[float, float, int]:
+RocCounts = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""``(values, positives, negatives)``: distinct scores in ascending order and how many positive / negative pixels
+hold each. All that ROC AUC depends on, and summable over cases (`merge_roc_counts`) for a pooled AUC."""
+
+
+def roc_counts(scores: np.ndarray, positive: np.ndarray) -> RocCounts:
+    """`RocCounts` of one set of pixels: ``scores`` (any real values, finite) and a same-shape bool ``positive``."""
+    scores, positive = np.asarray(scores).reshape(-1), np.asarray(positive, dtype=bool).reshape(-1)
+    if scores.shape != positive.shape:
+        raise ValueError(f"scores ({scores.size} values) and positive ({positive.size} values) must match in size")
+    values, inverse = np.unique(scores, return_inverse=True)
+    total = np.bincount(inverse, minlength=values.size)
+    pos = np.bincount(inverse[positive], minlength=values.size)
+    return values, pos, total - pos
+
+
+def merge_roc_counts(parts: Sequence[RocCounts]) -> RocCounts:
+    """Sum several `RocCounts` (e.g. one per case) into one, as if their pixels had been pooled."""
+    if not parts:
+        return np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    values, inverse = np.unique(np.concatenate([p[0] for p in parts]), return_inverse=True)
+    pos = np.zeros(values.size, np.int64)
+    neg = np.zeros(values.size, np.int64)
+    np.add.at(pos, inverse, np.concatenate([p[1] for p in parts]).astype(np.int64))
+    np.add.at(neg, inverse, np.concatenate([p[2] for p in parts]).astype(np.int64))
+    return values, pos, neg
+
+
+def roc_auc(counts: RocCounts) -> float:
+    """Exact ROC AUC (Mann-Whitney U / (P N)): the probability that a random positive scores above a random
+    negative, ties counting one half. NaN without positives or without negatives."""
+    _, pos, neg = counts
+    pos, neg = np.asarray(pos, np.int64), np.asarray(neg, np.int64)
+    n_pos, n_neg = int(pos.sum()), int(neg.sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    neg_below = np.cumsum(neg) - neg
+    twice_u = int(np.sum(pos * (2 * neg_below + neg)))  # integers: exact up to ~2e9 pixels per side
+    return twice_u / (2 * n_pos * n_neg)
+
+
+def auc_per_class(probs: np.ndarray, gt: np.ndarray, num_classes: int, roi: np.ndarray | None = None,
+                  include_background: bool = True) -> tuple[np.ndarray, list[RocCounts | None]]:
+    """One-vs-rest ROC AUC per class for one case: ``probs`` ``[num_classes, *spatial]`` scores, ``gt`` labels.
+
+    Returns ``(auc [num_classes], counts)``; only ``roi`` pixels count. Background is NaN (counts None) unless
+    ``include_background``; a class without positives or without negatives in the case is NaN.
+    """
+    probs, gt = np.asarray(probs), np.asarray(gt)
+    if probs.shape != (num_classes, *gt.shape):
+        raise ValueError(f"probs must be [num_classes={num_classes}, *{list(gt.shape)}] to match the ground truth, "
+                         f"got shape {list(probs.shape)}")
+    keep = np.ones(gt.shape, bool) if roi is None else np.asarray(roi, dtype=bool)
+    labels = gt[keep]
+    out = np.full(num_classes, np.nan)
+    counts: list[RocCounts | None] = [None] * num_classes
+    for c in range(0 if include_background else 1, num_classes):
+        counts[c] = roc_counts(probs[c][keep], labels == c)
+        out[c] = roc_auc(counts[c])
+    return out, counts
+
+
+def accuracy_counts(pred: np.ndarray, gt: np.ndarray, roi: np.ndarray | None = None) -> tuple[int, int]:
+    """``(correct, total)`` pixels of a label map (all classes, background included), inside ``roi`` if given."""
+    pred, gt = np.asarray(pred), np.asarray(gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction shape {pred.shape} does not match ground truth shape {gt.shape}")
+    same = pred == gt
+    if roi is not None:
+        same = same[np.asarray(roi, dtype=bool)]
+    return int(same.sum()), int(same.size)
+
+
+def nan_mean_std(values: np.ndarray) -> tuple[float, float, int]:
     """Mean, population std and count of the finite entries of a 1-D array (NaN, NaN, 0 when none)."""
     v = values[np.isfinite(values)]
     if v.size == 0:
@@ -141,10 +216,10 @@ def aggregate_cases(per_case: Mapping[str, np.ndarray | torch.Tensor], include_b
         a = arr.double().cpu().numpy() if isinstance(arr, torch.Tensor) else np.asarray(arr, dtype=np.float64)
         if a.ndim != 2:
             raise ValueError(f"per_case[{name!r}] must be [num_cases, num_classes], got shape {a.shape}")
-        stats = np.array([_nan_mean_std(a[:, c]) for c in range(a.shape[1])]).reshape(a.shape[1], 3)
+        stats = np.array([nan_mean_std(a[:, c]) for c in range(a.shape[1])]).reshape(a.shape[1], 3)
         per_class[name] = dict(mean=stats[:, 0], std=stats[:, 1], n=stats[:, 2].astype(int))
-        mean[name] = _nan_mean_std(stats[first:, 0])[0]
+        mean[name] = nan_mean_std(stats[first:, 0])[0]
         scored = a[:, first:]
-        case_means = np.array([_nan_mean_std(row)[0] for row in scored]) if len(scored) else np.zeros(0)
-        std[name] = _nan_mean_std(case_means)[1]
+        case_means = np.array([nan_mean_std(row)[0] for row in scored]) if len(scored) else np.zeros(0)
+        std[name] = nan_mean_std(case_means)[1]
     return dict(per_class=per_class, mean=mean, std=std)

@@ -1,4 +1,5 @@
-"""`zoo predict`: a checkpoint or registry model + image files/folders -> label maps (and overlays) in a folder."""
+"""`zoo predict`: a checkpoint or registry model + image files/folders -> label maps (and overlays, class
+probabilities) in a folder."""
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,8 @@ from zoo.geometry import to_input_grid, to_training_grid
 from zoo.inference import predict_logits
 from zoo.overlay import save_overlay
 from zoo.registry import create_model
-from zoo.volume_io import is_nifti, list_cases, read_input, split_name, write_label_map
+from zoo.volume_io import (is_nifti, list_cases, prob_map_name, read_input, split_name, write_label_map,
+                           write_prob_map)
 
 __all__ = ["Predictor", "predict", "predict_main", "build_parser", "resolve_device"]
 
@@ -117,10 +119,15 @@ class Predictor:
         return torch.as_tensor(x)[None].to(self.torch_device)
 
     def predict_array(self, image: np.ndarray, source: str = "image", affine: np.ndarray | None = None) -> np.ndarray:
-        """Label map ``[*spatial]`` (int64) for one raw, unnormalised image ``[C, *spatial]``.
+        """Label map ``[*spatial]`` (int64, argmax of `predict_logits_array`) for one raw image ``[C, *spatial]``."""
+        return self.predict_logits_array(image, source, affine).argmax(0).cpu().numpy().astype(np.int64)
+
+    def predict_logits_array(self, image: np.ndarray, source: str = "image",
+                             affine: np.ndarray | None = None) -> torch.Tensor:
+        """Logits ``[K, *spatial]`` (float32) for one raw, unnormalised image ``[C, *spatial]``.
 
         With a NIfTI ``affine`` and a training ``orientation``/``spacing``, the image is first brought onto the
-        training grid and the logits resampled back, so the labels lie on the input's own grid.
+        training grid and the logits resampled back, so they lie on the input's own grid.
         """
         image = np.asarray(image, dtype=np.float32)
         if image.ndim - 1 != self.spatial_dims:
@@ -134,23 +141,28 @@ class Predictor:
         logits = predict_logits(self.model, x, self.roi_size, self.overlap, self.sw_batch_size, self.amp)[0]
         if regrid:
             logits = to_input_grid(logits, work_affine, affine, image.shape[1:])
-        return logits.argmax(0).cpu().numpy().astype(np.int64)
+        return logits
 
     def predict_file(self, path: str | Path, output_dir: str | Path, overlay: bool = False,
-                     alpha: float = 0.5) -> Path:
-        """Predict one file; writes ``<output>/<stem>.png`` or ``.nii.gz`` (+ ``overlays/<stem>.png`` if asked)."""
+                     alpha: float = 0.5, save_probs: bool = False) -> Path:
+        """Predict one file; writes ``<output>/<stem>.png`` or ``.nii.gz`` (+ ``overlays/<stem>.png`` and
+        ``probs/<stem>_prob.tif|.nii.gz``, the softmax of the same logits, if asked)."""
         path, out_dir = Path(path), Path(output_dir)
         image, reference = read_input(path)
-        labels = self.predict_array(image, str(path), None if reference is None else reference.affine)
+        logits = self.predict_logits_array(image, str(path), None if reference is None else reference.affine)
+        labels = logits.argmax(0).cpu().numpy().astype(np.int64)
         stem = split_name(path)[0]
         out = write_label_map(out_dir / (stem + (".nii.gz" if reference is not None else ".png")), labels,
                               self.num_classes, reference)
         if overlay and reference is None:
             save_overlay(out_dir / "overlays" / f"{stem}.png", image, labels, self.num_classes, alpha)
+        if save_probs:
+            write_prob_map(out_dir / "probs" / prob_map_name(stem, reference is not None),
+                           torch.softmax(logits, 0).cpu().numpy(), reference)
         return out
 
     def predict_paths(self, inputs: Sequence[str | Path], output_dir: str | Path, overlay: bool = False,
-                      alpha: float = 0.5, progress: bool = True) -> list[Path]:
+                      alpha: float = 0.5, progress: bool = True, save_probs: bool = False) -> list[Path]:
         """Predict many files with a progress bar; output stems must be unique."""
         from rich.progress import track
 
@@ -161,7 +173,7 @@ class Predictor:
                 raise ValueError(f"input: {str(stems[stem])!r} and {str(p)!r} share the stem {stem!r}, so their "
                                  "label maps would overwrite each other")
             stems[stem] = p
-        return [self.predict_file(p, output_dir, overlay, alpha)
+        return [self.predict_file(p, output_dir, overlay, alpha, save_probs)
                 for p in track(list(stems.values()), description="predicting", disable=not progress,
                                console=_stderr_console())]
 
@@ -174,10 +186,11 @@ def _stderr_console():
 
 def predict(input: str | Path, output: str | Path, ckpt: str | Path | None = None, model: str | None = None,
             weights: str | Path | None = None, overlay: bool = False, alpha: float = 0.5, progress: bool = False,
-            **kwargs: Any) -> list[Path]:
+            save_probs: bool = False, **kwargs: Any) -> list[Path]:
     """Python API of `zoo predict`: predict every supported file of ``input`` (file or folder) into ``output``.
 
-    Give ``ckpt`` (segzoo checkpoint) or ``model`` (registry name, optional ``weights``); ``kwargs`` go to
+    Give ``ckpt`` (segzoo checkpoint) or ``model`` (registry name, optional ``weights``); ``save_probs`` also
+    writes class probabilities under ``output/probs/`` (for `zoo eval --probs`); ``kwargs`` go to
     `Predictor` (``roi_size``, ``overlap``, ``sw_batch_size``, ``device``, ``amp``, and for ``model``:
     ``num_classes``, ``in_channels``, ``spatial_dims``, ``normalization``).
     """
@@ -191,7 +204,8 @@ def predict(input: str | Path, output: str | Path, ckpt: str | Path | None = Non
                  else Predictor.from_registry(model, weights, **kwargs))
     if overlay and any(is_nifti(f) for f in files):
         warnings.warn("overlays are written for 2-D images only; NIfTI inputs get none", stacklevel=2)
-    return predictor.predict_paths(files, output, overlay=overlay, alpha=alpha, progress=progress)
+    return predictor.predict_paths(files, output, overlay=overlay, alpha=alpha, progress=progress,
+                                   save_probs=save_probs)
 
 
 HELP = """\
@@ -200,6 +214,11 @@ Predict label maps for 2-D images (PNG/JPEG/TIFF) or 3-D volumes (NIfTI .nii/.ni
 Each input <stem>.<ext> gives <output>/<stem>.png (2-D; uint8, uint16 above 255 labels) or <output>/<stem>.nii.gz
 (3-D; the input's affine and header, integer labels). --overlay also writes <output>/overlays/<stem>.png (2-D).
 Pixel values are class indices 0..num_classes-1 (argmax of the logits).
+--save-probs also writes the softmax of the same logits, every class (background included), as float32 so that
+`zoo eval --probs <output>/probs` ranks exactly what the model gave: <output>/probs/<stem>_prob.tif (2-D; a
+multi-page TIFF, page k = class k, deflate-compressed; opens in Fiji/ImageJ) or <output>/probs/<stem>_prob.nii.gz
+(3-D; [X, Y, Z, K], class axis last, the input's affine). They sit in a subfolder so that <output> still holds
+only label maps for `zoo eval --pred <output>`.
 
 Inputs are normalised as the checkpoint's data_info says (for --model: --normalization, default zscore; a
 pretrained --model <model>_<dataset> uses its manifest's normalisation, training patch and overlap).
@@ -228,6 +247,8 @@ def build_parser(prog: str = "zoo predict") -> argparse.ArgumentParser:
     p.add_argument("--input", help="same as INPUT: an image/volume file, or a folder of them (not recursive)")
     p.add_argument("--output", required=True, help="output folder (created if missing)")
     p.add_argument("--overlay", action="store_true", help="also write colour overlays (2-D inputs only)")
+    p.add_argument("--save-probs", action="store_true",
+                   help="also write float32 class probabilities to <output>/probs/ (for zoo eval --probs)")
     p.add_argument("--overlay-alpha", type=float, default=0.5, help="overlay opacity in [0, 1] (default 0.5)")
     p.add_argument("--roi", type=int, nargs="+", metavar="SIZE",
                    help="sliding-window size, one per spatial dim (default: the checkpoint's training patch; "
@@ -271,9 +292,10 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
             opts.update(num_classes=args.num_classes, in_channels=args.in_channels, spatial_dims=args.spatial_dims,
                         normalization=_parse_normalization(args.normalization))
         written = predict(args.input, args.output, args.ckpt, args.model, args.weights, overlay=args.overlay,
-                          alpha=args.overlay_alpha, progress=not args.quiet, **opts)
+                          alpha=args.overlay_alpha, progress=not args.quiet, save_probs=args.save_probs, **opts)
     except (ValueError, FileNotFoundError, KeyError, TypeError) as err:
         print(f"zoo predict: error: {err}", file=sys.stderr)
         return 1
-    print(f"wrote {len(written)} label map(s) to {args.output}")
+    probs = f" and their probability maps to {Path(args.output) / 'probs'}" if args.save_probs else ""
+    print(f"wrote {len(written)} label map(s) to {args.output}{probs}")
     return 0

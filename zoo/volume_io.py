@@ -4,22 +4,31 @@
 ``[C, *spatial]`` for images and ``[*spatial]`` for label maps. 2-D arrays are
 ``[H, W]`` (PIL's row-major order); NIfTI arrays keep nibabel's voxel order ``[X, Y, Z]``, so a label map
 written back with the input's affine and header lines up with the input in any viewer.
+
+Probability maps (`zoo predict --save-probs`) hold every class, background included, as float32 so that ranking
+metrics (ROC AUC) read back exactly what the model gave: ``<stem>_prob.tif`` for 2-D (multi-page TIFF, page k =
+class k, deflate-compressed) and ``<stem>_prob.nii.gz`` for 3-D (``[X, Y, Z, K]``, the input's affine).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import nibabel as nib
 import numpy as np
 
+from PIL import Image, features
+
 from zoo.data.io import IMAGE_SUFFIXES, read_image, read_mask, write_mask
 
 __all__ = ["IMAGE_SUFFIXES", "NIFTI_SUFFIXES", "SUPPORTED_SUFFIXES", "split_name", "is_nifti", "list_cases",
-           "read_input", "read_nifti", "read_label_map", "write_label_map", "label_dtype"]
+           "read_input", "read_nifti", "read_label_map", "write_label_map", "label_dtype", "PROB_SUFFIX",
+           "prob_map_name", "find_prob_map", "write_prob_map", "read_prob_map"]
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + NIFTI_SUFFIXES
+PROB_SUFFIX = "_prob"
+_PROB_SUFFIXES = (".tif", ".tiff") + NIFTI_SUFFIXES
 
 
 def split_name(path: str | Path) -> tuple[str, str]:
@@ -145,3 +154,69 @@ def write_label_nifti(path: str | Path, labels: np.ndarray, reference: nib.Nifti
     nib.save(out, str(path))
     return path
 
+
+
+def prob_map_name(stem: str, nifti: bool) -> str:
+    """File name of a case's probability map: ``<stem>_prob.nii.gz`` (3-D) or ``<stem>_prob.tif`` (2-D)."""
+    return stem + PROB_SUFFIX + (".nii.gz" if nifti else ".tif")
+
+
+def find_prob_map(folder: str | Path, stem: str) -> Path | None:
+    """The probability map of case ``stem`` in ``folder`` (any of .tif/.tiff/.nii.gz/.nii), or None."""
+    for suffix in _PROB_SUFFIXES:
+        path = Path(folder) / (stem + PROB_SUFFIX + suffix)
+        if path.is_file():
+            return path
+    return None
+
+
+def write_prob_map(path: str | Path, probs: np.ndarray, reference: nib.Nifti1Image | None = None) -> Path:
+    """Save class probabilities ``[K, *spatial]`` as float32: NIfTI ``[X, Y, Z, K]`` with ``reference``'s affine,
+    else a K-page TIFF (page k = class k)."""
+    path = Path(path)
+    probs = np.asarray(probs, dtype=np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if reference is not None:
+        if probs.ndim != 4 or probs.shape[1:] != reference.shape[:3]:
+            raise ValueError(f"probability map shape {list(probs.shape)} must be [K, *{list(reference.shape[:3])}] "
+                             "to match the reference volume")
+        header = reference.header.copy()
+        header.set_data_dtype(np.float32)
+        out = type(reference)(np.ascontiguousarray(np.moveaxis(probs, 0, -1)), reference.affine, header=header)
+        out.header.set_slope_inter(1.0, 0.0)
+        out.header["cal_min"], out.header["cal_max"] = 0, 1
+        nib.save(out, str(path))
+        return path
+    if probs.ndim != 3:
+        raise ValueError(f"a 2-D probability map must be [K, H, W], got shape {list(probs.shape)}")
+    pages = [Image.fromarray(np.ascontiguousarray(p)) for p in probs]
+    kwargs = {"compression": "tiff_adobe_deflate"} if features.check("libtiff") else {}
+    pages[0].save(path, format="TIFF", save_all=True, append_images=pages[1:], **kwargs)
+    return path
+
+
+def read_prob_map(path: str | Path) -> np.ndarray:
+    """A probability map written by `write_prob_map` as float32 ``[K, *spatial]`` (errors name the file)."""
+    path = Path(path)
+    if is_nifti(path):
+        img = _load_nifti(path)
+        arr = np.asarray(img.dataobj, dtype=np.float32)
+        if arr.ndim != 4:
+            raise ValueError(f"probability map {str(path)!r} must be 4-D [X, Y, Z, K], got shape {list(arr.shape)}")
+        arr = np.moveaxis(arr, -1, 0)
+    else:
+        try:
+            with Image.open(path) as img:
+                pages = []
+                for i in range(getattr(img, "n_frames", 1)):
+                    img.seek(i)
+                    pages.append(np.asarray(img, dtype=np.float32))
+        except (OSError, SyntaxError, ValueError) as err:
+            raise ValueError(f"cannot read probability map {str(path)!r}: {err}") from err
+        if len({p.shape for p in pages}) != 1 or pages[0].ndim != 2:
+            raise ValueError(f"probability map {str(path)!r} must hold single-channel pages of one size (one per "
+                             f"class), got page shapes {[p.shape for p in pages]}")
+        arr = np.stack(pages)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"probability map {str(path)!r} holds non-finite values (NaN or inf)")
+    return np.ascontiguousarray(arr)

@@ -66,7 +66,7 @@ def classifier_run(imagefolder, tmp_path_factory) -> Path:
 
 def test_fit_writes_top1_top5_and_best_checkpoint(classifier_run):
     metrics = json.loads((classifier_run / "metrics.json").read_text())
-    assert set(metrics) >= {"top1", "top5", "val_loss", "checkpoint", "model"}
+    assert set(metrics) >= {"top1", "top5", "val_loss", "checkpoint", "epoch", "model"}
     assert "dice" not in metrics and metrics["model"] == "lka_unet_tiny"
     assert 0.0 <= metrics["top1"] <= metrics["top5"] == 1.0  # 3 classes: the true class is always in the top 5
     assert metrics["top1"] > 0.5, metrics  # chance is 1/3; three easy classes

@@ -47,6 +47,8 @@ def test_quickstart_short_reaches_dice(quickstart_run):
     assert set(metrics["per_class"]) == {"background", "blob", "box", "tube"}
     assert metrics["dice"] >= 0.80, metrics
     assert 0 < metrics["miou"] < metrics["dice"]
+    best = torch.load(quickstart_run / "checkpoints" / "best.ckpt", weights_only=True, map_location="cpu")
+    assert best["epoch"] == metrics["epoch"]  # the recorded metrics are those of best.ckpt's epoch
     assert (quickstart_run / "checkpoints" / "best.ckpt").is_file()
     assert (quickstart_run / "checkpoints" / "last.ckpt").is_file()
     assert not list(quickstart_run.rglob("*.tmp*")), "a temporary checkpoint file was left behind"
@@ -133,3 +135,18 @@ def test_dataset_configs_train_one_step(config, dataset, shared_datasets, tmp_pa
           "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert 0.0 <= metrics["dice"] <= 1.0
+
+
+def test_ddp_on_two_cpu_processes_trains_and_writes_metrics(tmp_path):
+    """`trainer.strategy=ddp` from the same config: validation sums are reduced over ranks, rank 0 writes."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    args = _fit_args(tmp_path, "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices", "2",
+                     "--trainer.max_epochs", "2", "--data.init_args.num_train", "64", "--data.init_args.num_val", "8",
+                     "--data.init_args.image_size", "32")
+    done = subprocess.run([sys.executable, "-m", "zoo.cli", *args], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "quickstart" / "metrics.json").read_text())
+    assert 0.0 <= metrics["dice"] <= 1.0 and metrics["epoch"] in (0, 1)
+    final = torch.load(tmp_path / "quickstart" / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert final["global_step"] == 2 * 2  # 64 images over 2 ranks, batch 16: 2 steps an epoch

@@ -2,8 +2,8 @@
 
 Adds: the data module's facts linked into the model (`data_info`), best/last checkpoints by val Dice (or the
 metric a config names in `checkpoint.monitor`, e.g. `val/top1` for a `ClassificationModule`), atomic
-checkpoint writes, bf16 mixed precision by default on a GPU, and after `fit` a validation of the best
-checkpoint whose metrics are printed as a table and written to `<run dir>/metrics.json`.
+checkpoint writes, bf16 mixed precision by default on a GPU, and after `fit` the validation metrics of the best
+checkpoint's epoch printed as a table and written to `<run dir>/metrics.json`.
 """
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from zoo.lightning.best_metrics import BestValidationMetrics
 from zoo.lightning.checkpoint_io import AtomicCheckpointIO
 from zoo.lightning.classification import ClassificationModule
 from zoo.lightning.prediction_writer import LabelMapWriter
@@ -34,17 +35,20 @@ class ZooCLI(LightningCLI):
             "checkpoint.save_last": True, "checkpoint.enable_version_counter": False,
         })
         parser.add_lightning_class_args(LabelMapWriter, "prediction_writer")
+        parser.add_lightning_class_args(BestValidationMetrics, "best_metrics")
         parser.link_arguments("data", "model.init_args.data_info", compute_fn=lambda dm: dm.describe(),
                               apply_on="instantiate")
 
     def after_fit(self) -> None:
-        ckpt = self.trainer.checkpoint_callback
-        best = getattr(ckpt, "best_model_path", "") or None
-        results = self.trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=best or None,
-                                        verbose=False)
-        if self.trainer.is_global_zero:
-            write_fit_metrics(Path(self.trainer.log_dir or self.trainer.default_root_dir), results[0],
-                              self.model, best)
+        recorder = next((c for c in self.trainer.callbacks if isinstance(c, BestValidationMetrics)), None)
+        run_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)  # a collective call under DDP
+        if not self.trainer.is_global_zero:
+            return
+        if recorder is None or recorder.best is None:
+            print("no validation ran during fit: metrics.json not written")
+            return
+        best = getattr(self.trainer.checkpoint_callback, "best_model_path", "") or None
+        write_fit_metrics(run_dir, recorder.best, self.model, best)
 
 
 def _num(v: Any) -> float | None:
@@ -62,13 +66,14 @@ def write_fit_metrics(run_dir: Path, logged: dict[str, Any], model: Segmentation
         out, table = _classification_summary(logged)
     else:
         out, table = _segmentation_summary(logged, model)
+    epoch = logged.get("epoch")
     out.update(val_loss=_num(logged["val/loss"]) if "val/loss" in logged else None, checkpoint=checkpoint,
-               model=model.hparams["model_name"])
+               epoch=epoch, model=model.hparams["model_name"])
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / ".metrics.json.tmp"
     tmp.write_text(json.dumps(out, indent=2))
     os.replace(tmp, run_dir / "metrics.json")
-    table.title = f"validation ({'best checkpoint' if checkpoint else 'final weights'})"
+    table.title = f"validation (best checkpoint, epoch {epoch})" if epoch is not None else "validation"
     Console().print(table)
     print(f"metrics written to {run_dir / 'metrics.json'}")
     return out
@@ -110,7 +115,8 @@ def run_lightning_cli(argv: list[str]) -> ZooCLI:
     """Run one LightningCLI subcommand (`fit`, `validate`, `test`, `predict`) with segzoo's defaults."""
     import sys
 
-    saved, sys.argv = sys.argv, ["zoo", *argv]  # LightningCLI reads sys.argv; this also names the program `zoo`
+    # LightningCLI reads sys.argv; argv[0] is kept because DDP relaunches the same program from it
+    saved, sys.argv = sys.argv, [sys.argv[0], *argv]
     try:
         return _make_cli()
     finally:
@@ -125,5 +131,6 @@ def _make_cli() -> ZooCLI:
             "plugins": [{"class_path": f"{AtomicCheckpointIO.__module__}.{AtomicCheckpointIO.__qualname__}"}],
         },
         save_config_kwargs={"overwrite": True},
+        parser_kwargs={"prog": "zoo"},
         auto_configure_optimizers=False,
     )
