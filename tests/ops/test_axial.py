@@ -96,6 +96,8 @@ def test_errors():
         axial_rel_attention(q, q, q, 1, torch.randn(9, 8), r, r)
     with pytest.raises(ValueError, match="gates"):
         axial_rel_attention(q, q, q, 0, r, r, r, torch.ones(3))
+    with pytest.raises(TypeError, match="q must be one of .*got torch.float64"):
+        axial_rel_attention_triton(q.double(), q.double(), q.double(), 0, r.double(), r.double(), r.double())
     with pytest.raises(ValueError, match="max_len"):
         AxialAttention(16, 2, 2, rel_pos=True, max_len=4)(torch.randn(1, 5, 3, 16))
     with pytest.raises(ValueError, match="num_heads"):

@@ -83,6 +83,10 @@ def test_errors():
         attention_gate(x, g, wx, bx[:4], wg, bg, wpsi, bpsi)
     with pytest.raises(ValueError, match="spatial_dims"):
         AttentionGate(4, 4, 3, 5)
+    with pytest.raises(TypeError, match="x and g must share one of .*float64"):
+        attention_gate_triton(x.double(), g.double(), *[p.detach().double() for p in (wx, bx, wg, bg, wpsi, bpsi)])
+    with pytest.raises(TypeError, match="x and g must share one of .*float16 and torch.float32"):
+        attention_gate_triton(x.half(), g, wx, bx, wg, bg, wpsi, bpsi)
 
 
 @pytest.mark.parametrize("nd", [2, 3])

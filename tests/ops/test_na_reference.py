@@ -120,3 +120,21 @@ def test_qkv_errors():
         from ops.na.functional import neighborhood_attention
         neighborhood_attention(q, k, v, 2, 3, rpb=torch.zeros(2, 3, 3, dtype=q.dtype))
     make_params((8,), 8, 1, 8)  # the borders themselves are accepted
+
+
+def test_triton_backend_errors():
+    from ops.na.functional import neighborhood_attention
+    from ops.na.triton_kernels import INTERPRET
+
+    q, k, v = case_tensors((8, 8), B=1)
+    with pytest.raises(ValueError, match="does not take a relative positional bias"):
+        neighborhood_attention(q, k, v, 2, 3, backend="triton", rpb=torch.zeros(2, 5, 5, dtype=q.dtype))
+    if not INTERPRET:
+        with pytest.raises(ValueError, match="backend='triton' needs CUDA tensors"):
+            na2d(q, k, v, 3, backend="triton")
+        return
+    with pytest.raises(ValueError, match=r"backend='triton' supports dtypes .*got torch.float64"):
+        na2d(q, k, v, 3, backend="triton")
+    q, k, v = case_tensors((8, 8), B=1, D=136, dtype=torch.float32)
+    with pytest.raises(ValueError, match="backend='triton' supports head_dim <= 128, got 136"):
+        na2d(q, k, v, 3, backend="triton")
