@@ -7,7 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["conv_fn", "conv_module", "check_spatial_dims", "check_shape", "check_same", "flat_spatial", "next_pow2"]
+__all__ = ["conv_fn", "conv_module", "check_spatial_dims", "check_shape", "check_same", "next_pow2", "TRITON_DTYPES"]
+
+TRITON_DTYPES: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16, torch.float32)
+"""The dtypes every fused Triton op takes; the public dispatchers send anything else to the reference."""
 
 _CONV_FN: dict[int, Callable[..., torch.Tensor]] = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_MOD: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -41,11 +44,6 @@ def check_shape(name: str, t: torch.Tensor, expected: Sequence[int | None]) -> N
 def check_same(name_a: str, a: object, name_b: str, b: object, what: str) -> None:
     if a != b:
         raise ValueError(f"{what} of {name_a} and {name_b} must match, got {a} and {b}")
-
-
-def flat_spatial(t: torch.Tensor) -> torch.Tensor:
-    """[B, C, *s] -> [B, C, N] as a view (works for contiguous and channels_last layouts), else a copy."""
-    return t.flatten(2)
 
 
 def next_pow2(n: int) -> int:

@@ -11,12 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._nd import TRITON_DTYPES
 from .reference import (axial_rel_attention_backward, axial_rel_attention_reference, check_axial_args,
                         check_rel_args, from_lines, to_lines)
 
 __all__ = ["axial_attention", "axial_rel_attention", "axial_rel_attention_triton"]
-
-_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 def axial_attention(q: Tensor, k: Tensor, v: Tensor, axis: int, scale: float | None = None) -> Tensor:
@@ -80,8 +79,8 @@ def axial_rel_attention_triton(q: Tensor, k: Tensor, v: Tensor, axis: int, rel_q
                                rel_v: Tensor, gates: Tensor | None = None, scale: float | None = None) -> Tensor:
     """The fused Triton forward on any device Triton runs on (CPU only under TRITON_INTERPRET=1)."""
     gates, scale = _prepare(q, k, v, axis, rel_q, rel_k, rel_v, gates, scale)
-    if q.dtype not in _DTYPES:
-        raise TypeError(f"q must be one of {_DTYPES}, got {q.dtype}")
+    if q.dtype not in TRITON_DTYPES:
+        raise TypeError(f"q must be one of {TRITON_DTYPES}, got {q.dtype}")
     q, k, v = (t.contiguous() for t in (q, k, v))
     return _rel_fwd(q, k, v, rel_q, rel_k, rel_v, gates, axis, scale)
 
@@ -90,7 +89,7 @@ def axial_rel_attention(q: Tensor, k: Tensor, v: Tensor, axis: int, rel_q: Tenso
                         gates: Tensor | None = None, scale: float | None = None) -> Tensor:
     """Axial attention with Axial-DeepLab relative terms for q, k, v (rel_* [2L - 1, head_dim], offset -(L-1)
     first, shared by all heads) and optional MedT gates [4] = (g_q, g_k, g_v1, g_v2); see the reference."""
-    if q.is_cuda and q.dtype in _DTYPES:
+    if q.is_cuda and q.dtype in TRITON_DTYPES:
         return axial_rel_attention_triton(q, k, v, axis, rel_q, rel_k, rel_v, gates, scale)
     gates, scale = _prepare(q, k, v, axis, rel_q, rel_k, rel_v, gates, scale)
     return axial_rel_attention_reference(q, k, v, axis, rel_q, rel_k, rel_v, gates, scale)

@@ -7,11 +7,10 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .._nd import TRITON_DTYPES
 from .reference import attention_gate_reference, check_gate_args
 
 __all__ = ["attention_gate", "attention_gate_triton"]
-
-_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 @torch.library.custom_op("segzoo::attention_gate_fwd", mutates_args=())
@@ -70,8 +69,8 @@ def attention_gate_triton(x: Tensor, g: Tensor, wx: Tensor, bx: Tensor | None, w
                           wpsi: Tensor, bpsi: Tensor | None) -> tuple[Tensor, Tensor]:
     """The fused Triton path on any device Triton runs on (CPU only under TRITON_INTERPRET=1)."""
     check_gate_args(x, g, wx, bx, wg, bg, wpsi, bpsi)
-    if x.dtype not in _DTYPES or g.dtype != x.dtype:
-        raise TypeError(f"x and g must share one of {_DTYPES}, got {x.dtype} and {g.dtype}")
+    if x.dtype not in TRITON_DTYPES or g.dtype != x.dtype:
+        raise TypeError(f"x and g must share one of {TRITON_DTYPES}, got {x.dtype} and {g.dtype}")
     f = wx.shape[0]
     x, g = x.contiguous(memory_format=_format(x)), g.contiguous(memory_format=_format(g))
     bx, bg = (wx.new_zeros(f) if b is None else b for b in (bx, bg))
@@ -86,6 +85,6 @@ def attention_gate(x: Tensor, g: Tensor, wx: Tensor, bx: Tensor | None, wg: Tens
 
     x [B, Cx, *s] (skip), g [B, Cg, *s] (gating signal at x's size), wx [F, Cx, 1...], wg [F, Cg, 1...],
     wpsi [1, F, 1...]; 2-D or 3-D, contiguous or channels_last."""
-    if x.is_cuda and x.dtype in _DTYPES:
+    if x.is_cuda and x.dtype in TRITON_DTYPES:
         return attention_gate_triton(x, g, wx, bx, wg, bg, wpsi, bpsi)
     return attention_gate_reference(x, g, wx, bx, wg, bg, wpsi, bpsi)

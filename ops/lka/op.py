@@ -5,11 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._nd import TRITON_DTYPES
 from .reference import check_lka_args, lka_reference
 
 __all__ = ["lka", "lka_triton"]
-
-_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 def _cl(t: Tensor) -> Tensor:
@@ -76,8 +75,8 @@ def lka_triton(x: Tensor, w0: Tensor, b0: Tensor | None, w1: Tensor, b1: Tensor 
     """The Triton path on any device Triton runs on (CPU only under TRITON_INTERPRET=1). Works in channels-last
     internally (an NCHW input costs one layout copy) and returns a channels-last tensor."""
     check_lka_args(x, w0, b0, w1, b1, w2, b2, dilation)
-    if x.dtype not in _DTYPES:
-        raise TypeError(f"x must be one of {_DTYPES}, got {x.dtype}")
+    if x.dtype not in TRITON_DTYPES:
+        raise TypeError(f"x must be one of {TRITON_DTYPES}, got {x.dtype}")
     c = x.shape[1]
     b0, b1, b2 = (w0.new_zeros(c) if b is None else b for b in (b0, b1, b2))
     return _lka_fwd(_cl(x), w0, b0, w1, b1, w2, b2, dilation)[0]
@@ -88,6 +87,6 @@ def lka(x: Tensor, w0: Tensor, b0: Tensor | None, w1: Tensor, b1: Tensor | None,
     """VAN's large-kernel attention: x * conv_w2(conv_w1(conv_w0(x))), w0/w1 depthwise (w1 dilated), w2 1x1.
 
     x [B, C, *s] (2-D or 3-D, contiguous or channels_last), w0 [C, 1, *k0], w1 [C, 1, *k1] (odd k), w2 [C, C, 1...]."""
-    if x.is_cuda and x.dtype in _DTYPES:
+    if x.is_cuda and x.dtype in TRITON_DTYPES:
         return lka_triton(x, w0, b0, w1, b1, w2, b2, dilation)
     return lka_reference(x, w0, b0, w1, b1, w2, b2, dilation)

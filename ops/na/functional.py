@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
 from torch import Tensor
 
+from .._nd import TRITON_DTYPES
 from .params import BoolOrSeq, IntOrSeq, NAParams, check_qkv, make_params
 from .reference import na_reference
 
 __all__ = ["na1d", "na2d", "na3d", "neighborhood_attention", "BACKENDS"]
 
 BACKENDS = ("reference", "triton", "flex")
-_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 def _interpreting() -> bool:
@@ -28,15 +27,15 @@ def _pick_backend(q: Tensor, backend: Optional[str], rpb: Optional[Tensor]) -> s
     if backend is None:
         if rpb is not None:
             return "flex" if q.is_cuda else "reference"
-        ok = q.is_cuda and q.dtype in _TRITON_DTYPES and q.shape[-1] <= 128
+        ok = q.is_cuda and q.dtype in TRITON_DTYPES and q.shape[-1] <= 128
         return "triton" if ok else "reference"
     if backend == "triton":
         if rpb is not None:
             raise ValueError("backend='triton' does not take a relative positional bias; use 'flex' or 'reference'")
         if not (q.is_cuda or _interpreting()):
             raise ValueError(f"backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1), got device {q.device}")
-        if q.dtype not in _TRITON_DTYPES:
-            raise ValueError(f"backend='triton' supports dtypes {_TRITON_DTYPES}, got {q.dtype}")
+        if q.dtype not in TRITON_DTYPES:
+            raise ValueError(f"backend='triton' supports dtypes {TRITON_DTYPES}, got {q.dtype}")
         if q.shape[-1] > 128:
             raise ValueError(f"backend='triton' supports head_dim <= 128, got {q.shape[-1]}")
     return backend
