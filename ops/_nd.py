@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["conv_fn", "conv_module", "check_spatial_dims", "check_shape", "check_same", "next_pow2", "TRITON_DTYPES"]
+__all__ = ["conv_fn", "conv_module", "check_spatial_dims", "check_shape", "check_same", "next_pow2", "TRITON_DTYPES",
+           "channels_last_format", "memory_format_of"]
 
 TRITON_DTYPES: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16, torch.float32)
 """The dtypes every fused Triton op takes; the public dispatchers send anything else to the reference."""
@@ -48,3 +49,15 @@ def check_same(name_a: str, a: object, name_b: str, b: object, what: str) -> Non
 
 def next_pow2(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
+
+
+def channels_last_format(t: torch.Tensor) -> torch.memory_format:
+    """The channels-last memory format for a 4-D (`channels_last`) or 5-D (`channels_last_3d`) tensor."""
+    return torch.channels_last if t.dim() == 4 else torch.channels_last_3d
+
+
+def memory_format_of(t: torch.Tensor) -> torch.memory_format:
+    """The layout `t` is stored in: channels-last where it is that and not also plain contiguous, else contiguous."""
+    if t.dim() in (4, 5) and t.is_contiguous(memory_format=channels_last_format(t)) and not t.is_contiguous():
+        return channels_last_format(t)
+    return torch.contiguous_format

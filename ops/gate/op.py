@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .._nd import TRITON_DTYPES
+from .._nd import TRITON_DTYPES, memory_format_of
 from .reference import attention_gate_reference, check_gate_args
 
 __all__ = ["attention_gate", "attention_gate_triton"]
@@ -51,15 +51,7 @@ def _backward(ctx, dout: Tensor | None, dalpha: Tensor | None):
     x, g, *params = ctx.saved_tensors
     if dout is None:
         dout = torch.zeros_like(x)
-    return _gate_bwd(x, g, *params, dout.contiguous(memory_format=_format(x)), dalpha)
-
-
-def _format(t: Tensor) -> torch.memory_format:
-    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
-        return torch.channels_last
-    if t.dim() == 5 and t.is_contiguous(memory_format=torch.channels_last_3d) and not t.is_contiguous():
-        return torch.channels_last_3d
-    return torch.contiguous_format
+    return _gate_bwd(x, g, *params, dout.contiguous(memory_format=memory_format_of(x)), dalpha)
 
 
 _gate_fwd.register_autograd(_backward, setup_context=_setup)
@@ -72,7 +64,7 @@ def attention_gate_triton(x: Tensor, g: Tensor, wx: Tensor, bx: Tensor | None, w
     if x.dtype not in TRITON_DTYPES or g.dtype != x.dtype:
         raise TypeError(f"x and g must share one of {TRITON_DTYPES}, got {x.dtype} and {g.dtype}")
     f = wx.shape[0]
-    x, g = x.contiguous(memory_format=_format(x)), g.contiguous(memory_format=_format(g))
+    x, g = x.contiguous(memory_format=memory_format_of(x)), g.contiguous(memory_format=memory_format_of(g))
     bx, bg = (wx.new_zeros(f) if b is None else b for b in (bx, bg))
     bpsi = wx.new_zeros(1) if bpsi is None else bpsi
     return _gate_fwd(x, g, wx.reshape(f, -1).contiguous(), bx, wg.reshape(f, -1).contiguous(), bg,

@@ -5,14 +5,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._nd import TRITON_DTYPES
+from .._nd import TRITON_DTYPES, channels_last_format
 from .reference import check_lka_args, lka_reference
 
 __all__ = ["lka", "lka_triton"]
 
 
-def _cl(t: Tensor) -> Tensor:
-    return t.contiguous(memory_format=torch.channels_last if t.dim() == 4 else torch.channels_last_3d)
+def _channels_last(t: Tensor) -> Tensor:
+    return t.contiguous(memory_format=channels_last_format(t))
 
 
 @torch.library.custom_op("segzoo::lka_fwd", mutates_args=())
@@ -63,7 +63,7 @@ def _setup(ctx, inputs, output) -> None:
 
 def _backward(ctx, dout: Tensor, _da1: Tensor | None):
     x, a1, w0, b0, w1, b1, w2, b2 = ctx.saved_tensors
-    grads = _lka_bwd(x, a1, w0, b0, w1, b1, w2, b2, ctx.dilation, _cl(dout))
+    grads = _lka_bwd(x, a1, w0, b0, w1, b1, w2, b2, ctx.dilation, _channels_last(dout))
     return (*grads, None)
 
 
@@ -79,7 +79,7 @@ def lka_triton(x: Tensor, w0: Tensor, b0: Tensor | None, w1: Tensor, b1: Tensor 
         raise TypeError(f"x must be one of {TRITON_DTYPES}, got {x.dtype}")
     c = x.shape[1]
     b0, b1, b2 = (w0.new_zeros(c) if b is None else b for b in (b0, b1, b2))
-    return _lka_fwd(_cl(x), w0, b0, w1, b1, w2, b2, dilation)[0]
+    return _lka_fwd(_channels_last(x), w0, b0, w1, b1, w2, b2, dilation)[0]
 
 
 def lka(x: Tensor, w0: Tensor, b0: Tensor | None, w1: Tensor, b1: Tensor | None, w2: Tensor, b2: Tensor | None,
