@@ -2,6 +2,7 @@
 fake implementations), so `torch.compile` traces through them without graph breaks."""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -29,9 +30,7 @@ def na_fwd(q: Tensor, k: Tensor, v: Tensor, kernel_size: list[int], dilation: li
 
 @na_fwd.register_fake
 def _na_fwd_fake(q, k, v, kernel_size, dilation, stride, is_causal, scale):
-    n = 1
-    for s in q.shape[1:1 + len(kernel_size)]:
-        n = n * s
+    n = math.prod(q.shape[1:1 + len(kernel_size)])
     return q.new_empty(q.shape), q.new_empty((q.shape[0], q.shape[-2], n), dtype=torch.float32)
 
 

@@ -15,6 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .._nd import next_pow2
 from .params import NAParams
 
 __all__ = ["na_fwd_triton", "na_bwd_triton", "INTERPRET"]
@@ -377,19 +378,15 @@ def _delta_kernel(O, DO, DELTA, H, N, HD, BLOCK: tl.constexpr, HEAD_DIM: tl.cons
 _TILE_64 = {1: (1, 1, 64), 2: (1, 8, 8), 3: (4, 4, 4)}  # 64-token tiles (X, Y, Z) per number of real axes
 
 
-def _pow2(x: int) -> int:
-    return 1 << max(0, int(x - 1).bit_length())
-
-
 def fit_tile(lg_max: tuple[int, ...], target: tuple[int, ...], min_tokens: int = 16) -> tuple[int, int, int]:
     """Shrink a target tile to the axes' group lengths and regrow other axes to keep the token count."""
-    t = [min(t, _pow2(n)) for t, n in zip(target, lg_max)]
+    t = [min(t, next_pow2(n)) for t, n in zip(target, lg_max)]
     total = max(math.prod(target), min_tokens)
     grown = True
     while math.prod(t) < total and grown:
         grown = False
         for a in (2, 1, 0):
-            if t[a] < _pow2(lg_max[a]) and math.prod(t) < total:
+            if t[a] < next_pow2(lg_max[a]) and math.prod(t) < total:
                 t[a] *= 2
                 grown = True
     while math.prod(t) < min_tokens:
@@ -447,7 +444,7 @@ def _prep(q: torch.Tensor, p: NAParams, config: dict | None, ndim: int) -> tuple
     cfg = default_config(pp, ndim, q.shape[-1])
     if config:
         cfg.update(config)
-    return pp, cfg, _pow2(max(16, q.shape[-1]))
+    return pp, cfg, next_pow2(max(16, q.shape[-1]))
 
 
 def na_fwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: NAParams, scale: float,
