@@ -12,6 +12,7 @@ import triton
 import triton.language as tl
 
 from .._nd import next_pow2
+from .._triton import TL_DTYPE as _TL
 
 __all__ = ["axial_rel_fwd_triton"]
 
@@ -73,8 +74,6 @@ def _axial_rel_fwd_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr, o_
 
 # Query/key block and warps for head_dim <= 32 and > 32 (tuned on an H100; powers of two >= 16 are valid).
 CFG = {"bm": 32, "bm_large_d": 32, "warps": 2, "warps_large_d": 4}
-
-_TL = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}
 
 
 def axial_rel_fwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_q: torch.Tensor,

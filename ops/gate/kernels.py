@@ -8,6 +8,7 @@ import triton
 import triton.language as tl
 
 from .._nd import next_pow2
+from .._triton import TL_DTYPE as _TL
 
 __all__ = ["gate_fwd_triton", "gate_bwd_triton"]
 
@@ -121,9 +122,6 @@ def _gate_bwd_kernel(x_ptr, g_ptr, wx_ptr, wg_ptr, bx_ptr, bg_ptr, wpsi_ptr, bps
                 offs_f, mask_f, dout_ptr, sdb, sdc, sdn, alpha, True, BKX, DT)
     _input_grad(dg_ptr, g_ptr, wg_ptr, dwg_ptr, dh_lo, b, offs_n, mask_n, CG, sgb, sgc, sgn, sdgb, sdgc, sdgn,
                 offs_f, mask_f, dout_ptr, sdb, sdc, sdn, alpha, False, BKG, DT)
-
-
-_TL = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}
 
 
 # Tile sizes (tuned on an H100; any powers of two >= 16 are valid): pixels per program for F <= 32 / F > 32,

@@ -13,6 +13,7 @@ import triton
 import triton.language as tl
 
 from .._nd import next_pow2
+from .._triton import TL_DTYPE as _TL
 
 __all__ = ["depthwise_triton", "pointwise_mul_triton", "depthwise_wgrad_triton", "as_3d"]
 
@@ -142,9 +143,6 @@ def _dw_wgrad_kernel(x_ptr, dy_ptr, dw_ptr, db_ptr, C, D, H, W,
                     part += v.to(tl.float32) * dy.to(tl.float32)
                 tl.atomic_add(dw_ptr + offs_c * (KD * KH * KW) + (kd * KH + kh) * KW + kw, tl.sum(part, axis=0),
                               mask=mask_c, sem="relaxed")
-
-
-_TL = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}
 
 
 def as_3d(t: torch.Tensor) -> tuple[tuple[int, int, int], tuple[int, ...]]:
