@@ -21,9 +21,9 @@ class LargeKernelAttention(nn.Module):
                  ) -> None:
         super().__init__()
         check_spatial_dims(spatial_dims)
+        if len(kernel_sizes) != 2 or any(k % 2 == 0 for k in kernel_sizes):
+            raise ValueError(f"kernel_sizes must be two odd ints, got {tuple(kernel_sizes)}")
         k0, k1 = kernel_sizes
-        if k0 % 2 == 0 or k1 % 2 == 0:
-            raise ValueError(f"kernel_sizes must be odd, got {tuple(kernel_sizes)}")
         self.spatial_dims, self.dilation = spatial_dims, dilation
         self.conv0 = conv_module(spatial_dims, dim, dim, k0, padding=k0 // 2, groups=dim)
         self.conv_spatial = conv_module(spatial_dims, dim, dim, k1, padding=dilation * (k1 // 2), groups=dim,

@@ -78,6 +78,8 @@ def test_errors():
         lka(x[0], w0, b0, w1, b1, w2, b2)
     with pytest.raises(ValueError, match="kernel_sizes"):
         LargeKernelAttention(4, 2, (4, 7))
+    with pytest.raises(ValueError, match=r"kernel_sizes must be two odd ints, got \(5, 7, 9\)"):
+        LargeKernelAttention(4, 2, (5, 7, 9))
     with pytest.raises(TypeError, match="x must be one of .*got torch.float64"):
         lka_triton(x.double(), *[p.detach().double() for p in (w0, b0, w1, b1, w2, b2)])
 
