@@ -6,9 +6,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from backbones.layers import check_spatial_input, pad_to_multiple
+from backbones.layers import check_spatial_input, max_pool_nd, pad_to_multiple
 
-__all__ = ["SegmentationModel", "WrappedSegmenter", "StageEncoder", "EncoderClassifier"]
+__all__ = ["SegmentationModel", "WrappedSegmenter", "StageEncoder", "max_pool_stages", "EncoderClassifier"]
 
 
 class SegmentationModel(nn.Module):
@@ -74,6 +74,13 @@ class StageEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.forward_features(x)
+
+
+def max_pool_stages(spatial_dims: int, blocks: Sequence[nn.Module]) -> nn.ModuleList:
+    """Stages of a max-pool U-Net encoder: the first block as is, each later one behind a 2x max-pool (strides
+    1, 2, 4, ...); a later block's weights sit under `stages.<i>.1.*`."""
+    return nn.ModuleList(block if i == 0 else nn.Sequential(max_pool_nd(spatial_dims, 2), block)
+                         for i, block in enumerate(blocks))
 
 
 class EncoderClassifier(nn.Module):
