@@ -8,7 +8,7 @@ from torch import nn
 
 from backbones.layers import check_spatial_input, max_pool_nd, pad_to_multiple
 
-__all__ = ["SegmentationModel", "WrappedSegmenter", "StageEncoder", "max_pool_stages", "EncoderClassifier"]
+__all__ = ["SegmentationModel", "WrappedSegmenter", "FeatureEncoder", "StageEncoder", "max_pool_stages", "EncoderClassifier"]
 
 
 class SegmentationModel(nn.Module):
@@ -57,13 +57,25 @@ class WrappedSegmenter(SegmentationModel):
         return self.net(x)
 
 
-class StageEncoder(nn.Module):
-    """Base of encoders made of sequential `self.stages`: `forward_features` returns every stage's output
-    (timm's convention); subclasses set `stages`, `feature_channels` and `feature_strides`."""
+class FeatureEncoder(nn.Module):
+    """Base of every encoder: `forward_features(x)` (and calling it) returns its feature maps, finest first
+    (timm's convention), with `feature_channels` and `feature_strides` one per map."""
 
-    stages: nn.ModuleList
     feature_channels: list[int]
     feature_strides: list[int]
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.forward_features(x)
+
+
+class StageEncoder(FeatureEncoder):
+    """Base of encoders made of sequential `self.stages`: `forward_features` returns every stage's output;
+    subclasses set `stages`, `feature_channels` and `feature_strides`."""
+
+    stages: nn.ModuleList
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = []
@@ -71,9 +83,6 @@ class StageEncoder(nn.Module):
             x = stage(x)
             feats.append(x)
         return feats
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.forward_features(x)
 
 
 def max_pool_stages(spatial_dims: int, blocks: Sequence[nn.Module]) -> nn.ModuleList:
