@@ -6,9 +6,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from backbones.layers import check_spatial_input, pad_to_multiple
+from backbones.layers import check_spatial_input, max_pool_nd, pad_to_multiple
 
-__all__ = ["SegmentationModel", "WrappedSegmenter", "StageEncoder", "EncoderClassifier"]
+__all__ = ["SegmentationModel", "WrappedSegmenter", "FeatureEncoder", "StageEncoder", "max_pool_stages", "EncoderClassifier"]
 
 
 class SegmentationModel(nn.Module):
@@ -57,13 +57,25 @@ class WrappedSegmenter(SegmentationModel):
         return self.net(x)
 
 
-class StageEncoder(nn.Module):
-    """Base of encoders made of sequential `self.stages`: `forward_features` returns every stage's output
-    (timm's convention); subclasses set `stages`, `feature_channels` and `feature_strides`."""
+class FeatureEncoder(nn.Module):
+    """Base of every encoder: `forward_features(x)` (and calling it) returns its feature maps, finest first
+    (timm's convention), with `feature_channels` and `feature_strides` one per map."""
 
-    stages: nn.ModuleList
     feature_channels: list[int]
     feature_strides: list[int]
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.forward_features(x)
+
+
+class StageEncoder(FeatureEncoder):
+    """Base of encoders made of sequential `self.stages`: `forward_features` returns every stage's output;
+    subclasses set `stages`, `feature_channels` and `feature_strides`."""
+
+    stages: nn.ModuleList
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = []
@@ -72,8 +84,12 @@ class StageEncoder(nn.Module):
             feats.append(x)
         return feats
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.forward_features(x)
+
+def max_pool_stages(spatial_dims: int, blocks: Sequence[nn.Module]) -> nn.ModuleList:
+    """Stages of a max-pool U-Net encoder: the first block as is, each later one behind a 2x max-pool (strides
+    1, 2, 4, ...); a later block's weights sit under `stages.<i>.1.*`."""
+    return nn.ModuleList(block if i == 0 else nn.Sequential(max_pool_nd(spatial_dims, 2), block)
+                         for i, block in enumerate(blocks))
 
 
 class EncoderClassifier(nn.Module):

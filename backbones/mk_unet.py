@@ -8,8 +8,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from backbones.base import StageEncoder
-from backbones.layers import ConvNormAct, act_layer, conv_nd, max_pool_nd
+from backbones.base import StageEncoder, max_pool_stages
+from backbones.layers import ConvNormAct, act_layer, conv_nd
 from backbones.unet import EncoderDecoder, UNetDecoder
 
 __all__ = ["MultiKernelDepthwiseConv", "MKIRBlock", "GroupedAttentionGate", "MKDecoderStage", "MKUNetEncoder",
@@ -91,12 +91,9 @@ class MKUNetEncoder(StageEncoder):
                  kernels: Sequence[int] = (1, 3, 5), norm: str | None = "batch", act: str | None = "relu") -> None:
         super().__init__()
         self.spatial_dims, self.in_channels = spatial_dims, in_channels
-        self.stages = nn.ModuleList()
-        prev = in_channels
-        for i, c in enumerate(channels):
-            block = MKIRBlock(spatial_dims, prev, c, 2, kernels, norm, act)
-            self.stages.append(block if i == 0 else nn.Sequential(max_pool_nd(spatial_dims, 2), block))
-            prev = c
+        ins = [in_channels, *channels[:-1]]
+        self.stages = max_pool_stages(spatial_dims, [MKIRBlock(spatial_dims, cin, c, 2, kernels, norm, act)
+                                                     for cin, c in zip(ins, channels)])
         self.feature_channels = list(channels)
         self.feature_strides = [2 ** i for i in range(len(channels))]
 

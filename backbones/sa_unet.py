@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from backbones.base import StageEncoder
-from backbones.layers import act_layer, conv_nd, max_pool_nd, norm_nd
+from backbones.base import StageEncoder, max_pool_stages
+from backbones.layers import act_layer, conv_nd, norm_nd
 from backbones.unet import EncoderDecoder, UNetDecoder
 
 __all__ = ["DropBlock", "SpatialAttention", "SAConvBlock", "SAUNetEncoder", "SAUNet"]
@@ -91,13 +91,10 @@ class SAUNetEncoder(StageEncoder):
                  act: str | None = "relu") -> None:
         super().__init__()
         self.spatial_dims, self.in_channels = spatial_dims, in_channels
-        self.stages = nn.ModuleList()
-        prev = in_channels
-        for i, c in enumerate(channels):
-            block = SAConvBlock(spatial_dims, prev, c, 2, drop_prob, block_size, norm, act,
-                                attention=i == len(channels) - 1)
-            self.stages.append(block if i == 0 else nn.Sequential(max_pool_nd(spatial_dims, 2), block))
-            prev = c
+        ins = [in_channels, *channels[:-1]]
+        self.stages = max_pool_stages(spatial_dims, [
+            SAConvBlock(spatial_dims, cin, c, 2, drop_prob, block_size, norm, act, attention=k == len(channels) - 1)
+            for k, (cin, c) in enumerate(zip(ins, channels))])
         self.feature_channels = list(channels)
         self.feature_strides = [2 ** i for i in range(len(channels))]
 

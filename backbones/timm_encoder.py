@@ -4,14 +4,14 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-from torch import nn
 
+from backbones.base import FeatureEncoder
 from backbones.unet import EncoderDecoder, UNetDecoder
 
 __all__ = ["TimmEncoder", "TimmUNet"]
 
 
-class TimmEncoder(nn.Module):
+class TimmEncoder(FeatureEncoder):
     """`timm.create_model(name, features_only=True)`; `forward_features` returns its maps in NCHW."""
 
     def __init__(self, name: str, in_channels: int = 3, pretrained: bool = False,
@@ -37,9 +37,6 @@ class TimmEncoder(nn.Module):
         if self.channels_last_output:
             feats = [f.permute(0, 3, 1, 2) for f in feats]
         return list(feats)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.forward_features(x)
 
 
 class TimmUNet(EncoderDecoder):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from torch import nn
 
+from backbones.base import FeatureEncoder
 from backbones.layers import conv_nd
 from backbones.unet import EncoderDecoder, UNetDecoder, UNetEncoder
 from backbones.vit import TransformerStack
@@ -14,7 +14,7 @@ from backbones.vit import TransformerStack
 __all__ = ["TransUNetEncoder", "TransUNet"]
 
 
-class TransUNetEncoder(nn.Module):
+class TransUNetEncoder(FeatureEncoder):
     """Residual CNN stages at strides 2, 4, 8, 16; the stride-16 map is projected to `embed_dim` tokens
     (patch size 1) and run through a transformer. `forward_features` returns the CNN maps at strides 2, 4, 8
     and the transformer's map at stride 16.
@@ -42,9 +42,6 @@ class TransUNetEncoder(nn.Module):
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = self.cnn.forward_features(x)
         return [*feats[:3], self.transformer(self.embed(feats[3]))[-1]]
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.forward_features(x)
 
 
 class TransUNet(EncoderDecoder):

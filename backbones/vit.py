@@ -10,7 +10,7 @@ from timm.layers import DropPath
 from torch import nn
 from torch.nn import functional as F
 
-from backbones.base import EncoderClassifier, SegmentationModel
+from backbones.base import EncoderClassifier, FeatureEncoder, SegmentationModel
 from backbones.layers import ConvStage, conv_nd, conv_transpose_nd
 from backbones.unet import UNetDecoder
 
@@ -131,7 +131,7 @@ class TransformerStack(nn.Module):
 
 
 
-class ViTEncoder(nn.Module):
+class ViTEncoder(FeatureEncoder):
     """ViT encoder: patch-embedding conv (stride = patch_size) + `TransformerStack`.
 
     `forward_features` returns the token maps `[B, embed_dim, *input/patch]` after the blocks in `out_indices`
@@ -156,9 +156,6 @@ class ViTEncoder(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.transformer(self.patch_embed(x))
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.forward_features(x)
 
 
 class VisionTransformerClassifier(EncoderClassifier):

@@ -7,6 +7,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from backbones.base import max_pool_stages
+from backbones.layers import conv_nd
 from backbones.sa_unet import DropBlock, SpatialAttention
 from backbones.unet import UNetDecoder
 from backbones.vit import Attention, PositionEmbedding
@@ -81,3 +83,22 @@ def test_decoder_stage_builder_is_used_per_scale() -> None:
     assert calls == [(8, 8, 8), (4, 4, 4)]
     feats = [torch.randn(1, 4, 16, 16), torch.randn(1, 8, 8, 8), torch.randn(1, 16, 4, 4)]
     assert dec(feats).shape == (1, 3, 16, 16)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_max_pool_stages_pool_before_every_block_but_the_first(dims: int) -> None:
+    stages = max_pool_stages(dims, [conv_nd(dims, 1, 1, 1) for _ in range(3)])
+    # Later blocks' weights sit under `<i>.1.*`: the key layout that saved checkpoints rely on.
+    assert [k for k in stages.state_dict() if k.endswith("weight")] == ["0.weight", "1.1.weight", "2.1.weight"]
+    x = torch.randn(1, 1, *([8] * dims))
+    assert stages[0](x).shape[2:] == (8,) * dims
+    assert stages[2](stages[1](x)).shape[2:] == (2,) * dims
+
+
+def test_registered_model_overrides_win_over_size_table() -> None:
+    import zoo
+
+    model = zoo.create_model("mk_unet_tiny", spatial_dims=3, in_channels=2, num_classes=3, channels=(4, 8))
+    assert (model.spatial_dims, model.in_channels, model.num_classes) == (3, 2, 3)
+    assert model.encoder.feature_channels == [4, 8]
+    assert zoo.create_model("mk_unet_tiny").encoder.feature_channels == [8, 16, 32, 48, 80]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from backbones.attention_unet import AttentionUNet
+from zoo.models.defaults import model_config
 from zoo.registry import register_model
 
 _SIZES = {
@@ -14,9 +15,7 @@ _SIZES = {
 
 
 def _attention_unet(size: str, **kwargs: Any) -> AttentionUNet:
-    cfg: dict[str, Any] = dict(spatial_dims=2, in_channels=1, num_classes=2, **_SIZES[size])
-    cfg.update(kwargs)
-    return AttentionUNet(**cfg)
+    return AttentionUNet(**model_config(_SIZES[size], **kwargs))
 
 
 @register_model(family="attention_unet")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from backbones.axial_unet import GatedAxialUNet, MCAUNet
+from zoo.models.defaults import model_config
 from zoo.registry import register_model
 
 _SIZES = {
@@ -16,9 +17,7 @@ _SIZES = {
 
 
 def _cfg(size: str, **kwargs: Any) -> dict[str, Any]:
-    cfg: dict[str, Any] = dict(spatial_dims=2, in_channels=1, num_classes=2, **_SIZES[size])
-    cfg.update(kwargs)
-    return cfg
+    return model_config(_SIZES[size], **kwargs)
 
 
 @register_model(family="gated_axial_unet")

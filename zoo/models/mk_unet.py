@@ -4,15 +4,14 @@ from __future__ import annotations
 from typing import Any
 
 from backbones.mk_unet import MKUNet
+from zoo.models.defaults import model_config
 from zoo.registry import register_model
 
 _SIZES = {"tiny": (8, 16, 32, 48, 80), "small": (16, 32, 64, 96, 160), "base": (32, 64, 128, 192, 320)}
 
 
 def _mk_unet(size: str, **kwargs: Any) -> MKUNet:
-    cfg: dict[str, Any] = dict(spatial_dims=2, in_channels=1, num_classes=2, channels=_SIZES[size])
-    cfg.update(kwargs)
-    return MKUNet(**cfg)
+    return MKUNet(**model_config(dict(channels=_SIZES[size]), **kwargs))
 
 
 @register_model(family="mk_unet")

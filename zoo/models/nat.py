@@ -12,6 +12,7 @@ from typing import Any
 from backbones.base import EncoderClassifier
 from backbones.nat import NAUNet
 from zoo.encoders import create_classifier
+from zoo.models.defaults import model_config
 from zoo.registry import register_model
 
 __all__ = ["nat_tiny", "nat_small", "nat_base", "dinat_tiny", "dinat_small", "dinat_base"]
@@ -27,8 +28,7 @@ _KERNELS_DEFAULT = {2: (7, 7, 7, 7), 3: (5, 5, 5, 3)}
 
 
 def _na_unet(size: str, dilated: bool, **kwargs: Any) -> NAUNet:
-    cfg: dict[str, Any] = dict(spatial_dims=2, in_channels=1, num_classes=2, dilated=dilated, **_SIZES[size])
-    cfg.update(kwargs)
+    cfg = model_config(dict(dilated=dilated), _SIZES[size], **kwargs)
     dims = cfg["spatial_dims"]
     cfg.setdefault("kernel_sizes", _KERNELS.get((size, dims), _KERNELS_DEFAULT.get(dims, (7, 7, 7, 7))))
     return NAUNet(**cfg)

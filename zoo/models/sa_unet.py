@@ -4,15 +4,14 @@ from __future__ import annotations
 from typing import Any
 
 from backbones.sa_unet import SAUNet
+from zoo.models.defaults import model_config
 from zoo.registry import register_model
 
 _SIZES = {"tiny": (8, 16, 32, 64), "small": (16, 32, 64, 128), "base": (32, 64, 128, 256)}
 
 
 def _sa_unet(size: str, **kwargs: Any) -> SAUNet:
-    cfg: dict[str, Any] = dict(spatial_dims=2, in_channels=1, num_classes=2, channels=_SIZES[size])
-    cfg.update(kwargs)
-    return SAUNet(**cfg)
+    return SAUNet(**model_config(dict(channels=_SIZES[size]), **kwargs))
 
 
 @register_model(family="sa_unet")

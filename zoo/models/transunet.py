@@ -5,6 +5,7 @@ from typing import Any
 
 from backbones.transunet import TransUNet
 from zoo.models.vit import default_img_size
+from zoo.models.defaults import model_config
 from zoo.registry import register_model
 
 _SIZES = {
@@ -16,8 +17,7 @@ _SIZES = {
 
 
 def _transunet(size: str, **kwargs: Any) -> TransUNet:
-    cfg: dict[str, Any] = dict(spatial_dims=2, in_channels=1, num_classes=2, **_SIZES[size])
-    cfg.update(kwargs)
+    cfg = model_config(_SIZES[size], **kwargs)
     cfg.setdefault("img_size", default_img_size(cfg["spatial_dims"]))
     return TransUNet(**cfg)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from backbones.unet import UNet
+from zoo.models.defaults import model_config
 from zoo.registry import register_model
 
 _WIDTHS = {
@@ -14,12 +15,11 @@ _WIDTHS = {
 
 
 def _unet(size: str, residual: bool, **kwargs: Any) -> UNet:
-    cfg: dict[str, Any] = dict(spatial_dims=2, in_channels=1, num_classes=2, **_WIDTHS[size])
+    resenc: dict[str, Any] = {}
     if residual:  # nnU-Net ResEnc: more blocks in deeper encoder stages, one block per decoder stage
-        n = len(cfg["channels"])
-        cfg.update(encoder_blocks=tuple([1, 3, 4, 6, 6, 6][:n]), decoder_blocks=1, residual=True)
-    cfg.update(kwargs)
-    return UNet(**cfg)
+        n = len(_WIDTHS[size]["channels"])
+        resenc = dict(encoder_blocks=tuple([1, 3, 4, 6, 6, 6][:n]), decoder_blocks=1, residual=True)
+    return UNet(**model_config(_WIDTHS[size], resenc, **kwargs))
 
 
 @register_model(family="unet")

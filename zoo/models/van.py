@@ -7,6 +7,7 @@ from typing import Any
 from backbones.base import EncoderClassifier
 from backbones.van import LKAUNet
 from zoo.encoders import create_classifier
+from zoo.models.defaults import model_config
 from zoo.registry import register_model
 
 __all__ = ["van_tiny", "van_small", "van_base"]
@@ -19,9 +20,7 @@ _SIZES = {  # small: VAN-B0's encoder, base: VAN-B1's
 
 
 def _lka_unet(size: str, **kwargs: Any) -> LKAUNet:
-    cfg: dict[str, Any] = dict(spatial_dims=2, in_channels=1, num_classes=2, **_SIZES[size])
-    cfg.update(kwargs)
-    return LKAUNet(**cfg)
+    return LKAUNet(**model_config(_SIZES[size], **kwargs))
 
 
 @register_model(family="lka_unet")

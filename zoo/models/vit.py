@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from backbones.vit import UNETR
+from zoo.models.defaults import model_config
 from zoo.registry import register_model
 
 _SIZES = {
@@ -19,9 +20,7 @@ def default_img_size(spatial_dims: int) -> int:
 
 
 def _unetr(size: str, **kwargs: Any) -> UNETR:
-    cfg: dict[str, Any] = dict(spatial_dims=2, in_channels=1, num_classes=2, patch_size=16, feature_size=16,
-                               **_SIZES[size])
-    cfg.update(kwargs)
+    cfg = model_config(dict(patch_size=16, feature_size=16), _SIZES[size], **kwargs)
     cfg.setdefault("img_size", default_img_size(cfg["spatial_dims"]))
     return UNETR(**cfg)
 
