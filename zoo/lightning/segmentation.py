@@ -124,15 +124,9 @@ class SegmentationModule(ModelRunnerMixin, L.LightningModule):
             self._val_sums[1] += torch.nan_to_num(iou)
             self._val_sums[2] += valid
 
-    def _summed_over_ranks(self) -> torch.Tensor:
-        """This epoch's per-class sums, added up over all processes (under DDP each scores its own cases)."""
-        assert self._val_sums is not None
-        if self.trainer.world_size > 1:
-            return self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
-        return self._val_sums
-
     def on_validation_epoch_end(self) -> None:
-        metrics = self.summarize_validation(self._summed_over_ranks())
+        assert self._val_sums is not None
+        metrics = self.summarize_validation(self.sum_over_ranks(self._val_sums))
         dice = metrics.pop("val/dice")
         self.log("val/dice", dice, prog_bar=True)
         self.log_dict(metrics)
@@ -164,7 +158,8 @@ class SegmentationModule(ModelRunnerMixin, L.LightningModule):
         self.validation_step(batch, batch_idx)
 
     def on_test_epoch_end(self) -> None:
-        metrics = self.summarize_validation(self._summed_over_ranks())
+        assert self._val_sums is not None
+        metrics = self.summarize_validation(self.sum_over_ranks(self._val_sums))
         self.log_dict({k.replace("val/", "test/"): v for k, v in metrics.items()})
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
