@@ -51,3 +51,20 @@ def test_validation_windows_need_not_be_multiples_when_the_model_pads():
     m = SegmentationModule("unet_tiny", {"pad_input": True}, info).eval()
     logits = m.predict_logits(torch.randn(1, 1, 44, 52))  # larger than the patch: sliding window of 20x28
     assert logits.shape == (1, 3, 44, 52)
+
+
+def test_test_stage_reports_the_validation_metrics_under_test_names(tmp_path):
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    torch.manual_seed(0)
+    cases = [{"image": torch.randn(1, 32, 32), "label": torch.randint(0, 3, (32, 32))} for _ in range(3)]
+    loader = DataLoader(cases, batch_size=2)
+    m = SegmentationModule("unet_tiny", None, INFO)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    val = trainer.validate(m, loader, verbose=False)[0]
+    test = trainer.test(m, loader, verbose=False)[0]
+    assert {"val/dice", "val/miou", "val/dice_a"} <= set(val)
+    expected = {k.replace("val/", "test/"): v for k, v in val.items() if k != "val/loss"}
+    assert {k: v for k, v in test.items() if not k.endswith("/loss")} == pytest.approx(expected)

@@ -102,8 +102,7 @@ class ClassificationModule(ModelRunnerMixin, L.LightningModule):
 
     def _summarize(self, prefix: str) -> dict[str, float]:
         assert self._val_counts is not None
-        counts = self.trainer.strategy.reduce(self._val_counts, reduce_op="sum") if self.trainer.world_size > 1 \
-            else self._val_counts
+        counts = self.sum_over_ranks(self._val_counts)
         n = max(float(counts[2]), 1.0)
         return {f"{prefix}/top1": float(counts[0]) / n, f"{prefix}/top5": float(counts[1]) / n,
                 f"{prefix}/loss": float(counts[3]) / n}

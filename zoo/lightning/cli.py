@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from zoo.atomic import write_atomic
 from zoo.lightning.best_metrics import BestValidationMetrics
 from zoo.lightning.checkpoint_io import AtomicCheckpointIO
 from zoo.lightning.classification import ClassificationModule
@@ -69,10 +69,7 @@ def write_fit_metrics(run_dir: Path, logged: dict[str, Any], model: Segmentation
     epoch = logged.get("epoch")
     out.update(val_loss=_num(logged["val/loss"]) if "val/loss" in logged else None, checkpoint=checkpoint,
                epoch=epoch, model=model.hparams["model_name"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(out, indent=2))
-    os.replace(tmp, run_dir / "metrics.json")
+    write_atomic(run_dir / "metrics.json", lambda tmp: tmp.write_text(json.dumps(out, indent=2)))
     table.title = f"validation (best checkpoint, epoch {epoch})" if epoch is not None else "validation"
     Console().print(table)
     print(f"metrics written to {run_dir / 'metrics.json'}")

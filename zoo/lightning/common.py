@@ -49,6 +49,12 @@ class ModelRunnerMixin:
         # kept out of the module tree so the compiled wrapper does not duplicate the weights in the state dict
         self.__dict__["_compiled"] = torch.compile(self.model) if compile else None
 
+    def sum_over_ranks(self, t: torch.Tensor) -> torch.Tensor:
+        """`t` added up over all processes (under DDP each scores its own cases); `t` itself on one process."""
+        if self.trainer.world_size > 1:
+            return self.trainer.strategy.reduce(t, reduce_op="sum")
+        return t
+
     def forward(self, x: torch.Tensor) -> Any:
         if self._memory_format is not None:
             x = x.contiguous(memory_format=self._memory_format)

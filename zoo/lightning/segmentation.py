@@ -126,9 +126,7 @@ class SegmentationModule(ModelRunnerMixin, L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         assert self._val_sums is not None
-        sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum") if self.trainer.world_size > 1 \
-            else self._val_sums
-        metrics = self.summarize_validation(sums)
+        metrics = self.summarize_validation(self.sum_over_ranks(self._val_sums))
         dice = metrics.pop("val/dice")
         self.log("val/dice", dice, prog_bar=True)
         self.log_dict(metrics)
@@ -161,7 +159,7 @@ class SegmentationModule(ModelRunnerMixin, L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         assert self._val_sums is not None
-        metrics = self.summarize_validation(self._val_sums)
+        metrics = self.summarize_validation(self.sum_over_ranks(self._val_sums))
         self.log_dict({k.replace("val/", "test/"): v for k, v in metrics.items()})
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
