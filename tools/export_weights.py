@@ -91,14 +91,14 @@ def _atomic_write(files: list[tuple[Path, bytes]]) -> None:
 
 def build_export(ckpt: str | Path, dataset: dict[str, str], metrics: dict[str, Any], throughput: dict[str, Any],
                  training: dict[str, Any], sw_overlap: float | None = None,
-                 max_bytes: int = MAX_WEIGHTS_BYTES) -> tuple[dict[str, Any], bytes]:
+                 max_bytes: int = MAX_WEIGHTS_BYTES, name: str | None = None) -> tuple[dict[str, Any], bytes]:
     """The manifest and the fp16 safetensors bytes of a segzoo checkpoint (nothing is written)."""
     from safetensors.torch import load as st_load
     from safetensors.torch import save as st_save
 
     model, info, hp = load_segzoo_checkpoint(ckpt)
     state = to_fp16(model.state_dict())
-    name = f"{hp['model_name']}_{dataset.get('name')}"
+    name = f"{name or hp['model_name']}_{dataset.get('name')}"
     data = st_save(state, metadata={"name": name, "format": "pt", "source": Path(ckpt).name})
     if len(data) > max_bytes:
         raise ValueError(f"ckpt: the fp16 weights of {hp['model_name']!r} take {len(data) / 2**20:.1f} MiB, more "
@@ -140,6 +140,8 @@ def export_weights(ckpt: str | Path, out_dir: str | Path, overwrite: bool = Fals
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("ckpt", help="segzoo checkpoint (.ckpt from `zoo fit`)")
+    p.add_argument("--name", help="shipped name before _<dataset> (default: the model's registry name), a prefix "
+                   "of it such as attention_unet for attention_unet_small -> attention_unet_drive")
     p.add_argument("--dataset", required=True, help="dataset name: lower-case letters and digits (e.g. drive)")
     p.add_argument("--split", required=True, help="the split the metrics were measured on")
     p.add_argument("--licence", required=True, help="licence / terms of use of the training data")
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         path = export_weights(args.ckpt, args.out_dir, args.overwrite, dataset=dataset,
                               metrics=_read_json(args.metrics, "--metrics"),
                               throughput=_read_json(args.throughput, "--throughput"), training=training,
-                              sw_overlap=args.sw_overlap)
+                              sw_overlap=args.sw_overlap, name=args.name)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"export_weights: error: {err}", file=sys.stderr)
         return 1

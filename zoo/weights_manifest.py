@@ -3,7 +3,8 @@ each one as a pretrained model name, e.g. `attention_unet_small_drive` = `attent
 
 A manifest (``schema_version`` 1) holds::
 
-    name           "<model>_<dataset>", equal to the file's stem
+    name           "<model>_<dataset>" or "<prefix of model>_<dataset>" (`attention_unet_drive` for
+                   `attention_unet_small`), equal to the file's stem
     model          registry name of the architecture; model_kwargs: its overrides (JSON values)
     dataset        {"name", "split", "licence"} (+ optional "url")
     data_info      as stored in segzoo checkpoints: num_classes, in_channels, spatial_dims, patch_size,
@@ -133,8 +134,8 @@ def validate_manifest(manifest: Any, where: str = "manifest", weights_dir: str |
         _fail(where, "dataset.name", "lower-case letters and digits only (no '_')", ds_name)
     _str(where, dataset, "split", "dataset.")
     _str(where, dataset, "licence", "dataset.")
-    if name != f"{model}_{ds_name}":
-        _fail(where, "name", f"'<model>_<dataset.name>' = {model + '_' + ds_name!r}", name)
+    if not (_NAME.match(name) and name.endswith(f"_{ds_name}") and model.startswith(name[: -len(ds_name) - 1])):
+        _fail(where, "name", f"'<model or its family prefix>_<dataset.name>', e.g. {model + '_' + ds_name!r}", name)
     info = _section(where, m, "data_info")
     _check_data_info(where, info)
     for key in ("num_classes", "in_channels", "spatial_dims"):

@@ -206,9 +206,16 @@ def _valid_manifest() -> dict:
             "dtype": "float16"}
 
 
+def test_validator_accepts_a_family_prefix_name():
+    m = _valid_manifest()
+    m["name"], m["file"] = "unet_toy", "unet_toy.safetensors"  # unet_tiny shipped as unet_<dataset>
+    validate_manifest(m, "x.json")
+
+
 @pytest.mark.parametrize("path, value, message", [
     (("schema_version",), 2, "schema_version must be 1, got 2"),
-    (("name",), "unet_tiny_other", "name must be '<model>_<dataset.name>' = 'unet_tiny_toy'"),
+    (("name",), "unet_tiny_other", "name must be '<model or its family prefix>_<dataset.name>', e.g. 'unet_tiny_toy'"),
+    (("name",), "attention_toy", "name must be '<model or its family prefix>_<dataset.name>'"),
     (("dataset", "name"), "to_y", "dataset.name must be lower-case letters and digits only"),
     (("dataset", "licence"), "", "dataset.licence must be a non-empty string"),
     (("model_kwargs", "num_classes"), 4, "model_kwargs.num_classes=4 contradicts data_info.num_classes=3"),
