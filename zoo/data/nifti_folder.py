@@ -10,7 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from zoo.data.volume import VolumeDataModule, nifti_stem
+from zoo.data.cases import is_nifti, split_name
+from zoo.data.volume import VolumeDataModule
 
 __all__ = ["NiftiFolderDataModule", "pair_nifti_folders"]
 
@@ -18,7 +19,7 @@ __all__ = ["NiftiFolderDataModule", "pair_nifti_folders"]
 def _nifti_files(folder: Path, what: str) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"{what} folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.name.endswith((".nii", ".nii.gz")) and not p.name.startswith("."))
+    files = sorted(p for p in folder.iterdir() if is_nifti(p) and not p.name.startswith("."))
     if not files:
         raise ValueError(f"{what} folder {folder} has no .nii/.nii.gz files")
     return files
@@ -28,10 +29,10 @@ def pair_nifti_folders(image_dir: str | Path, label_dir: str | Path, image_suffi
     """Records ``{"image", "label", "name"}`` for every stem present in both folders; any unmatched file is an error."""
     images, labels = {}, {}
     for p in _nifti_files(Path(image_dir), "image"):
-        stem = nifti_stem(p)
+        stem = split_name(p)[0]
         images[stem.removesuffix(image_suffix) if image_suffix else stem] = p
     for p in _nifti_files(Path(label_dir), "label"):
-        labels[nifti_stem(p)] = p
+        labels[split_name(p)[0]] = p
     only_img, only_lab = sorted(set(images) - set(labels)), sorted(set(labels) - set(images))
     if only_img or only_lab:
         raise ValueError(f"image/label folders do not match by file stem: {len(only_img)} image(s) without a label "

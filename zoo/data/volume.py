@@ -7,7 +7,6 @@ augmentations of ``zoo.data.augment.build_augment_3d``; validation/test batches 
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Hashable, Mapping, Sequence
 
 import torch
@@ -17,18 +16,9 @@ from zoo.data.augment import build_augment_3d
 from zoo.data.base import SegDataModule
 from zoo.data.normalize import check_normalization, normalize
 
-__all__ = ["VolumeDataModule", "nifti_stem", "check_nifti_pairs"]
+__all__ = ["VolumeDataModule", "check_nifti_pairs"]
 
 _CROPS = ("pos_neg", "classes")
-
-
-def nifti_stem(path: str | Path) -> str:
-    """Case name of a NIfTI file: its name without ``.nii.gz`` / ``.nii``."""
-    name = Path(path).name
-    for ext in (".nii.gz", ".nii"):
-        if name.endswith(ext):
-            return name[: -len(ext)]
-    return name
 
 
 def check_nifti_pairs(records: Sequence[Mapping[str, Any]]) -> None:
