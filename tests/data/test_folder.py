@@ -192,6 +192,21 @@ def test_read_formats(tmp_path):
         read_image(tmp_path / "x.bmp")
 
 
+def test_read_gif_as_gray_levels(tmp_path):
+    gray = np.zeros((6, 7), np.uint8)
+    gray[1:4, 2:5], gray[5, 0] = 255, 128
+    Image.fromarray(gray).save(tmp_path / "m.gif")  # PIL stores it as a palette GIF (indices 0, 1, 2)
+    assert Image.open(tmp_path / "m.gif").mode == "P"
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.gif"), gray.astype(np.int64))
+    image = read_image(tmp_path / "m.gif")
+    assert image.shape == (3, 6, 7) and np.array_equal(image[1], gray.astype(np.float32))
+    colour = Image.fromarray(np.zeros((6, 7), np.uint8), mode="P")
+    colour.putpalette([200, 0, 0] + [0] * 765)
+    colour.save(tmp_path / "c.gif")
+    with pytest.raises(ValueError, match=r"mask file .*c.gif is a colour \(RGB\) image"):
+        read_mask(tmp_path / "c.gif")
+
+
 def test_built_from_yaml_config(tmp_path):
     from jsonargparse import ArgumentParser
 
