@@ -65,8 +65,9 @@ def test_clear_errors(tmp_path: Path) -> None:
     images, labels = make_folders(tmp_path / "m", ["a", "b", "c"])
     (labels / "b.nii.gz").unlink()
     write_nifti(labels / "x.nii.gz", np.zeros(SHAPE, np.uint8))
-    with pytest.raises(ValueError, match=r"do not match by file stem: 1 image\(s\) without a label \['b'\], "
-                                         r"1 label\(s\) without an image \['x'\]"):
+    with pytest.raises(ValueError, match=r"image and label files must match by file stem; 1 image\(s\) in .* without "
+                                         r"a matching label: 'b.nii.gz'; 1 label\(s\) in .* without a matching "
+                                         r"image: 'x.nii.gz'"):
         _dm(images, labels)
 
     empty = tmp_path / "empty"

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from zoo.data.base import SegDataModule
+from zoo.data.cases import check_label_range, files_by_stem, pair_by_stem, split_name
 from zoo.data.io import is_image_file, read_image, read_mask
 from zoo.data.normalize import ZSCORE, normalize
 
@@ -27,44 +28,26 @@ __all__ = ["match_pairs", "load_case", "FolderSegDataset", "FolderSegDataModule"
 Case = tuple[Path, Path]
 
 
-def _names(stems: list[str], limit: int = 10) -> str:
-    more = f" (and {len(stems) - limit} more)" if len(stems) > limit else ""
-    return ", ".join(stems[:limit]) + more
-
-
-def _files_by_stem(folder: str | Path, what: str) -> dict[str, Path]:
+def _image_files(folder: str | Path, what: str) -> list[Path]:
     folder = Path(folder)
     if not folder.exists():
         raise FileNotFoundError(f"{what} folder not found: {folder}")
     if not folder.is_dir():
         raise NotADirectoryError(f"{what} must be a folder, got a file: {folder}")
-    files: dict[str, Path] = {}
-    for f in sorted(folder.iterdir()):
-        if f.is_file() and is_image_file(f):
-            if f.stem in files:
-                raise ValueError(f"{what} folder {folder} has two files with stem {f.stem!r}: {files[f.stem].name}, {f.name}")
-            files[f.stem] = f
+    files = [f for f in sorted(folder.iterdir()) if f.is_file() and is_image_file(f)]
     if not files:
         raise ValueError(f"{what} folder {folder} holds no PNG/JPEG/TIFF files")
     return files
 
 
 def match_pairs(images: str | Path, masks: str | Path, mask_suffix: str = "") -> list[Case]:
-    """(image, mask) pairs whose stems match (mask stem = image stem + ``mask_suffix``); unmatched stems are an error."""
-    imgs = _files_by_stem(images, "images")
-    msks = _files_by_stem(masks, "masks")
-    wanted = {stem + mask_suffix: stem for stem in imgs}
-    no_mask = sorted(s for s in imgs if s + mask_suffix not in msks)
-    no_image = sorted(s for s in msks if s not in wanted)
-    if no_mask or no_image:
-        parts = []
-        if no_mask:
-            parts.append(f"{len(no_mask)} image(s) in {images} without a mask: {_names(no_mask)}")
-        if no_image:
-            parts.append(f"{len(no_image)} mask(s) in {masks} without an image: {_names(no_image)}")
-        hint = f" (mask_suffix={mask_suffix!r})" if mask_suffix else ""
-        raise ValueError("image and mask files must match by file stem" + hint + "; " + "; ".join(parts))
-    return [(imgs[s], msks[s + mask_suffix]) for s in sorted(imgs)]
+    """(image, mask) pairs whose stems match (mask stem = image stem + ``mask_suffix``), sorted by image stem;
+    unmatched stems are an error."""
+    imgs = files_by_stem(_image_files(images, "images"), f"images folder {images}", key=lambda s: s + mask_suffix)
+    msks = files_by_stem(_image_files(masks, "masks"), f"masks folder {masks}")
+    note = f" (mask stem = image stem + mask_suffix={mask_suffix!r})" if mask_suffix else ""
+    pairs = pair_by_stem(imgs, msks, ("image", "mask"), (images, masks), note)
+    return [(img, msk) for _, img, msk in sorted(pairs, key=lambda p: split_name(p[1])[0])]
 
 
 def load_case(image_path: Path, mask_path: Path, num_classes: int, in_channels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,11 +59,7 @@ def load_case(image_path: Path, mask_path: Path, num_classes: int, in_channels: 
     if mask.shape != image.shape[1:]:
         raise ValueError(f"mask {mask_path} has size {tuple(mask.shape)} (H, W) but image {image_path} has size "
                          f"{tuple(image.shape[1:])}")
-    top = int(mask.max(initial=0))
-    if top >= num_classes:
-        hint = " (a 0/255 binary mask? store foreground as 1)" if top == 255 else ""
-        raise ValueError(f"mask {mask_path} has label {top} but num_classes={num_classes} allows labels "
-                         f"0..{num_classes - 1}{hint}")
+    check_label_range(mask, num_classes, f"mask {mask_path}")
     return normalize(image, ZSCORE), mask
 
 
