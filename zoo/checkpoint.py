@@ -14,19 +14,22 @@ from torch import nn
 
 from zoo.registry import create_model
 
-__all__ = ["load_segzoo_checkpoint", "model_weights", "DATA_INFO_KEYS"]
+__all__ = ["load_segzoo_checkpoint", "load_weights_only", "model_weights", "DATA_INFO_KEYS"]
 
 DATA_INFO_KEYS = ("num_classes", "in_channels", "spatial_dims", "patch_size", "class_names", "normalization")
 
 
-def _torch_load(path: Path, arg: str) -> Any:
+def load_weights_only(path: str | Path, arg: str = "weights") -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU, the only way segzoo reads torch files (nothing unpickled);
+    a missing file raises FileNotFoundError and an unreadable one ValueError, both naming ``arg`` and the file."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{arg}: file {str(path)!r} does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, pickle with disallowed globals, not a torch file at all
-        raise ValueError(f"{arg}: cannot load {str(path)!r} with torch.load(weights_only=True): corrupt, not a "
-                         f"torch file, or it holds pickled Python objects ({_short(err)})") from err
+        raise ValueError(f"{arg}: could not read weights from {str(path)!r} with torch.load(weights_only=True): "
+                         f"corrupt, not a torch file, or it holds pickled Python objects ({_short(err)})") from err
 
 
 def _short(err: Exception) -> str:
@@ -53,7 +56,7 @@ def load_segzoo_checkpoint(path: str | Path, arg: str = "ckpt") -> tuple[nn.Modu
     """The model (weights loaded, eval mode, on CPU), ``data_info`` and all hyper-parameters of a segzoo
     checkpoint; ``data_info``'s num_classes/in_channels/spatial_dims default to the model's."""
     path = Path(path)
-    ckpt = _torch_load(path, arg)
+    ckpt = load_weights_only(path, arg)
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     missing = [k for k in ("model_name", "model_kwargs", "data_info") if not isinstance(hp, dict) or k not in hp]
     if missing or not isinstance(ckpt.get("state_dict"), dict):

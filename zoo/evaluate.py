@@ -17,9 +17,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from zoo.data.cases import check_label_range, files_by_stem, pair_by_stem
 from zoo.metrics import (METRIC_NAMES, RocCounts, accuracy_counts, aggregate_cases, auc_per_class, case_metrics,
                          merge_roc_counts, nan_mean_std, roc_auc)
-from zoo.volume_io import find_prob_map, is_nifti, list_cases, read_label_map, read_prob_map, split_name
+from zoo.volume_io import find_prob_map, is_nifti, list_cases, read_label_map, read_prob_map
 
 __all__ = ["EvalResult", "match_cases", "evaluate_folders", "summary_json", "markdown_table", "fmt", "eval_main",
            "CONVENTIONS"]
@@ -180,46 +181,14 @@ def _pm(mean: float, std: float, digits: int) -> str:
     return fmt(mean, digits) + (f" ± {fmt(std, digits)}" if math.isfinite(std) else "")
 
 
-def _names(files: list[Path], arg: str) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for f in files:
-        stem = split_name(f)[0]
-        if stem in out:
-            raise ValueError(f"{arg}: {out[stem].name!r} and {f.name!r} share the stem {stem!r}; keep one")
-        out[stem] = f
-    return out
-
-
 def match_cases(pred_dir: str | Path, gt_dir: str | Path) -> list[tuple[str, Path, Path]]:
     """``(stem, pred, gt)`` for every stem, sorted; unmatched stems on either side raise ValueError naming them."""
     for arg, d in (("--pred", pred_dir), ("--gt", gt_dir)):
         if Path(d).exists() and not Path(d).is_dir():
             raise ValueError(f"{arg}: expected a folder of label maps, got the file {str(d)!r}")
-    preds = _names(list_cases(pred_dir, "--pred"), "--pred")
-    gts = _names(list_cases(gt_dir, "--gt"), "--gt")
-
-    def _show(stems: set[str]) -> str:
-        s = sorted(stems)
-        return ", ".join(repr(x) for x in s[:10]) + (f" and {len(s) - 10} more" if len(s) > 10 else "")
-
-    no_gt, no_pred = set(preds) - set(gts), set(gts) - set(preds)
-    problems = []
-    if no_pred:
-        problems.append(f"{len(no_pred)} ground-truth case(s) in {str(gt_dir)!r} have no prediction in "
-                        f"{str(pred_dir)!r}: {_show(no_pred)}")
-    if no_gt:
-        problems.append(f"{len(no_gt)} prediction(s) in {str(pred_dir)!r} have no ground truth in "
-                        f"{str(gt_dir)!r}: {_show(no_gt)}")
-    if problems:
-        raise ValueError("unmatched file stems (pred and gt are matched by stem): " + "; ".join(problems))
-    return [(s, preds[s], gts[s]) for s in sorted(preds)]
-
-
-def _check_labels(arr: np.ndarray, path: Path, num_classes: int) -> None:
-    top = int(arr.max(initial=0))
-    if top >= num_classes:
-        raise ValueError(f"label map {str(path)!r} holds label {top}, but --num-classes is {num_classes} "
-                         f"(labels must be in [0, {num_classes - 1}])")
+    preds = files_by_stem(list_cases(pred_dir, "--pred"), "--pred")
+    gts = files_by_stem(list_cases(gt_dir, "--gt"), "--gt")
+    return pair_by_stem(preds, gts, ("prediction", "ground-truth"), (pred_dir, gt_dir))
 
 
 def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int, include_background: bool = False,
@@ -236,7 +205,7 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int,
     if len(names) != num_classes:
         raise ValueError(f"class_names must have num_classes={num_classes} entries, got {len(names)}: {names}")
     pairs = match_cases(pred_dir, gt_dir)
-    rois = _names(list_cases(roi_dir, "--roi-dir"), "--roi-dir") if roi_dir is not None else None
+    rois = files_by_stem(list_cases(roi_dir, "--roi-dir"), "--roi-dir") if roi_dir is not None else None
     missing = sorted({p[0] for p in pairs} - set(rois)) if rois is not None else []
     if missing:
         raise ValueError(f"--roi-dir: {len(missing)} case(s) have no ROI mask in {str(roi_dir)!r}: "
@@ -256,8 +225,8 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int,
         if pred.shape != gt.shape:
             raise ValueError(f"case {stem!r}: prediction {str(pred_path)!r} has shape {pred.shape} but ground "
                              f"truth {str(gt_path)!r} has shape {gt.shape}")
-        _check_labels(pred, pred_path, num_classes)
-        _check_labels(gt, gt_path, num_classes)
+        for arr, path in ((pred, pred_path), (gt, gt_path)):
+            check_label_range(arr, num_classes, f"label map {str(path)!r}", "--num-classes")
         roi = None
         if rois is not None:
             roi = read_label_map(rois[stem])[0] > 0

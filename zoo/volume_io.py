@@ -19,32 +19,15 @@ import numpy as np
 
 from PIL import Image, features
 
+from zoo.data.cases import NIFTI_SUFFIXES, SUPPORTED_SUFFIXES, is_nifti, split_name
 from zoo.data.io import IMAGE_SUFFIXES, read_image, read_mask, write_mask
 
 __all__ = ["IMAGE_SUFFIXES", "NIFTI_SUFFIXES", "SUPPORTED_SUFFIXES", "split_name", "is_nifti", "list_cases",
            "read_input", "read_nifti", "read_label_map", "write_label_map", "label_dtype", "PROB_SUFFIX",
            "prob_map_name", "find_prob_map", "write_prob_map", "read_prob_map"]
 
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
-SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + NIFTI_SUFFIXES
 PROB_SUFFIX = "_prob"
 _PROB_SUFFIXES = (".tif", ".tiff") + NIFTI_SUFFIXES
-
-
-def split_name(path: str | Path) -> tuple[str, str]:
-    """``(stem, suffix)`` with the suffix lower-cased and ``.nii.gz`` kept whole: ``a.b.nii.gz -> (a.b, .nii.gz)``."""
-    name = Path(path).name
-    low = name.lower()
-    for suffix in SUPPORTED_SUFFIXES:
-        if low.endswith(suffix):
-            return name[: -len(suffix)], suffix
-    p = Path(name)
-    return p.stem, p.suffix.lower()
-
-
-def is_nifti(path: str | Path) -> bool:
-    """Whether `path` names a NIfTI file (``.nii`` or ``.nii.gz``)."""
-    return split_name(path)[1] in NIFTI_SUFFIXES
 
 
 def list_cases(path: str | Path, arg: str, suffixes: Iterable[str] = SUPPORTED_SUFFIXES) -> list[Path]:

@@ -69,18 +69,18 @@ def resolve_weights(name: str, pretrained: bool | str) -> tuple[Path, str | None
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A state dict from safetensors or a `weights_only` torch file; Lightning checkpoints are unwrapped."""
+    from zoo.checkpoint import load_weights_only, model_weights
+
     path = Path(path)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             return load_file(str(path))
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt or foreign file: say which and why
-        raise ValueError(f"could not read weights from {path}: {type(e).__name__}: {e}") from e
+        except Exception as e:  # corrupt or foreign file: say which and why
+            raise ValueError(f"could not read weights from {path}: {type(e).__name__}: {e}") from e
+    obj = load_weights_only(path)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        from zoo.checkpoint import model_weights
-
         obj = model_weights(obj["state_dict"])
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path} does not hold a state dict of tensors")

@@ -12,12 +12,18 @@ __all__ = ["check_axial_args", "check_rel_args", "to_lines", "from_lines", "rel_
 
 
 def check_axial_args(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, axis: int) -> int:
-    """Validate q, k, v and axis; returns the axis length L."""
+    """Validate q, k, v (shape, dtype, device) and axis; returns the axis length L."""
     if q.dim() < 4:
         raise ValueError(f"q must be [B, *spatial, heads, head_dim] with >= 1 spatial dim, got {list(q.shape)}")
+    if not q.is_floating_point():
+        raise TypeError(f"q must be a floating-point tensor, got dtype {q.dtype}")
     for name, t in (("k", k), ("v", v)):
         if t.shape != q.shape:
             raise ValueError(f"{name} must have q's shape {list(q.shape)}, got {list(t.shape)}")
+        if t.dtype != q.dtype:
+            raise ValueError(f"{name} must have q's dtype {q.dtype}, got {t.dtype}")
+        if t.device != q.device:
+            raise ValueError(f"{name} must be on q's device {q.device}, got {t.device}")
     nsp = q.dim() - 3
     if not isinstance(axis, int) or not 0 <= axis < nsp:
         raise ValueError(f"axis must be an int in [0, {nsp}) (0-based among the spatial dims), got {axis!r}")

@@ -99,6 +99,45 @@ def test_augmentation_keeps_image_and_mask_aligned(tmp_path):
     np.testing.assert_allclose(dm_off.train_set[0]["image"][0].numpy(), ref, atol=1e-6)
 
 
+def test_augment_spec_uses_the_shared_2d_builder(tmp_path):
+    from zoo.data.albu_ops import ScaleShift
+
+    rng = np.random.default_rng(4)
+    mask = np.zeros((16, 16), np.uint8)
+    mask[2:7, 3:12] = 1
+    image = (mask * 60 + rng.integers(0, 40, (16, 16))).astype(np.uint8)
+    _write(tmp_path, "a", image, mask)
+    _write(tmp_path, "b", image, mask)
+    kw = dict(num_classes=3, train_images=str(tmp_path / "img"), train_masks=str(tmp_path / "msk"), patch_size=16,
+              val_fraction=0.5, samples_per_epoch=8)
+    ref = normalize(image[None].astype(np.float32), ZSCORE)[0]
+    dm = FolderSegDataModule(augment={"hflip": 1.0}, **kw)  # a spec, not just on/off: exactly one flip
+    dm.setup("fit")
+    for i in range(len(dm.train_set)):
+        s = dm.train_set[i]
+        np.testing.assert_array_equal(s["label"].numpy(), mask[:, ::-1])
+        np.testing.assert_allclose(s["image"][0].numpy(), ref[:, ::-1], atol=1e-6)
+    dm = FolderSegDataModule(augment={"intensity": {"scale": 0.5, "shift": 1.0, "p": 1.0}}, **kw)
+    dm.setup("fit")
+    gains = set()
+    for i in range(len(dm.train_set)):
+        img = dm.train_set[i]["image"][0].numpy().ravel()
+        a, b = np.polyfit(ref.ravel(), img, 1)
+        assert 0.5 <= a <= 1.5 and -1.0 <= b <= 1.0 and (img.min() < 0 or img.max() > 1)  # not clipped to [0, 1]
+        np.testing.assert_allclose(img, a * ref.ravel() + b, atol=1e-4)
+        gains.add(round(float(a), 4))
+    assert len(gains) > 1
+    default = [type(t).__name__ for t in FolderSegDataModule(**kw).train_transform().transforms]
+    assert default == ["PadIfNeeded", "RandomCrop", "HorizontalFlip", "VerticalFlip", "RandomRotate90", "ScaleShift"]
+    kw["patch_size"] = (16, 12)
+    default = [type(t) for t in FolderSegDataModule(**kw).train_transform().transforms]
+    assert ScaleShift in default and len(default) == 5  # no quarter turns on a non-square patch
+    with pytest.raises(ValueError, match=r"augment.rot90 needs equal patch sizes .* got patch_size=\[16, 12\]"):
+        FolderSegDataModule(augment={"rot90": 0.5}, **kw)
+    with pytest.raises(ValueError, match=r"unknown 2-D augmentation\(s\) \['twirl'\]"):
+        FolderSegDataModule(augment={"twirl": 0.5}, **kw)
+
+
 def _module(root: Path, **kw) -> FolderSegDataModule:
     args = dict(num_classes=3, train_images=str(root / "img"), train_masks=str(root / "msk"), patch_size=8)
     args.update(kw)
@@ -110,7 +149,8 @@ def _module(root: Path, **kw) -> FolderSegDataModule:
 def test_unmatched_stems_are_named(tmp_path):
     _dataset(tmp_path, n=3)
     (tmp_path / "msk" / "case1.png").rename(tmp_path / "msk" / "other.png")
-    with pytest.raises(ValueError, match=r"without a mask: case1.*without an image: other"):
+    with pytest.raises(ValueError, match=r"1 image\(s\) in '.*img' without a matching mask: 'case1.png'; "
+                                         r"1 mask\(s\) in '.*msk' without a matching image: 'other.png'"):
         _module(tmp_path)
 
 
@@ -126,7 +166,8 @@ def test_label_out_of_range(tmp_path):
     m = np.zeros((24, 20), np.uint8)
     m[3, 3] = 255
     Image.fromarray(m).save(tmp_path / "msk" / "case0.png")
-    with pytest.raises(ValueError, match=r"case0.png has label 255 but num_classes=3 allows labels 0..2 \(a 0/255"):
+    with pytest.raises(ValueError, match=r"mask .*case0.png holds label values \[255\] outside the classes 0..2 "
+                                         r"\(num_classes=3\) \(a 0/255"):
         _module(tmp_path)
 
 
@@ -192,6 +233,21 @@ def test_read_formats(tmp_path):
         read_image(tmp_path / "x.bmp")
 
 
+def test_read_gif_as_gray_levels(tmp_path):
+    gray = np.zeros((6, 7), np.uint8)
+    gray[1:4, 2:5], gray[5, 0] = 255, 128
+    Image.fromarray(gray).save(tmp_path / "m.gif")  # PIL stores it as a palette GIF (indices 0, 1, 2)
+    assert Image.open(tmp_path / "m.gif").mode == "P"
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.gif"), gray.astype(np.int64))
+    image = read_image(tmp_path / "m.gif")
+    assert image.shape == (3, 6, 7) and np.array_equal(image[1], gray.astype(np.float32))
+    colour = Image.fromarray(np.zeros((6, 7), np.uint8), mode="P")
+    colour.putpalette([200, 0, 0] + [0] * 765)
+    colour.save(tmp_path / "c.gif")
+    with pytest.raises(ValueError, match=r"mask file .*c.gif is a colour \(RGB\) image"):
+        read_mask(tmp_path / "c.gif")
+
+
 def test_built_from_yaml_config(tmp_path):
     from jsonargparse import ArgumentParser
 
@@ -203,3 +259,7 @@ def test_built_from_yaml_config(tmp_path):
                               f"    train_masks: {tmp_path / 'msk'}\n    patch_size: [16, 8]\n    augment: false\n")
     dm = parser.instantiate_classes(cfg).data
     assert isinstance(dm, FolderSegDataModule) and dm.patch_size == (16, 8) and not dm.augment
+    spec = cfg.as_dict()
+    spec["data"]["init_args"]["augment"] = {"vflip": 0.5, "intensity": {"scale": 0.2}}
+    dm = parser.instantiate_classes(parser.parse_object(spec)).data
+    assert dm.augment_spec == {"vflip": 0.5, "intensity": {"scale": 0.2}}

@@ -101,7 +101,8 @@ def test_clear_errors(tmp_path: Path) -> None:
     bad = np.zeros(SHAPE, np.uint8)
     bad[0, 0, 0] = 5
     write_nifti(root / "labelsTr/toy_004.nii.gz", bad)
-    with pytest.raises(ValueError, match=r"toy_004: label values \[5\] outside the classes 0..2"):
+    with pytest.raises(ValueError, match=r"case toy_004: label file .*labelsTr/toy_004.nii.gz holds label values "
+                                         r"\[5\] outside the classes 0..2 \(num_classes=3\)"):
         _dm(root).setup("fit")
 
     root = make_msd(tmp_path / "size")

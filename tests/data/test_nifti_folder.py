@@ -65,8 +65,9 @@ def test_clear_errors(tmp_path: Path) -> None:
     images, labels = make_folders(tmp_path / "m", ["a", "b", "c"])
     (labels / "b.nii.gz").unlink()
     write_nifti(labels / "x.nii.gz", np.zeros(SHAPE, np.uint8))
-    with pytest.raises(ValueError, match=r"do not match by file stem: 1 image\(s\) without a label \['b'\], "
-                                         r"1 label\(s\) without an image \['x'\]"):
+    with pytest.raises(ValueError, match=r"image and label files must match by file stem; 1 image\(s\) in .* without "
+                                         r"a matching label: 'b.nii.gz'; 1 label\(s\) in .* without a matching "
+                                         r"image: 'x.nii.gz'"):
         _dm(images, labels)
 
     empty = tmp_path / "empty"
@@ -85,3 +86,18 @@ def test_clear_errors(tmp_path: Path) -> None:
         _dm(images, labels, val_image_dir=str(images))
     with pytest.raises(ValueError, match=r"patch_size must be three positive ints, got \[8, 8\]"):
         _dm(images, labels, patch_size=(8, 8))
+
+
+def test_case_names_follow_the_predict_and_eval_rule_for_upper_case_suffixes(tmp_path: Path) -> None:
+    from zoo.data.msd import read_decathlon
+    from zoo.volume_io import split_name
+
+    images, labels = make_folders(tmp_path, ["a", "b"])
+    (images / "a.nii.gz").rename(images / "a.NII.GZ")
+    (labels / "b.nii.gz").rename(labels / "b.Nii.Gz")
+    dm = _dm(images, labels, val_fraction=0.5)
+    assert [r["name"] for r in dm.records] == ["a", "b"] == [split_name(images / n)[0] for n in ("a.NII.GZ", "b")]
+    meta = tmp_path / "dataset.json"
+    meta.write_text('{"labels": {"0": "bg", "1": "x"}, "modality": {"0": "MRI"}, '
+                    '"training": [{"image": "./images/a.NII.GZ", "label": "./labels/a.nii.gz"}]}')
+    assert read_decathlon(tmp_path)[1][0]["name"] == "a"

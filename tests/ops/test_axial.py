@@ -108,6 +108,22 @@ def test_errors():
         AxialAttention(16, 2)(torch.randn(1, 5, 3, 12))
 
 
+@pytest.mark.parametrize("fn", [axial_attention_reference, axial_attention])
+def test_qkv_dtype_and_device_are_checked(fn):
+    q = torch.randn(1, 4, 5, 2, 8)
+    with pytest.raises(ValueError, match=r"k must have q's dtype torch.float32, got torch.float64"):
+        fn(q, q.double(), q, 0)
+    with pytest.raises(ValueError, match=r"v must have q's dtype torch.float32, got torch.float16"):
+        fn(q, q, q.half(), 0)
+    with pytest.raises(ValueError, match=r"v must be on q's device cpu, got meta"):
+        fn(q, q, q.to("meta"), 0)
+    with pytest.raises(TypeError, match=r"q must be a floating-point tensor, got dtype torch.int64"):
+        fn(*(torch.zeros(1, 4, 5, 2, 8, dtype=torch.long),) * 3, 0)
+    r = torch.randn(9, 8)
+    with pytest.raises(ValueError, match=r"k must have q's dtype"):
+        axial_rel_attention_reference(q, q.double(), q, 0, r, r, r)
+
+
 @pytest.mark.parametrize("nd,rel,gated", [(2, False, False), (2, True, True), (3, True, False)])
 def test_module(nd, rel, gated):
     torch.manual_seed(0)

@@ -195,14 +195,14 @@ def test_eval_errors(folders, tmp_path, capsys):
     _png(pred / "extra.png", np.zeros((8, 10)))
     (gt / "b.png").rename(gt / "zz.png")
     msg = _err(["--pred", str(pred), "--gt", str(gt), *base], capsys)
-    assert "'b'" in msg and "'extra'" in msg and "'zz'" in msg
+    assert "2 prediction(s)" in msg and "'b.png', 'extra.png'" in msg and "1 ground-truth(s)" in msg and "'zz.png'" in msg
     (pred / "extra.png").unlink(), (gt / "zz.png").rename(gt / "b.png")
     _png(gt / "a.png", np.zeros((9, 10)))
     msg = _err(["--pred", str(pred), "--gt", str(gt), *base], capsys)
     assert "(8, 10)" in msg and "(9, 10)" in msg and "a.png" in msg
     _png(gt / "a.png", np.full((8, 10), 3))
     msg = _err(["--pred", str(pred), "--gt", str(gt), *base], capsys)
-    assert "label 3" in msg and "--num-classes is 3" in msg
+    assert "a.png' holds label values [3] outside the classes 0..2 (--num-classes=3)" in msg
     (gt / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     msg = _err(["--pred", str(pred), "--gt", str(gt), *base], capsys)
     assert "a.png" in msg and "cannot read" in msg

@@ -54,3 +54,19 @@ def test_wrong_architecture_is_named(tmp_path):
         zoo.create_model("unet_tiny", num_classes=5, pretrained=str(st))
     with pytest.raises(ValueError, match="missing keys"):
         zoo.create_model("unet_small", pretrained=str(st))
+
+
+def test_weight_files_and_checkpoints_share_one_weights_only_loader(tmp_path):
+    import argparse
+
+    from zoo.checkpoint import load_segzoo_checkpoint
+    from zoo.weights import load_state_dict_file
+
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"state_dict": {}, "args": argparse.Namespace(a=1)}, pickled)  # a Python object: never unpickled
+    expected = (r"could not read weights from .*pickled.pt.* with torch.load\(weights_only=True\): corrupt, not a "
+                r"torch file, or it holds pickled Python objects \(.*argparse.Namespace")
+    with pytest.raises(ValueError, match="weights: " + expected):
+        load_state_dict_file(pickled)
+    with pytest.raises(ValueError, match="ckpt: " + expected):
+        load_segzoo_checkpoint(pickled)

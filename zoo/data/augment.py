@@ -6,6 +6,9 @@ order (geometric first, then intensity) whatever their order in the YAML, e.g.::
 
     augment: {hflip: 0.5, vflip: 0.5, rotate: {limit: 180, p: 0.5}, scale: {range: [0.8, 1.2], p: 0.3},
               elastic: {alpha: 30, sigma: 6, p: 0.2}, brightness_contrast: {brightness: 0.2, contrast: 0.2}}
+
+2-D ``brightness_contrast`` (albumentations) clips float images to [0, 1]: on images normalised before
+augmentation (`FolderSegDataModule`) use ``intensity: {scale, shift, p}`` (unclipped ``x * a + b``) instead.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-__all__ = ["build_augment_2d", "build_augment_3d", "AUGMENT_2D_OPS", "AUGMENT_3D_OPS"]
+__all__ = ["augment_2d_ops", "build_augment_2d", "build_augment_3d", "AUGMENT_2D_OPS", "AUGMENT_3D_OPS"]
 
 
 # ---- 2-D (albumentations; image HWC uint8 or float, masks HW nearest-interpolated, filled with 0) --------------
@@ -77,10 +80,16 @@ def _blur2d(sigma: Sequence[float] = (0.5, 1.0), p: float = 0.2) -> Any:
     return A.GaussianBlur(sigma_limit=tuple(sigma), p=p)
 
 
+def _intensity2d(scale: float = 0.1, shift: float = 0.1, p: float = 0.5) -> Any:
+    """x * U(1 - scale, 1 + scale) + U(-shift, shift), unclipped: for images already normalised (z-scored)."""
+    from zoo.data.albu_ops import ScaleShift
+    return ScaleShift(scale=scale, shift=shift, p=p)
+
+
 AUGMENT_2D_OPS: dict[str, Callable[..., Any]] = {
     "hflip": _hflip, "vflip": _vflip, "rot90": _rot90, "rotate": _rotate2d, "scale": _scale2d,
     "elastic": _elastic, "brightness_contrast": _brightness_contrast, "gamma": _gamma2d,
-    "hue_saturation": _hue_saturation, "noise": _noise2d, "blur": _blur2d,
+    "hue_saturation": _hue_saturation, "noise": _noise2d, "blur": _blur2d, "intensity": _intensity2d,
 }
 
 
@@ -180,21 +189,28 @@ def _check_rot90(spec: Mapping[str, Any], patch_size: Sequence[int] | None, axes
                          f"got patch_size={list(patch_size)}")
 
 
-def build_augment_2d(spec: Mapping[str, Any] | None, extra_masks: Sequence[str] = (),
-                     patch_size: Sequence[int] | None = None) -> Any | None:
-    """An ``albumentations.Compose`` for image + ``mask`` (+ ``extra_masks`` such as ``roi``), or None if empty.
+def augment_2d_ops(spec: Mapping[str, Any] | None, patch_size: Sequence[int] | None = None) -> list:
+    """The albumentations transforms of a 2-D spec in their fixed order (geometric, then intensity).
 
     ``patch_size`` (H, W), when given, is checked against shape-changing operations (``rot90`` needs H == W).
     """
     if not spec:
-        return None
+        return []
     _check_names(spec, AUGMENT_2D_OPS, "2-D")
     _check_rot90(spec, patch_size, (0, 1))
     transforms = []
-    for name, fn in AUGMENT_2D_OPS.items():  # fixed order: geometric, then intensity
+    for name, fn in AUGMENT_2D_OPS.items():
         kwargs = _settings(name, spec.get(name))
         if kwargs is not None:
             transforms.append(_call(name, fn, (), kwargs))
+    return transforms
+
+
+def build_augment_2d(spec: Mapping[str, Any] | None, extra_masks: Sequence[str] = (),
+                     patch_size: Sequence[int] | None = None) -> Any | None:
+    """An ``albumentations.Compose`` of `augment_2d_ops` for image + ``mask`` (+ ``extra_masks`` such as
+    ``roi``), or None if the spec switches everything off."""
+    transforms = augment_2d_ops(spec, patch_size)
     if not transforms:
         return None
     import albumentations as A

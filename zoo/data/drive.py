@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from zoo.data.augment import build_augment_2d
 from zoo.data.base import SegDataModule
+from zoo.data.io import read_image, read_mask
 from zoo.data.normalize import normalize
 
 __all__ = ["DriveDataModule", "read_drive_split"]
@@ -35,19 +36,18 @@ class _Case:
     fov: np.ndarray  # H x W bool
 
 
-def _read_pil(path: Path, mode: str) -> np.ndarray:
-    """Read an image file with PIL as ``mode`` (private until the shared 2-D reader lands in zoo/data/io.py)."""
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert(mode))
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise ValueError(f"cannot read image file {path}: {e}") from e
+def _read_rgb(path: Path) -> np.ndarray:
+    """An 8-bit image as uint8 ``[H, W, 3]`` (grayscale repeated), as the 2-D augmentations take it."""
+    image = read_image(path)
+    if image.max(initial=0) > 255:
+        raise ValueError(f"image file {path} holds values up to {image.max():g}; expected an 8-bit image (0..255)")
+    rgb = np.repeat(image, 3, axis=0) if image.shape[0] == 1 else image
+    return np.ascontiguousarray(rgb.transpose(1, 2, 0)).astype(np.uint8)
 
 
 def _read_binary(path: Path) -> np.ndarray:
     """A 0/255 (or 0/1) mask as uint8 {0, 1}; any other value is an error naming the file."""
-    a = _read_pil(path, "L")
+    a = read_mask(path)
     values = np.unique(a)
     if not set(values.tolist()) <= {0, 255} and not set(values.tolist()) <= {0, 1}:
         raise ValueError(f"{path}: expected a binary mask with values {{0, 255}} or {{0, 1}} (num_classes=2), "
@@ -82,7 +82,7 @@ def read_drive_split(root: str | Path, split: str, require_labels: bool = True) 
             raise ValueError(f"image {path.name} has no manual annotation {cid}_manual1.gif in {man_dir}")
         if cid not in fovs:
             raise ValueError(f"image {path.name} has no field-of-view mask {cid}_{split}_mask.gif in {fov_dir}")
-        image = _read_pil(path, "RGB")
+        image = _read_rgb(path)
         label = _read_binary(manual[cid]) if has_labels else None
         fov = _read_binary(fovs[cid]).astype(bool)
         for what, arr, p in (("manual annotation", label, manual.get(cid)), ("FOV mask", fov, fovs[cid])):

@@ -2,69 +2,57 @@
 
 Images (PNG/JPEG/TIFF, grayscale or RGB) are z-scored per image and channel (``zoo.data.normalize``); masks hold
 class indices ``0 .. num_classes-1``. Training samples are random ``patch_size`` crops (zero-padded when the image
-is smaller) with optional flips, 90-degree rotations and light brightness/contrast changes (albumentations);
-validation uses whole images, one per batch. Every file is read and checked in ``setup`` so a bad file fails
+is smaller), then the ``augment`` spec of ``zoo.data.augment`` (``true``: `DEFAULT_AUGMENT`, flips, 90-degree
+rotations on square patches and a light unclipped intensity scale/shift); validation uses whole images, one per
+batch. Every file is read and checked in ``setup`` so a bad file fails
 before training starts, with an error that names it.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from zoo.data.augment import augment_2d_ops
 from zoo.data.base import SegDataModule
+from zoo.data.cases import check_label_range, files_by_stem, pair_by_stem, split_name
 from zoo.data.io import is_image_file, read_image, read_mask
 from zoo.data.normalize import ZSCORE, normalize
 
 if TYPE_CHECKING:  # albumentations (and OpenCV) load only when a training transform is built
     import albumentations as A
 
-__all__ = ["match_pairs", "load_case", "FolderSegDataset", "FolderSegDataModule"]
+__all__ = ["match_pairs", "load_case", "FolderSegDataset", "FolderSegDataModule", "DEFAULT_AUGMENT"]
 
 Case = tuple[Path, Path]
+DEFAULT_AUGMENT: dict[str, Any] = {"hflip": 0.5, "vflip": 0.5, "rot90": 0.5,
+                                   "intensity": {"scale": 0.1, "shift": 0.1, "p": 0.5}}
+"""What ``augment: true`` means (``rot90`` only on square patches); images are z-scored before augmentation."""
 
 
-def _names(stems: list[str], limit: int = 10) -> str:
-    more = f" (and {len(stems) - limit} more)" if len(stems) > limit else ""
-    return ", ".join(stems[:limit]) + more
-
-
-def _files_by_stem(folder: str | Path, what: str) -> dict[str, Path]:
+def _image_files(folder: str | Path, what: str) -> list[Path]:
     folder = Path(folder)
     if not folder.exists():
         raise FileNotFoundError(f"{what} folder not found: {folder}")
     if not folder.is_dir():
         raise NotADirectoryError(f"{what} must be a folder, got a file: {folder}")
-    files: dict[str, Path] = {}
-    for f in sorted(folder.iterdir()):
-        if f.is_file() and is_image_file(f):
-            if f.stem in files:
-                raise ValueError(f"{what} folder {folder} has two files with stem {f.stem!r}: {files[f.stem].name}, {f.name}")
-            files[f.stem] = f
+    files = [f for f in sorted(folder.iterdir()) if f.is_file() and is_image_file(f)]
     if not files:
         raise ValueError(f"{what} folder {folder} holds no PNG/JPEG/TIFF files")
     return files
 
 
 def match_pairs(images: str | Path, masks: str | Path, mask_suffix: str = "") -> list[Case]:
-    """(image, mask) pairs whose stems match (mask stem = image stem + ``mask_suffix``); unmatched stems are an error."""
-    imgs = _files_by_stem(images, "images")
-    msks = _files_by_stem(masks, "masks")
-    wanted = {stem + mask_suffix: stem for stem in imgs}
-    no_mask = sorted(s for s in imgs if s + mask_suffix not in msks)
-    no_image = sorted(s for s in msks if s not in wanted)
-    if no_mask or no_image:
-        parts = []
-        if no_mask:
-            parts.append(f"{len(no_mask)} image(s) in {images} without a mask: {_names(no_mask)}")
-        if no_image:
-            parts.append(f"{len(no_image)} mask(s) in {masks} without an image: {_names(no_image)}")
-        hint = f" (mask_suffix={mask_suffix!r})" if mask_suffix else ""
-        raise ValueError("image and mask files must match by file stem" + hint + "; " + "; ".join(parts))
-    return [(imgs[s], msks[s + mask_suffix]) for s in sorted(imgs)]
+    """(image, mask) pairs whose stems match (mask stem = image stem + ``mask_suffix``), sorted by image stem;
+    unmatched stems are an error."""
+    imgs = files_by_stem(_image_files(images, "images"), f"images folder {images}", key=lambda s: s + mask_suffix)
+    msks = files_by_stem(_image_files(masks, "masks"), f"masks folder {masks}")
+    note = f" (mask stem = image stem + mask_suffix={mask_suffix!r})" if mask_suffix else ""
+    pairs = pair_by_stem(imgs, msks, ("image", "mask"), (images, masks), note)
+    return [(img, msk) for _, img, msk in sorted(pairs, key=lambda p: split_name(p[1])[0])]
 
 
 def load_case(image_path: Path, mask_path: Path, num_classes: int, in_channels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,24 +64,29 @@ def load_case(image_path: Path, mask_path: Path, num_classes: int, in_channels: 
     if mask.shape != image.shape[1:]:
         raise ValueError(f"mask {mask_path} has size {tuple(mask.shape)} (H, W) but image {image_path} has size "
                          f"{tuple(image.shape[1:])}")
-    top = int(mask.max(initial=0))
-    if top >= num_classes:
-        hint = " (a 0/255 binary mask? store foreground as 1)" if top == 255 else ""
-        raise ValueError(f"mask {mask_path} has label {top} but num_classes={num_classes} allows labels "
-                         f"0..{num_classes - 1}{hint}")
+    check_label_range(mask, num_classes, f"mask {mask_path}")
     return normalize(image, ZSCORE), mask
+
+
+def _augment_spec(augment: bool | Mapping[str, Any] | None, patch_size: tuple[int, int]) -> dict[str, Any] | None:
+    """The 2-D augmentation spec that ``augment`` stands for (``true``: `DEFAULT_AUGMENT`, square-only rot90)."""
+    if augment is True:
+        return {k: v for k, v in DEFAULT_AUGMENT.items() if k != "rot90" or patch_size[0] == patch_size[1]}
+    if augment is None or augment is False:
+        return None
+    if not isinstance(augment, Mapping):
+        raise ValueError(f"augment must be true, false, null or a dict of 2-D augmentations, got {augment!r}")
+    return dict(augment)
 
 
 class FolderSegDataset(Dataset):
     """Cases of one split, read once (``cache``) or on every access; an optional albumentations transform."""
 
     def __init__(self, cases: list[Case], load: Callable[[Path, Path], tuple[np.ndarray, np.ndarray]],
-                 transform: A.Compose | None = None, length: int | None = None, cache: bool = True,
-                 intensity: bool = False, seed: int = 0) -> None:
-        self.cases, self.load, self.transform, self.intensity = cases, load, transform, intensity
+                 transform: A.Compose | None = None, length: int | None = None, cache: bool = True) -> None:
+        self.cases, self.load, self.transform = cases, load, transform
         self.length = length or len(cases)
         self.cache = [load(*c) for c in cases] if cache else None
-        self.rng = np.random.default_rng(seed)
         self._seeded_for: int | None = None
 
     def __len__(self) -> int:
@@ -106,8 +99,6 @@ class FolderSegDataset(Dataset):
         if self.transform is not None:
             out = self.transform(image=image.transpose(1, 2, 0), mask=mask.astype(np.int32))
             image, mask = out["image"].transpose(2, 0, 1), out["mask"]
-        if self.intensity and self.rng.random() < 0.5:
-            image = image * self.rng.uniform(0.9, 1.1) + self.rng.uniform(-0.1, 0.1)
         return {"image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
                 "label": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.int64)), "name": self.cases[k][0].stem}
 
@@ -117,17 +108,20 @@ class FolderSegDataset(Dataset):
         if info is not None and self._seeded_for != info.seed:
             if self.transform is not None:
                 self.transform.set_random_seed(info.seed % 2**32)
-            self.rng = np.random.default_rng(info.seed)
             self._seeded_for = info.seed
 
 
 class FolderSegDataModule(SegDataModule):
-    """2-D images + masks from folders; validation from ``val_images``/``val_masks`` or a seeded ``val_fraction``."""
+    """2-D images + masks from folders; validation from ``val_images``/``val_masks`` or a seeded ``val_fraction``.
+
+    ``augment``: ``true`` (`DEFAULT_AUGMENT`), ``false``/``null`` (crops only) or a ``zoo.data.augment`` 2-D spec.
+    """
 
     def __init__(
         self, num_classes: int, train_images: str, train_masks: str, val_images: str | None = None,
         val_masks: str | None = None, val_fraction: float = 0.2, patch_size: int | tuple[int, int] = 256,
-        batch_size: int = 8, num_workers: int = 0, seed: int = 0, augment: bool = True,
+        batch_size: int = 8, num_workers: int = 0, seed: int = 0,
+        augment: bool | dict[str, Any] | None = True,
         in_channels: int | None = None, class_names: list[str] | None = None, mask_suffix: str = "",
         samples_per_epoch: int | None = None, cache: bool = True,
     ) -> None:
@@ -167,6 +161,8 @@ class FolderSegDataModule(SegDataModule):
         self.normalization = dict(ZSCORE)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.augment, self.samples_per_epoch, self.cache = augment, samples_per_epoch, cache
+        self.augment_spec = _augment_spec(augment, size)
+        augment_2d_ops(self.augment_spec, patch_size=size)  # fail early on a bad spec
         self.train_set: FolderSegDataset | None = None
         self.val_set: FolderSegDataset | None = None
 
@@ -174,18 +170,14 @@ class FolderSegDataModule(SegDataModule):
         return load_case(image_path, mask_path, self.num_classes, self.in_channels)
 
     def train_transform(self) -> A.Compose:
-        """Pad to the patch, random crop, then (if ``augment``) flips and rot90 (square patches only)."""
+        """Pad to the patch, random crop, then the ``augment`` spec's transforms (`zoo.data.augment`)."""
         import albumentations as A
         import cv2
 
         h, w = self.patch_size
         ops: list = [A.PadIfNeeded(min_height=h, min_width=w, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0),
                      A.RandomCrop(height=h, width=w)]
-        if self.augment:
-            ops += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
-            if h == w:
-                ops.append(A.RandomRotate90(p=0.5))
-        return A.Compose(ops, seed=self.seed)
+        return A.Compose(ops + augment_2d_ops(self.augment_spec, patch_size=self.patch_size), seed=self.seed)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:
@@ -194,7 +186,7 @@ class FolderSegDataModule(SegDataModule):
                 for c in self.train_cases:
                     self._load(*c)
             self.train_set = FolderSegDataset(self.train_cases, self._load, self.train_transform(),
-                                              self.samples_per_epoch, self.cache, self.augment, self.seed)
+                                              self.samples_per_epoch, self.cache)
         if self.val_set is None:
             self.val_set = FolderSegDataset(self.val_cases, self._load, None, None, self.cache)
             if not self.cache:

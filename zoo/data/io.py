@@ -1,7 +1,8 @@
-"""Reading and writing 2-D images and label maps (PNG, JPEG, TIFF) with errors that name the file and the problem.
+"""Reading and writing 2-D images and label maps (PNG, JPEG, TIFF; GIF read only) with errors that name the file.
 
 ``read_image`` -> float32 ``[C, H, W]`` with the file's raw values (not normalised); ``read_mask`` -> int64
-``[H, W]`` class indices. Palette PNG masks are read as their palette indices (as Pascal VOC stores them).
+``[H, W]`` class indices. Palette PNG masks are read as their palette indices (as Pascal VOC stores them); GIF
+masks, whose palette is only how the format stores gray levels (DRIVE's annotations and FOV), as gray values.
 """
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["IMAGE_SUFFIXES", "is_image_file", "read_image", "read_mask", "write_image", "write_mask"]
+__all__ = ["IMAGE_SUFFIXES", "READ_SUFFIXES", "is_image_file", "read_image", "read_mask", "write_image", "write_mask"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+READ_SUFFIXES = IMAGE_SUFFIXES + (".gif",)  # read, never listed as cases nor written
 _GRAY = {"1", "L", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 _TO_RGB = {"P", "PA", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
 
@@ -29,8 +31,8 @@ def _open(path: str | Path, what: str) -> Image.Image:
         raise FileNotFoundError(f"{what} file not found: {path}")
     if not path.is_file():
         raise ValueError(f"{what} path must be a file, got a directory: {path}")
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise ValueError(f"{what} file {path} must be one of {', '.join(IMAGE_SUFFIXES)}; got suffix {path.suffix!r}")
+    if path.suffix.lower() not in READ_SUFFIXES:
+        raise ValueError(f"{what} file {path} must be one of {', '.join(READ_SUFFIXES)}; got suffix {path.suffix!r}")
     try:
         img = Image.open(path)
         img.load()
@@ -58,6 +60,8 @@ def read_image(path: str | Path) -> np.ndarray:
 def read_mask(path: str | Path) -> np.ndarray:
     """Read a 2-D label map as int64 ``[H, W]``; a 3-channel mask is accepted only if its channels are equal."""
     img = _open(path, "mask")
+    if img.format == "GIF" and img.mode in ("P", "PA"):
+        img = img.convert("RGB")  # gray levels through the palette; a colour palette is refused below
     if img.mode in ("LA", "PA"):
         img = img.getchannel(0)
     if img.mode in ("RGB", "RGBA"):

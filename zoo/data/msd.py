@@ -12,7 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from zoo.data.volume import VolumeDataModule, nifti_stem
+from zoo.data.cases import is_nifti, split_name
+from zoo.data.volume import VolumeDataModule
 
 __all__ = ["DecathlonDataModule", "read_decathlon"]
 
@@ -34,7 +35,7 @@ def read_decathlon(root: str | Path) -> tuple[dict, list[dict]]:
     for entry in meta["training"]:
         rec = {k: root / str(entry[k]).removeprefix("./") for k in ("image", "label")}
         missing += [str(p) for p in rec.values() if not p.is_file()]
-        records.append({**{k: str(v) for k, v in rec.items()}, "name": nifti_stem(rec["image"])})
+        records.append({**{k: str(v) for k, v in rec.items()}, "name": split_name(rec["image"])[0]})
     if missing:
         raise FileNotFoundError(f"{len(missing)} file(s) listed in {meta_path} are missing, e.g. {missing[:3]}")
     if not records:
@@ -43,7 +44,8 @@ def read_decathlon(root: str | Path) -> tuple[dict, list[dict]]:
 
 
 def _read_split(path: Path, known: set[str]) -> list[str]:
-    names = [nifti_stem(line.strip()) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = [split_name(line)[0] if is_nifti(line) else line for line in lines]
     unknown = sorted(set(names) - known)
     if unknown:
         raise ValueError(f"{path} names {len(unknown)} case(s) not in dataset.json, e.g. {unknown[:3]}")

@@ -10,7 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from zoo.data.volume import VolumeDataModule, nifti_stem
+from zoo.data.cases import files_by_stem, is_nifti, pair_by_stem
+from zoo.data.volume import VolumeDataModule
 
 __all__ = ["NiftiFolderDataModule", "pair_nifti_folders"]
 
@@ -18,7 +19,7 @@ __all__ = ["NiftiFolderDataModule", "pair_nifti_folders"]
 def _nifti_files(folder: Path, what: str) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"{what} folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.name.endswith((".nii", ".nii.gz")) and not p.name.startswith("."))
+    files = sorted(p for p in folder.iterdir() if is_nifti(p) and not p.name.startswith("."))
     if not files:
         raise ValueError(f"{what} folder {folder} has no .nii/.nii.gz files")
     return files
@@ -26,18 +27,12 @@ def _nifti_files(folder: Path, what: str) -> list[Path]:
 
 def pair_nifti_folders(image_dir: str | Path, label_dir: str | Path, image_suffix: str = "") -> list[dict]:
     """Records ``{"image", "label", "name"}`` for every stem present in both folders; any unmatched file is an error."""
-    images, labels = {}, {}
-    for p in _nifti_files(Path(image_dir), "image"):
-        stem = nifti_stem(p)
-        images[stem.removesuffix(image_suffix) if image_suffix else stem] = p
-    for p in _nifti_files(Path(label_dir), "label"):
-        labels[nifti_stem(p)] = p
-    only_img, only_lab = sorted(set(images) - set(labels)), sorted(set(labels) - set(images))
-    if only_img or only_lab:
-        raise ValueError(f"image/label folders do not match by file stem: {len(only_img)} image(s) without a label "
-                         f"{only_img[:5]}, {len(only_lab)} label(s) without an image {only_lab[:5]} "
-                         f"(image_dir={image_dir}, label_dir={label_dir}, image_suffix={image_suffix!r})")
-    return [{"image": str(images[n]), "label": str(labels[n]), "name": n} for n in sorted(images)]
+    strip = (lambda s: s.removesuffix(image_suffix)) if image_suffix else None
+    images = files_by_stem(_nifti_files(Path(image_dir), "image"), f"image folder {image_dir}", key=strip)
+    labels = files_by_stem(_nifti_files(Path(label_dir), "label"), f"label folder {label_dir}")
+    note = f" (image_suffix={image_suffix!r} cut from image stems)" if image_suffix else ""
+    pairs = pair_by_stem(images, labels, ("image", "label"), (image_dir, label_dir), note)
+    return [{"image": str(image), "label": str(label), "name": name} for name, image, label in pairs]
 
 
 class NiftiFolderDataModule(VolumeDataModule):

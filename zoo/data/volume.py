@@ -7,7 +7,6 @@ augmentations of ``zoo.data.augment.build_augment_3d``; validation/test batches 
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Hashable, Mapping, Sequence
 
 import torch
@@ -15,20 +14,12 @@ from monai.transforms import Transform
 
 from zoo.data.augment import build_augment_3d
 from zoo.data.base import SegDataModule
+from zoo.data.cases import check_label_range
 from zoo.data.normalize import check_normalization, normalize
 
-__all__ = ["VolumeDataModule", "nifti_stem", "check_nifti_pairs"]
+__all__ = ["VolumeDataModule", "check_nifti_pairs"]
 
 _CROPS = ("pos_neg", "classes")
-
-
-def nifti_stem(path: str | Path) -> str:
-    """Case name of a NIfTI file: its name without ``.nii.gz`` / ``.nii``."""
-    name = Path(path).name
-    for ext in (".nii.gz", ".nii"):
-        if name.endswith(ext):
-            return name[: -len(ext)]
-    return name
 
 
 def check_nifti_pairs(records: Sequence[Mapping[str, Any]]) -> None:
@@ -53,12 +44,8 @@ def _check_case(d: Mapping[Hashable, Any], num_classes: int, in_channels: int) -
     if lab.shape[0] != 1 or tuple(lab.shape[1:]) != tuple(img.shape[1:]):
         raise ValueError(f"case {d['name']}: label shape {tuple(lab.shape)} does not match image shape "
                          f"{tuple(img.shape)} (one label channel expected)")
-    values = torch.unique(torch.as_tensor(lab))
-    bad = values[(values < 0) | (values >= num_classes) | (values != values.round())]
-    if bad.numel():
-        shown = [int(v) if float(v).is_integer() else float(v) for v in bad[:10].tolist()]
-        raise ValueError(f"case {d['name']}: label values {shown} outside the classes 0..{num_classes - 1} "
-                         f"(num_classes={num_classes})")
+    file = getattr(lab, "meta", {}).get("filename_or_obj", "(not recorded)")
+    check_label_range(lab, num_classes, f"case {d['name']}: label file {file}")
 
 
 def _root_cause(e: BaseException) -> BaseException:

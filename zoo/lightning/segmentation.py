@@ -109,8 +109,12 @@ class SegmentationModule(ModelRunnerMixin, L.LightningModule):
         self._val_sums = torch.zeros(3, self.num_classes, dtype=torch.float64, device=self.device)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._score_batch(batch, "val")
+
+    def _score_batch(self, batch: dict[str, Any], stage: str) -> None:
+        """Log ``<stage>/loss`` on whole cases and add each case's per-class Dice/IoU to the epoch sums."""
         logits = self.predict_logits(batch["image"])
-        self.log("val/loss", self.compute_loss(logits, batch["label"]), batch_size=batch["image"].shape[0],
+        self.log(f"{stage}/loss", self.compute_loss(logits, batch["label"]), batch_size=batch["image"].shape[0],
                  sync_dist=True)
         pred = logits.argmax(1)
         roi = batch.get("roi")
@@ -155,7 +159,7 @@ class SegmentationModule(ModelRunnerMixin, L.LightningModule):
         self.on_validation_epoch_start()
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self.validation_step(batch, batch_idx)
+        self._score_batch(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         assert self._val_sums is not None
