@@ -16,7 +16,8 @@ from typing import Any
 from zoo.weights import WEIGHTS_DIR
 from zoo.weights_manifest import load_manifest, manifest_paths, register_pretrained
 
-DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "MODEL_ZOO.md"
+DOCS_DIR = Path(__file__).resolve().parents[1] / "docs"
+DEFAULT_OUTPUT = DOCS_DIR / "MODEL_ZOO.md"
 HEADER = ("name", "model", "dataset", "split", "params (M)", "GFLOPs", "input", "Dice", "mIoU", "AUC", "HD95",
           "training", "throughput", "data licence")
 
@@ -64,9 +65,23 @@ def render(weights_dir: str | Path = WEIGHTS_DIR) -> str:
     lines += ["", "## How each number was measured", ""]
     for m in manifests:
         lines.append(f"- `{m['name']}` (training config `{m['training']['config']}`):")
+        by_command: dict[str, list[str]] = {}
         for key, entry in m["metrics"].items():
-            lines.append(f"  - {key} {entry['value']}: `{entry['command']}`")
+            by_command.setdefault(entry["command"], []).append(f"{key} {entry['value']}")
+        for command, values in by_command.items():
+            lines.append(f"  - {', '.join(values)}: `{command}`")
         lines.append(f"  - throughput: `{m['throughput']['command']}`")
+    shown = [m["name"] for m in manifests if (DOCS_DIR / "model_zoo" / m["name"] / "overlay.png").is_file()]
+    if shown:
+        lines += ["", "## Test predictions", "",
+                  "The first test case of each model, prediction over the image (3-D: the middle slice); per-case "
+                  "tables in `docs/model_zoo/<name>/`.", ""]
+        lines += [f"- `{n}`: ![{n}](model_zoo/{n}/overlay.png)" for n in shown]
+    curves = sorted((DOCS_DIR / "training").glob("*_curves.png")) if shown else []
+    if curves:
+        lines += ["", "## Training curves", "",
+                  "Per-epoch logs and resolved configs of the runs: `docs/training/<run>/`.", ""]
+        lines += [f"![{c.stem}](training/{c.name})" for c in curves]
     return "\n".join(lines) + "\n"
 
 

@@ -48,13 +48,16 @@ def listed_cases(folder: Path, case_list: Path, into: Path) -> Path:
 
 
 def write_overlay(image_path: Path, labels_path: Path, num_classes: int, out: Path) -> None:
-    """The first case's prediction over its image (3-D: the middle slice of the last axis)."""
+    """The first case's prediction over its image (3-D: the middle slice of the last axis), at least 256 px."""
     image = read_input(image_path)[0]
     labels = np.asarray(read_input(labels_path)[0][0]).astype(np.int64)
     image = np.asarray(image, dtype=np.float32)
     if labels.ndim == 3:
         z = labels.shape[-1] // 2
         image, labels = image[..., z], labels[..., z]
+    scale = max(1, 256 // min(labels.shape))  # small slices (Hippocampus: ~35x50) enlarged, nearest neighbour
+    image = image.repeat(scale, axis=-1).repeat(scale, axis=-2)
+    labels = labels.repeat(scale, axis=-1).repeat(scale, axis=-2)
     save_overlay(out, image, labels, num_classes)
 
 

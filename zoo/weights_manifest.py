@@ -221,8 +221,9 @@ def register_pretrained(weights_dir: str | Path) -> list[str]:
     The entry's ``default_cfg`` holds ``manifest`` (its path), ``dataset`` and ``base_model``, so
     `create_model(name, pretrained=True)` finds the weights and `list_models(pretrained=True)` lists it.
     """
-    from zoo.registry import _REGISTRY, get_model_entry, register_model
+    from zoo.registry import _REGISTRY, _ensure_builtin_models, get_model_entry, register_model
 
+    _ensure_builtin_models()  # first, or its own registration of zoo/weights would collide with this loop's
     names = []
     for path in manifest_paths(weights_dir):
         m = load_manifest(path)

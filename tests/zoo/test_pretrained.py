@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import http.server
 import importlib.util
 import json
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -93,7 +95,8 @@ def test_export_writes_fp16_safetensors_and_a_valid_manifest(exported):
     float_keys = [k for k, v in model.state_dict().items() if v.is_floating_point()]
     assert float_keys and all(state[k].dtype == torch.float16 for k in float_keys)
     # the pretrained name builds the architecture with the manifest's overrides and loads the fp16 weights
-    assert zoo.list_models(pretrained=True) == [NAME] and NAME not in zoo.list_models(pretrained=False)
+    shipped = [path.stem for path in manifest_paths(WEIGHTS_DIR)]
+    assert zoo.list_models(pretrained=True) == sorted([*shipped, NAME]) and NAME not in zoo.list_models(pretrained=False)
     loaded = zoo.create_model(NAME, pretrained=True).eval()
     assert loaded.num_classes == 3 and zoo.get_model_entry(NAME).default_cfg["base_model"] == "unet_tiny"
     for k, v in model.state_dict().items():
@@ -124,7 +127,7 @@ def test_pretrained_weights_are_verified(exported):
         zoo.create_model(NAME, pretrained=True)
     with pytest.raises(ManifestError, match="weights file .* is missing"):
         load_manifest(weights / f"{NAME}.json", check_file=True)
-    with pytest.raises(FileNotFoundError, match=rf"no pretrained weights for model 'unet_tiny'.*\['{NAME}'\]"):
+    with pytest.raises(FileNotFoundError, match=rf"no pretrained weights for model 'unet_tiny'.*'{NAME}'"):
         zoo.create_model("unet_tiny", pretrained=True)
 
 
@@ -325,3 +328,15 @@ def test_shipped_weights_load_and_match_their_sha256(path):
     assert m["name"] in zoo.list_models(pretrained=True)
     model = zoo.create_model(m["name"], pretrained=True)
     assert getattr(model, "num_classes", m["data_info"]["num_classes"]) == m["data_info"]["num_classes"]
+
+
+def test_register_pretrained_first_thing_in_a_fresh_process():
+    """register_pretrained(zoo/weights) before anything else touched the registry (as make_model_zoo does) must
+    not collide with the registry's own lazy registration of the same manifests."""
+    code = ("from zoo.weights import WEIGHTS_DIR; from zoo.weights_manifest import register_pretrained, "
+            "manifest_paths; names = register_pretrained(WEIGHTS_DIR); "
+            "assert len(names) == len(manifest_paths(WEIGHTS_DIR)), names; print(len(names))")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr[-2000:]
