@@ -18,7 +18,8 @@ from zoo.weights_manifest import load_manifest, manifest_paths, register_pretrai
 
 DOCS_DIR = Path(__file__).resolve().parents[1] / "docs"
 DEFAULT_OUTPUT = DOCS_DIR / "MODEL_ZOO.md"
-HEADER = ("name", "model", "dataset", "split", "params (M)", "GFLOPs", "input", "Dice", "mIoU", "AUC", "HD95",
+HEADER = ("name", "model", "dataset", "split", "params (M)", "GFLOPs", "input", "Dice", "Dice pooled", "mIoU",
+          "AUC", "HD95",
           "training", "throughput", "data licence")
 
 
@@ -37,8 +38,8 @@ def row(manifest: dict[str, Any]) -> list[str]:
     tr, tp = manifest["training"], manifest["throughput"]
     return [f"`{manifest['name']}`", f"`{manifest['model']}`", manifest["dataset"]["name"],
             manifest["dataset"]["split"], f"{r.params / 1e6:.2f}", f"{r.gflops:.1f}", "x".join(map(str, r.input_size)),
-            _metric(manifest, "dice"), _metric(manifest, "miou"), _metric(manifest, "auc"),
-            _metric(manifest, "hd95", 2), f"{tr['time_hours']:.1f} h, {tr['gpu']}",
+            _metric(manifest, "dice"), _metric(manifest, "dice_pooled"), _metric(manifest, "miou"),
+            _metric(manifest, "auc"), _metric(manifest, "hd95", 2), f"{tr['time_hours']:.1f} h, {tr['gpu']}",
             f"{tp['value']:.1f} {tp['unit']} ({tp['device']}, batch {tp['batch_size']}, "
             f"{'x'.join(map(str, tp['input_size']))})", manifest["dataset"]["licence"]]
 
@@ -59,7 +60,8 @@ def render(weights_dir: str | Path = WEIGHTS_DIR) -> str:
     lines += ["Load one with `zoo.create_model(NAME, pretrained=True)` or predict with "
               "`zoo predict --model NAME INPUT --output DIR` (offline; weights sha256-verified).", "",
               "Params and GFLOPs (2 x multiply-adds, batch 1) at the training patch size (input); metrics on the "
-              "stated split, each measured by the command in its manifest.", "",
+              "stated split, each measured by the command in its manifest. Dice: mean over cases; Dice pooled: "
+              "all pixels of all cases together (the F1 of the DRIVE literature); AUC pooled likewise.", "",
               "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(row(m)) + " |" for m in manifests]
     lines += ["", "## How each number was measured", ""]

@@ -30,7 +30,7 @@ from export_weights import export_weights  # noqa: E402
 from zoo.checkpoint import load_segzoo_checkpoint  # noqa: E402
 from zoo.weights import WEIGHTS_DIR  # noqa: E402
 
-_KEYS = ("dice", "miou", "auc", "accuracy", "sensitivity", "precision", "hd95")
+_KEYS = ("dice", "dice_pooled", "miou", "auc", "accuracy", "sensitivity", "precision", "hd95")
 
 
 def run_zoo(args: list[str]) -> str:
@@ -42,8 +42,8 @@ def run_zoo(args: list[str]) -> str:
 
 def manifest_metrics(eval_json: dict[str, Any], command: str) -> dict[str, Any]:
     """The manifest's metrics (value + the command that produced it) from `zoo eval`'s metrics.json."""
-    values = {"dice": eval_json["dice"], "miou": eval_json["miou"], "auc": eval_json.get("auc"),
-              "accuracy": eval_json.get("accuracy")}
+    values = {"dice": eval_json["dice"], "dice_pooled": eval_json.get("dice_pooled"), "miou": eval_json["miou"],
+              "auc": eval_json.get("auc"), "accuracy": eval_json.get("accuracy")}
     for key in ("sensitivity", "precision", "hd95"):
         values[key] = eval_json["metrics"].get(key, {}).get("mean")
     return {k: {"value": round(float(values[k]), 6), "command": command} for k in _KEYS if values.get(k) is not None}

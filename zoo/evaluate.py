@@ -19,7 +19,7 @@ import numpy as np
 
 from zoo.data.cases import check_label_range, files_by_stem, pair_by_stem
 from zoo.metrics import (METRIC_NAMES, RocCounts, accuracy_counts, aggregate_cases, auc_per_class, case_metrics,
-                         merge_roc_counts, nan_mean_std, roc_auc)
+                         merge_roc_counts, nan_mean_std, overlap_counts, pooled_dice, roc_auc)
 from zoo.volume_io import find_prob_map, is_nifti, list_cases, read_label_map, read_prob_map
 
 __all__ = ["EvalResult", "match_cases", "evaluate_folders", "summary_json", "markdown_table", "fmt", "eval_main",
@@ -44,6 +44,8 @@ Conventions:
   - Accuracy: the fraction of pixels whose predicted label equals the truth (every class, background
     included, whatever --include-background says): 'accuracy' = pooled over all pixels of all cases,
     'accuracy_per_case_mean' / 'accuracy_per_case_std' over cases. --roi-dir restricts AUC and accuracy too.
+  - Pooled Dice ('dice_pooled'): 2TP / (2TP + FP + FN) with the pixels of all cases counted together, averaged
+    over the scored classes; the F1 that the DRIVE literature reports. 'dice' stays the mean over cases.
   - Undefined values are written as n/a (null in JSON); NaN is never printed as a number.
   - Predictions and ground truth are matched by file stem (a.png <-> a.png, b.nii.gz <-> b.nii); every
     stem must have both files."""
@@ -65,7 +67,8 @@ def _json_num(value: float) -> float | None:
 @dataclass
 class EvalResult:
     """Per-case metric arrays ``{metric: [num_cases, num_classes]}`` and their `aggregate_cases` summary, plus
-    per-case pixel accuracy ``[num_cases]`` and pooled values (``accuracy``; ``auc`` ``[num_classes]`` or None)."""
+    per-case pixel accuracy ``[num_cases]`` and pooled values (``accuracy``; ``auc`` and ``dice``: ``[num_classes]``,
+    all pixels of all cases counted together)."""
 
     cases: list[str]
     class_names: list[str]
@@ -76,6 +79,7 @@ class EvalResult:
     accuracy: np.ndarray | None = None
     accuracy_pooled: float = math.nan
     auc_pooled: np.ndarray | None = None
+    dice_pooled: np.ndarray | None = None
 
     @property
     def auc(self) -> float:
@@ -83,6 +87,13 @@ class EvalResult:
         if self.auc_pooled is None:
             return math.nan
         return nan_mean_std(self.auc_pooled[self.scored_classes])[0]
+
+    @property
+    def dice_pooled_mean(self) -> float:
+        """Pooled Dice (all pixels of all cases) averaged over the scored classes (NaN if not computed)."""
+        if self.dice_pooled is None:
+            return math.nan
+        return nan_mean_std(self.dice_pooled[self.scored_classes])[0]
 
     @property
     def scored_classes(self) -> list[int]:
@@ -97,6 +108,10 @@ class EvalResult:
                        auc_per_case_std=_json_num(self.summary["std"]["auc"]))
             for c in self.scored_classes:
                 out["per_class"][self.class_names[c]]["auc"]["pooled"] = _json_num(self.auc_pooled[c])
+        if self.dice_pooled is not None:
+            out["dice_pooled"] = _json_num(self.dice_pooled_mean)
+            for c in self.scored_classes:
+                out["per_class"][self.class_names[c]]["dice"]["pooled"] = _json_num(self.dice_pooled[c])
         if self.accuracy is not None:
             acc_mean, acc_std, _ = nan_mean_std(self.accuracy)
             out.update(accuracy=_json_num(self.accuracy_pooled), accuracy_per_case_mean=_json_num(acc_mean),
@@ -123,7 +138,9 @@ class EvalResult:
 
     def markdown(self) -> str:
         """The per-class mean ± std table with a final row of means over the scored classes, then accuracy."""
-        pooled = {"auc": self.auc_pooled} if self.auc_pooled is not None else None
+        pooled = {"auc": self.auc_pooled} if self.auc_pooled is not None else {}
+        if self.dice_pooled is not None:
+            pooled["dice"] = self.dice_pooled
         table = markdown_table(self.summary, self.class_names, self.include_background,
                                title=f"{len(self.cases)} case(s); HD95 in {self.hd95_unit}", pooled=pooled)
         if self.accuracy is None:
@@ -217,6 +234,7 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int,
     per_case: dict[str, list[np.ndarray]] = {m: [] for m in (*METRIC_NAMES, *(("auc",) if probs else ()))}
     roc_parts: list[list[RocCounts]] = [[] for _ in range(num_classes)]
     accuracy, correct_total = [], np.zeros(2, np.int64)
+    overlap = np.zeros((num_classes, 3), np.int64)
     units = set()
     for stem, pred_path, gt_path in track(pairs, description="evaluating", disable=not progress,
                                           console=Console(stderr=True)):
@@ -249,6 +267,7 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int,
                     roc_parts[c].append(part)
         for m in per_case:
             per_case[m].append(values[m])
+        overlap += overlap_counts(pred, gt, num_classes, roi)
         correct, total = accuracy_counts(pred, gt, roi)
         accuracy.append(correct / total if total else math.nan)
         correct_total += (correct, total)
@@ -261,7 +280,7 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int,
                   else None)
     acc_pooled = correct_total[0] / correct_total[1] if correct_total[1] else math.nan
     return EvalResult([p[0] for p in pairs], names, arrays, summary, include_background, unit,
-                      np.array(accuracy, dtype=np.float64), float(acc_pooled), auc_pooled)
+                      np.array(accuracy, dtype=np.float64), float(acc_pooled), auc_pooled, pooled_dice(overlap))
 
 
 def _match_probs(probs_dir: str | Path, stems: Sequence[str]) -> dict[str, Path]:
@@ -329,6 +348,7 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
 
         Console().print(Markdown(table))
     auc = f"auc {fmt(result.auc)} (pooled)  " if result.auc_pooled is not None else ""
-    print(f"dice {fmt(result.summary['mean']['dice'])}  miou {fmt(result.summary['mean']['iou'])}  {auc}"
+    print(f"dice {fmt(result.summary['mean']['dice'])} (pooled {fmt(result.dice_pooled_mean)})  "
+          f"miou {fmt(result.summary['mean']['iou'])}  {auc}"
           f"accuracy {fmt(result.accuracy_pooled)} (pooled)  -> {out / 'metrics.json'}")
     return 0

@@ -193,6 +193,29 @@ def accuracy_counts(pred: np.ndarray, gt: np.ndarray, roi: np.ndarray | None = N
     return int(same.sum()), int(same.size)
 
 
+def overlap_counts(pred: np.ndarray, gt: np.ndarray, num_classes: int, roi: np.ndarray | None = None) -> np.ndarray:
+    """Per class ``[tp, fp, fn]`` pixel counts (``[num_classes, 3]`` int64), inside ``roi`` if given; summed over
+    cases they give the pooled Dice ``2tp / (2tp + fp + fn)`` that the DRIVE literature reports as F1."""
+    pred, gt = np.asarray(pred), np.asarray(gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction shape {pred.shape} does not match ground truth shape {gt.shape}")
+    if roi is not None:
+        keep = np.asarray(roi, dtype=bool)
+        pred, gt = pred[keep], gt[keep]
+    joint = np.bincount(gt.ravel().astype(np.int64) * num_classes + pred.ravel().astype(np.int64),
+                        minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    tp = np.diag(joint)
+    return np.stack([tp, joint.sum(0) - tp, joint.sum(1) - tp], axis=1).astype(np.int64)
+
+
+def pooled_dice(counts: np.ndarray) -> np.ndarray:
+    """Dice per class from summed `overlap_counts` (NaN where the class is absent from both)."""
+    tp, fp, fn = (counts[:, i].astype(np.float64) for i in range(3))
+    denom = 2 * tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, 2 * tp / denom, np.nan)
+
+
 def nan_mean_std(values: np.ndarray) -> tuple[float, float, int]:
     """Mean, population std and count of the finite entries of a 1-D array (NaN, NaN, 0 when none)."""
     v = values[np.isfinite(values)]

@@ -34,7 +34,8 @@ MAX_WEIGHTS_BYTES = 25 * 1024 * 1024  # one shipped weight file (issue 6: <= 25 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _DATASET = re.compile(r"^[a-z0-9][a-z0-9]*$")  # no '_' so that "<model>_<dataset>" splits one way only
 _REQUIRED_METRICS = ("dice", "miou")
-_UNIT_METRICS = ("dice", "miou", "auc", "sensitivity", "precision", "f1", "top1")  # values in [0, 1]
+_UNIT_METRICS = ("dice", "dice_pooled", "miou", "auc", "accuracy", "sensitivity", "precision", "f1",  # in [0, 1]
+                 "top1")
 _DTYPES = ("float16", "bfloat16", "float32")
 _THROUGHPUT_UNITS = ("images/s", "volumes/s")
 

@@ -127,7 +127,8 @@ def test_evaluate_folders_numbers(folders):
     assert r.per_case["dice"][:, 1] == pytest.approx(c1)
     assert r.per_case["dice"][:2, 2].tolist() == [1.0, 0.0] and math.isnan(r.per_case["dice"][2, 2])
     j = r.to_json()
-    assert j["per_class"]["bar"]["dice"] == {"mean": 0.5, "std": 0.5, "n": 2}
+    # pooled over a and b: tp 6 (a), fp 1 and fn 6 (b) -> 12 / 19; the mean over cases is 0.5
+    assert j["per_class"]["bar"]["dice"] == {"mean": 0.5, "std": 0.5, "n": 2, "pooled": pytest.approx(12 / 19)}
     assert j["dice"] == pytest.approx((np.mean(c1) + 0.5) / 2)
     assert j["miou"] == pytest.approx((np.mean([1, 1, 6 / 9]) + 0.5) / 2)
     assert j["per_class"]["disc"]["sensitivity"]["mean"] == pytest.approx(np.mean([1, 1, 6 / 9]))

@@ -14,7 +14,8 @@ from PIL import Image
 
 import zoo
 from zoo.evaluate import eval_main, evaluate_folders
-from zoo.metrics import accuracy_counts, auc_per_class, merge_roc_counts, roc_auc, roc_counts
+from zoo.metrics import (accuracy_counts, auc_per_class, merge_roc_counts, overlap_counts, pooled_dice, roc_auc,
+                         roc_counts)
 from zoo.predict import Predictor, predict_main
 from zoo.volume_io import read_prob_map, write_prob_map
 
@@ -95,6 +96,19 @@ def test_accuracy_counts_inside_roi():
 
 # ---------------------------------------------------------------- files and `zoo eval --probs`
 @pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # PIL's note on the deliberately broken TIFF
+def test_overlap_counts_and_pooled_dice():
+    gt = np.array([[0, 1, 1], [2, 2, 0]])
+    pred = np.array([[0, 1, 2], [2, 0, 0]])
+    counts = overlap_counts(pred, gt, 3)
+    np.testing.assert_array_equal(counts, [[2, 1, 0], [1, 0, 1], [1, 1, 1]])  # per class [tp, fp, fn]
+    np.testing.assert_allclose(pooled_dice(counts), [0.8, 2 / 3, 0.5])
+    roi = np.array([[1, 1, 0], [1, 1, 1]], bool)
+    np.testing.assert_array_equal(overlap_counts(pred, gt, 3, roi), [[2, 1, 0], [1, 0, 0], [1, 0, 1]])
+    assert np.isnan(pooled_dice(overlap_counts(np.zeros(4, int), np.zeros(4, int), 2))[1])  # absent in both
+    with pytest.raises(ValueError, match="does not match"):
+        overlap_counts(pred, gt[:1], 3)
+
+
 def test_prob_map_files_round_trip_exactly(tmp_path):
     rng = np.random.default_rng(0)
     probs2d = rng.dirichlet(np.ones(3), size=(9, 13)).transpose(2, 0, 1).astype(np.float32)
@@ -157,6 +171,11 @@ def test_eval_probs_per_case_pooled_roi_and_na(drive_like, tmp_path, capsys):
     acc = [(cases[s][1][roi] == cases[s][0][roi]).mean() for s in r.cases]
     np.testing.assert_allclose(r.accuracy, acc)
     assert r.accuracy_pooled == pytest.approx(np.mean(acc))  # same ROI size in every case
+    gt_all = np.concatenate([cases[s][0][roi] == 1 for s in r.cases])
+    pred_all = np.concatenate([cases[s][1][roi] == 1 for s in r.cases])
+    pooled_dice_1 = 2 * (gt_all & pred_all).sum() / (gt_all.sum() + pred_all.sum())
+    assert r.dice_pooled[1] == pytest.approx(pooled_dice_1) and r.dice_pooled_mean == pytest.approx(pooled_dice_1)
+    assert r.dice_pooled_mean != pytest.approx(r.summary["mean"]["dice"])  # pooled is not the mean over cases
     # without the ROI every pixel counts, and the "empty" case has vessels again
     whole = evaluate_folders(dirs["pred"], dirs["gt"], 2, hd95=False, probs_dir=dirs["probs"])
     assert whole.per_case["auc"][2, 1] == pytest.approx(_pairwise_auc(cases["empty"][2], cases["empty"][0] == 1))
@@ -168,6 +187,8 @@ def test_eval_probs_per_case_pooled_roi_and_na(drive_like, tmp_path, capsys):
     assert f"auc {pooled:.4f} (pooled)" in printed and "nan" not in printed.lower()
     j = json.loads((out / "metrics.json").read_text())
     assert j["auc"] == pytest.approx(pooled, abs=1e-12)
+    assert j["dice_pooled"] == pytest.approx(pooled_dice_1) and j["per_class"]["1"]["dice"]["pooled"] == j["dice_pooled"]
+    assert f"(pooled {pooled_dice_1:.4f})" in printed
     assert j["auc_per_case_mean"] == pytest.approx(np.mean(expect[:2]))
     assert j["auc_per_case_std"] == pytest.approx(np.std(expect[:2]))
     assert j["per_class"]["1"]["auc"]["n"] == 2 and j["per_class"]["1"]["auc"]["pooled"] == j["auc"]

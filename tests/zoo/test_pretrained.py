@@ -311,7 +311,7 @@ def test_model_zoo_page(exported, tmp_path):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[:5] == [f"`{NAME}`", "`unet_tiny`", "toy", "val (4 cases)", f"{params / 1e6:.2f}"]
     assert float(cells[5]) > 0 and cells[6] == "32x32"
-    assert cells[7:11] == ["0.5000", "0.4000", "-", "7.25"] and cells[13] == "CC0 (test)"
+    assert cells[7:12] == ["0.5000", "-", "0.4000", "-", "7.25"] and cells[14] == "CC0 (test)"
     assert METRICS["dice"]["command"] in page and THROUGHPUT["command"] in page
     out = tmp_path / "MODEL_ZOO.md"
     assert make.main(["--weights-dir", str(weights), "--output", str(out)]) == 0 and out.read_text() == page
