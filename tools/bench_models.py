@@ -52,7 +52,7 @@ class Case:
 def default_cases() -> list[Case]:
     """One model per registered family (its `*_small`, else its first) plus the MONAI baselines."""
     by_family: dict[str, list[str]] = {}
-    for name in zoo.list_models():
+    for name in zoo.list_models(pretrained=False):
         by_family.setdefault(get_model_entry(name).family, []).append(name)
     cases = [Case(n, n) for names in by_family.values() for n in [next((m for m in names if "small" in m),
                                                                         names[0])]]
