@@ -80,6 +80,66 @@ def test_no_split_files_uses_a_seeded_fraction(tmp_path: Path) -> None:
     assert not {r["name"] for r in a[0]} & {r["name"] for r in a[1]}
 
 
+def _names(loader) -> list[str]:
+    return [n for batch in loader for n in batch["name"]]
+
+
+def test_val_from_train_validates_on_training_cases_and_tests_on_split_val(tmp_path: Path) -> None:
+    root = make_msd(tmp_path / "t", n=8)  # split_train: toy_000..toy_005, split_val: toy_006, toy_007
+    split_train, split_val = [f"toy_{i:03d}" for i in range(6)], ["toy_006", "toy_007"]
+    dm = _dm(root, val_from_train=0.34, seed=5)
+    dm.setup("fit")
+    cases = dm.case_split
+    assert (len(cases["train"]), len(cases["val"]), cases["test"]) == (4, 2, split_val)
+    assert sorted(cases["train"] + cases["val"]) == split_train and not set(cases["train"]) & set(cases["val"])
+    assert len(dm.train_ds) == 4 and [r["name"] for r in dm.val_ds.data] == cases["val"] and dm.test_ds is None
+    assert _names(dm.val_dataloader()) == cases["val"]
+    assert _names(dm.test_dataloader()) == split_val == _names(dm.predict_dataloader())
+    assert dm.describe() == _dm(root).describe()  # the checkpoint's data_info does not depend on the protocol
+
+    again = _dm(root, val_from_train=0.34, seed=5)
+    again.setup("test")  # builds the test set only
+    assert again.case_split == cases and again.train_ds is None and again.val_ds is None
+    assert _names(again.test_dataloader()) == split_val
+    vals = {tuple(_dm(root, val_from_train=0.34, seed=s)._splits()[1][i]["name"] for i in range(2)) for s in range(6)}
+    assert len(vals) > 1  # the seed picks the validation cases
+    one = _dm(root, val_from_train=0.01)._splits()
+    assert (len(one[0]), len(one[1]), len(one[2])) == (5, 1, 2)  # at least one validation case
+
+
+def test_val_from_train_zero_keeps_validation_as_test(tmp_path: Path) -> None:
+    root = make_msd(tmp_path / "t", n=8)
+    dm = _dm(root)
+    dm.setup("test")
+    assert dm.test_ds is dm.val_ds and dm.train_ds is None
+    assert _names(dm.test_dataloader()) == _names(dm.val_dataloader()) == ["toy_006", "toy_007"]
+    assert dm.case_split == {"train": [f"toy_{i:03d}" for i in range(6)], "val": ["toy_006", "toy_007"],
+                             "test": ["toy_006", "toy_007"]}
+
+
+def test_val_from_train_without_split_files_tests_on_the_seeded_hold_out(tmp_path: Path) -> None:
+    root = make_msd(tmp_path / "t", n=10, split=False)
+    hold_out = [r["name"] for r in _dm(root, val_fraction=0.2, seed=1)._split()[1]]
+    train, val, test = _dm(root, val_fraction=0.2, val_from_train=0.25, seed=1)._splits()
+    assert [r["name"] for r in test] == hold_out and (len(train), len(val), len(test)) == (6, 2, 2)
+    names = [{r["name"] for r in part} for part in (train, val, test)]
+    assert not (names[0] & names[1] or names[0] & names[2] or names[1] & names[2])
+    assert len(set.union(*names)) == 10
+
+
+def test_val_from_train_errors(tmp_path: Path) -> None:
+    root = make_msd(tmp_path / "t", n=3)  # one training case
+    for bad in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match=rf"val_from_train must be in \[0, 1\) .*got {bad}"):
+            _dm(root, val_from_train=bad)
+    with pytest.raises(ValueError, match=r"val_from_train=0.5 takes 1 of the 1 training case\(s\) for validation "
+                                         r"and leaves none to train on"):
+        _dm(root, val_from_train=0.5).setup("fit")
+    root = make_msd(tmp_path / "no_split", n=4, split=False)
+    with pytest.raises(ValueError, match=r"val_from_train=0.2 tests on the held-out split, which is empty"):
+        _dm(root, val_fraction=0.0, val_from_train=0.2).setup("test")
+
+
 def test_multimodal_task_and_augmentation(tmp_path: Path) -> None:
     root = make_msd(tmp_path / "t", channels=2)
     aug = {"flip": 1.0, "rot90": 1.0, "rotate": {"degrees": 20, "p": 1.0}, "scale": 1.0, "intensity_scale": 1.0,
@@ -147,3 +207,5 @@ def test_real_hippocampus_one_batch(shared_datasets: Path) -> None:
     assert batch["image"].shape == (4, 1, 40, 56, 40) and set(batch["label"].unique().tolist()) == {0, 1, 2}
     val = next(iter(dm.val_dataloader()))
     assert val["name"] == ["hippocampus_007"] and val["label"].shape[1:] == val["image"].shape[2:]
+    train, val, test = DecathlonDataModule(str(shared_datasets / "Task04_Hippocampus"), val_from_train=0.2)._splits()
+    assert (len(train), len(val), len(test)) == (166, 42, 52) and test == dm.val_ds.data

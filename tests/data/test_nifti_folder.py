@@ -50,6 +50,18 @@ def test_seeded_fraction_split(tmp_path: Path) -> None:
     assert {r["name"] for r in train} | {r["name"] for r in val} == {f"c{i}" for i in range(5)}
 
 
+def test_val_from_train_tests_on_the_validation_folders(tmp_path: Path) -> None:
+    images, labels = make_folders(tmp_path / "train", ["a", "b", "c", "d"])
+    val_images, val_labels = make_folders(tmp_path / "val", ["y", "z"], seed=1)
+    dm = _dm(images, labels, val_image_dir=str(val_images), val_label_dir=str(val_labels), val_from_train=0.25)
+    assert [n for b in dm.test_dataloader() for n in b["name"]] == ["y", "z"]
+    assert len(dm.case_split["val"]) == 1 and sorted(dm.case_split["train"] + dm.case_split["val"]) == list("abcd")
+    clash_images, clash_labels = make_folders(tmp_path / "clash", ["b"], seed=2)
+    with pytest.raises(ValueError, match=r"1 case\(s\) are in both the train and test sets, e.g. \['b'\]"):
+        _dm(images, labels, val_image_dir=str(clash_images), val_label_dir=str(clash_labels), val_from_train=0.25,
+            seed=1).setup("test")
+
+
 def test_window_normalization_is_recorded_and_applied(tmp_path: Path) -> None:
     images, labels = make_folders(tmp_path, ["a", "b"])
     dm = _dm(images, labels, normalization="window", intensity_window=(50, 150), val_fraction=0.5)

@@ -2,7 +2,14 @@
 
 Classes and modalities come from ``dataset.json``. The split is ``split_train.txt`` / ``split_val.txt`` in the task
 folder when present (one case per line, with or without ``.nii.gz``), otherwise a seeded ``val_fraction`` of the
-labelled cases. MSD test images have no public labels, so `test` runs on the validation split.
+labelled cases. MSD test images have no public labels, so by default `test` (and `zoo predict --config`) runs on
+that validation split too, which also selects the best checkpoint: an optimistic score.
+
+``val_from_train`` in (0, 1) is the honest protocol (as nnU-Net validates inside its training folds): validation is
+that seeded fraction of the training split (at least one case; seed ``seed``), training the rest, and `zoo test`
+runs on ``split_val.txt`` only. Without split files the test set is the seeded ``val_fraction`` hold-out and
+validation a ``val_from_train`` fraction of the remaining cases. The three case lists are disjoint and are logged
+and kept in ``case_split`` after ``setup``; the checkpoint's ``data_info`` does not depend on this choice.
 """
 from __future__ import annotations
 
@@ -60,6 +67,8 @@ class DecathlonDataModule(VolumeDataModule):
     ``crop``: ``pos_neg`` (``pos_fraction`` of patches centred on foreground) or ``classes`` (``class_ratios``
     per class). ``orientation`` (e.g. ``RAS``) and ``spacing`` (mm; null keeps the native grid) are applied with
     MONAI. ``normalization``: ``zscore`` per volume (MRI) or ``window`` with ``intensity_window`` (CT).
+    ``val_from_train`` > 0 validates on that fraction of the training split and tests on the validation split
+    (module docstring); 0 keeps validation = test = the validation split.
     """
 
     def __init__(self, root: str, patch_size: Sequence[int] = (96, 96, 96), batch_size: int = 2,
@@ -68,7 +77,7 @@ class DecathlonDataModule(VolumeDataModule):
                  spacing: Sequence[float] | None = None, normalization: str = "zscore",
                  intensity_window: Sequence[float] | None = None, augment: dict[str, Any] | None = None,
                  split_train: str | None = None, split_val: str | None = None, val_fraction: float = 0.2,
-                 cache_rate: float = 1.0, num_workers: int = 2, seed: int = 0) -> None:
+                 val_from_train: float = 0.0, cache_rate: float = 1.0, num_workers: int = 2, seed: int = 0) -> None:
         self.root = Path(root)
         self.meta, self.records = read_decathlon(self.root)
         labels = {int(k): v for k, v in self.meta["labels"].items()}
@@ -79,7 +88,8 @@ class DecathlonDataModule(VolumeDataModule):
                          batch_size=batch_size, samples_per_volume=samples_per_volume, crop=crop,
                          pos_fraction=pos_fraction, class_ratios=class_ratios, orientation=orientation,
                          spacing=spacing, normalization=normalization, intensity_window=intensity_window,
-                         augment=augment, cache_rate=cache_rate, num_workers=num_workers, seed=seed)
+                         augment=augment, cache_rate=cache_rate, num_workers=num_workers, seed=seed,
+                         val_from_train=val_from_train)
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.split_files = [Path(p) if p else None for p in (split_train, split_val)]

@@ -1,7 +1,9 @@
 """Generic 3-D data: a folder of NIfTI images and a folder of NIfTI label maps, matched by file stem.
 
 ``images/case_a.nii.gz`` pairs with ``labels/case_a.nii.gz`` (``image_suffix`` strips e.g. nnU-Net's ``_0000``
-from image names). Validation comes from its own folders or from a seeded ``val_fraction`` of the cases.
+from image names). Validation comes from its own folders or from a seeded ``val_fraction`` of the cases, and is
+also the test set; ``val_from_train`` in (0, 1) instead validates on that seeded fraction of the training cases and
+keeps the held-out cases for `zoo test` only (see ``zoo.data.volume``).
 """
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ class NiftiFolderDataModule(VolumeDataModule):
 
     def __init__(self, image_dir: str, label_dir: str, num_classes: int, in_channels: int = 1,
                  class_names: Sequence[str] | None = None, val_image_dir: str | None = None,
-                 val_label_dir: str | None = None, val_fraction: float = 0.2, image_suffix: str = "",
+                 val_label_dir: str | None = None, val_fraction: float = 0.2, val_from_train: float = 0.0,
+                 image_suffix: str = "",
                  patch_size: Sequence[int] = (96, 96, 96), batch_size: int = 2, samples_per_volume: int = 2,
                  crop: str = "pos_neg", pos_fraction: float = 0.67, class_ratios: Sequence[float] | None = None,
                  orientation: str | None = "RAS", spacing: Sequence[float] | None = None,
@@ -51,7 +54,8 @@ class NiftiFolderDataModule(VolumeDataModule):
                          patch_size=patch_size, batch_size=batch_size, samples_per_volume=samples_per_volume,
                          crop=crop, pos_fraction=pos_fraction, class_ratios=class_ratios, orientation=orientation,
                          spacing=spacing, normalization=normalization, intensity_window=intensity_window,
-                         augment=augment, cache_rate=cache_rate, num_workers=num_workers, seed=seed)
+                         augment=augment, cache_rate=cache_rate, num_workers=num_workers, seed=seed,
+                         val_from_train=val_from_train)
         if (val_image_dir is None) != (val_label_dir is None):
             raise ValueError(f"give both val_image_dir and val_label_dir or neither, got {val_image_dir!r} and "
                              f"{val_label_dir!r}")

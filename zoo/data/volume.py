@@ -4,12 +4,20 @@ Per case (cached by MONAI's CacheDataset): load channels-first, check the image/
 resample to ``spacing``, normalise (``zoo.data.normalize``, recorded for `zoo predict`). Training then takes
 label-balanced random patches (``RandCropByPosNegLabeld`` or ``RandCropByLabelClassesd``) and the MONAI
 augmentations of ``zoo.data.augment.build_augment_3d``; validation/test batches are whole volumes.
+
+Case protocol: a subclass gives a training split and a held-out split (``_split``). By default the held-out split
+is both the validation set (checkpoint selection) and the test set (`zoo test`, `zoo predict --config`), so a
+best-by-validation score is optimistic. ``val_from_train`` in (0, 1) gives the honest protocol: validation is that
+seeded fraction of the training split (at least one case), training the rest, and the held-out split is used for
+test and predict only. ``case_split`` holds the case names of the three sets after ``setup``.
 """
 from __future__ import annotations
 
 from typing import Any, Hashable, Mapping, Sequence
 
+import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from monai.transforms import Transform
 
 from zoo.data.augment import build_augment_3d
@@ -68,17 +76,19 @@ def collate_volumes(items: list) -> dict:
 
 
 class VolumeDataModule(SegDataModule):
-    """Base of the 3-D modules; subclasses implement ``_split() -> (train_records, val_records)``.
+    """Base of the 3-D modules; subclasses implement ``_split() -> (train_records, held_out_records)``.
 
-    Records are dicts ``{"image": path, "label": path, "name": case}``. The test set is the validation split
-    (public 3-D sets rarely ship test labels).
+    Records are dicts ``{"image": path, "label": path, "name": case}``. With ``val_from_train=0`` the held-out
+    split is validation and test at once (public 3-D sets rarely ship test labels); with ``val_from_train`` in
+    (0, 1) validation is a seeded fraction of the training split and the held-out split is the test set only.
     """
 
     def __init__(self, *, num_classes: int, in_channels: int, class_names: Sequence[str] | None,
                  patch_size: Sequence[int], batch_size: int, samples_per_volume: int, crop: str,
                  pos_fraction: float, class_ratios: Sequence[float] | None, orientation: str | None,
                  spacing: Sequence[float] | None, normalization: str, intensity_window: Sequence[float] | None,
-                 augment: dict[str, Any] | None, cache_rate: float, num_workers: int, seed: int) -> None:
+                 augment: dict[str, Any] | None, cache_rate: float, num_workers: int, seed: int,
+                 val_from_train: float = 0.0) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2 (background + foreground), got {num_classes}")
@@ -94,6 +104,9 @@ class VolumeDataModule(SegDataModule):
             raise ValueError(f"spacing must be three positive numbers (mm) or null, got {list(spacing)}")
         if not 0.0 <= cache_rate <= 1.0:
             raise ValueError(f"cache_rate must be in [0, 1], got {cache_rate}")
+        if not 0.0 <= val_from_train < 1.0:
+            raise ValueError(f"val_from_train must be in [0, 1) (0: validate on the held-out split, which is then also "
+                             f"the test set), got {val_from_train}")
         if normalization == "window":
             if intensity_window is None or len(intensity_window) != 2:
                 raise ValueError(f"normalization 'window' needs intensity_window [min, max], got {intensity_window}")
@@ -113,12 +126,45 @@ class VolumeDataModule(SegDataModule):
         self.pos_fraction, self.class_ratios = pos_fraction, list(class_ratios) if class_ratios else None
         self.orientation, self.spacing = orientation, list(spacing) if spacing else None
         self.augment_spec, self.cache_rate, self.num_workers, self.seed = augment, cache_rate, num_workers, seed
+        self.val_from_train = float(val_from_train)
         build_augment_3d(augment, patch_size=self.patch_size)  # fail early on a bad spec
         self.train_ds: Any = None
         self.val_ds: Any = None
+        self.test_ds: Any = None
+        self.case_split: dict[str, list[str]] | None = None  # {"train", "val", "test"} case names, set by setup
 
     def _split(self) -> tuple[list[dict], list[dict]]:
         raise NotImplementedError
+
+    def _splits(self) -> tuple[list[dict], list[dict], list[dict]]:
+        """(train, val, test) records from ``_split``: test = the held-out split; validation = the held-out split
+        too (``val_from_train=0``) or a seeded ``val_from_train`` fraction of the training split."""
+        train, held_out = self._split()
+        if not held_out:
+            if self.val_from_train:
+                raise ValueError(f"val_from_train={self.val_from_train} tests on the held-out split, which is empty: "
+                                 "give held-out cases (split_val / validation folders) or a val_fraction > 0")
+            raise ValueError("the validation split is empty: give validation cases or a val_fraction > 0")
+        if not self.val_from_train:
+            val, test = held_out, held_out
+        else:
+            n_val = max(1, int(round(self.val_from_train * len(train))))
+            if n_val >= len(train):
+                raise ValueError(f"val_from_train={self.val_from_train} takes {n_val} of the {len(train)} training "
+                                 "case(s) for validation and leaves none to train on")
+            rng = np.random.default_rng((self.seed, 1))  # a stream of its own, not the one of the hold-out draw
+            chosen = set(rng.permutation(sorted(r["name"] for r in train))[:n_val].tolist())
+            train, val, test = ([r for r in train if r["name"] not in chosen],
+                                [r for r in train if r["name"] in chosen], held_out)
+            sets = {"train": train, "val": val, "test": test}
+            for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+                both = sorted({r["name"] for r in sets[a]} & {r["name"] for r in sets[b]})
+                if both:
+                    raise ValueError(f"{len(both)} case(s) are in both the {a} and {b} sets, e.g. {both[:3]}")
+        self.case_split = {k: [r["name"] for r in recs] for k, recs in (("train", train), ("val", val), ("test", test))}
+        rank_zero_info(f"{type(self).__name__}: {len(train)} training, {len(val)} validation, {len(test)} test cases"
+                       + ("" if self.val_from_train else " (test = validation)") + "; names in .case_split")
+        return train, val, test
 
     def describe(self) -> dict:
         """Adds the grid the model was trained on: ``orientation`` (axis codes) and ``spacing`` (mm, None = native)."""
@@ -173,18 +219,25 @@ class VolumeDataModule(SegDataModule):
 
     # ---- Lightning hooks ---------------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
-        if self.val_ds is not None and (self.train_ds is not None or stage not in (None, "fit")):
+        """Build the datasets ``stage`` needs: fit: train + val, validate: val, test/predict: test, None: all."""
+        need = {"train": stage in (None, "fit"), "val": stage in (None, "fit", "validate"),
+                "test": stage in (None, "test", "predict")}
+        if not self.val_from_train and need["test"]:  # the test set is the validation set
+            need["val"] = True
+            self.test_ds = self.val_ds
+        need = {k for k, v in need.items() if v and getattr(self, f"{k}_ds") is None}
+        if not need:
             return
-        train, val = self._split()
-        if not val:
-            raise ValueError("the validation split is empty: give validation cases or a val_fraction > 0")
-        check_nifti_pairs(train + val)
-        if stage in (None, "fit") and self.train_ds is None:
+        train, val, test = self._splits()
+        check_nifti_pairs(train + val + (test if test is not val else []))
+        if "train" in need:
             if not train:
                 raise ValueError("the training split is empty")
             self.train_ds = self._dataset(train, train=True)
-        if self.val_ds is None:
+        if "val" in need:
             self.val_ds = self._dataset(val, train=False)
+        if "test" in need:
+            self.test_ds = self._dataset(test, train=False) if self.val_from_train else self.val_ds
 
     def _loader(self, ds: Any, batch_size: int, shuffle: bool) -> Any:
         from monai.data import DataLoader
@@ -203,10 +256,13 @@ class VolumeDataModule(SegDataModule):
         return self._loader(self.val_ds, 1, shuffle=False)
 
     def test_dataloader(self) -> Any:
-        return self.val_dataloader()
+        if self.test_ds is None:
+            self.setup("test")
+        return self._loader(self.test_ds, 1, shuffle=False)
 
     def predict_dataloader(self) -> Any:
-        return self.val_dataloader()
+        """`zoo predict --config` runs over the test cases (the validation cases when ``val_from_train=0``)."""
+        return self.test_dataloader()
 
 
 class _CheckCase(Transform):
