@@ -69,11 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--roi-dir")
     p.add_argument("--probs", action="store_true", help="save probabilities and score ROC AUC")
     p.add_argument("--case-list", help="only these file names of --images/--gt (e.g. split_val.txt)")
-    p.add_argument("--weights-dir", default=str(WEIGHTS_DIR))
     p.add_argument("--docs-dir", default=str(DOCS_DIR))
     args = p.parse_args(argv)
 
-    manifest_path = Path(args.weights_dir) / f"{args.name}.json"
+    manifest_path = WEIGHTS_DIR / f"{args.name}.json"  # where `zoo predict --model NAME` finds it
     manifest = load_manifest(manifest_path, check_file=True)
     num_classes = manifest["data_info"]["num_classes"]
     docs = Path(args.docs_dir) / args.name

@@ -31,7 +31,8 @@ def read_curves(path: str | Path) -> dict[str, list[tuple[float, float]]]:
     return curves
 
 
-def _panel(series: list[tuple[str, list[tuple[float, float]]]], title: str, colours: list[tuple[int, ...]]) -> Image.Image:
+def _panel(series: list[tuple[str, list[tuple[float, float]]]], title: str,
+           colours: list[tuple[int, ...]]) -> Image.Image:
     img = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(img)
     pts = [p for _, s in series for p in s]

@@ -187,7 +187,8 @@ def test_eval_probs_per_case_pooled_roi_and_na(drive_like, tmp_path, capsys):
     assert f"auc {pooled:.4f} (pooled)" in printed and "nan" not in printed.lower()
     j = json.loads((out / "metrics.json").read_text())
     assert j["auc"] == pytest.approx(pooled, abs=1e-12)
-    assert j["dice_pooled"] == pytest.approx(pooled_dice_1) and j["per_class"]["1"]["dice"]["pooled"] == j["dice_pooled"]
+    assert j["dice_pooled"] == pytest.approx(pooled_dice_1)
+    assert j["per_class"]["1"]["dice"]["pooled"] == j["dice_pooled"]
     assert f"(pooled {pooled_dice_1:.4f})" in printed
     assert j["auc_per_case_mean"] == pytest.approx(np.mean(expect[:2]))
     assert j["auc_per_case_std"] == pytest.approx(np.std(expect[:2]))

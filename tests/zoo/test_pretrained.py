@@ -96,7 +96,8 @@ def test_export_writes_fp16_safetensors_and_a_valid_manifest(exported):
     assert float_keys and all(state[k].dtype == torch.float16 for k in float_keys)
     # the pretrained name builds the architecture with the manifest's overrides and loads the fp16 weights
     shipped = [path.stem for path in manifest_paths(WEIGHTS_DIR)]
-    assert zoo.list_models(pretrained=True) == sorted([*shipped, NAME]) and NAME not in zoo.list_models(pretrained=False)
+    assert zoo.list_models(pretrained=True) == sorted([*shipped, NAME])
+    assert NAME not in zoo.list_models(pretrained=False)
     loaded = zoo.create_model(NAME, pretrained=True).eval()
     assert loaded.num_classes == 3 and zoo.get_model_entry(NAME).default_cfg["base_model"] == "unet_tiny"
     for k, v in model.state_dict().items():

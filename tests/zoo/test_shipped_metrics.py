@@ -19,8 +19,8 @@ CASES = 2  # per model: enough to catch a wrong weight file or pre-processing, c
 
 
 def _drive_eval(root: Path, tmp: Path) -> tuple[Path, Path, Path]:
-    spec = importlib.util.spec_from_file_location("prepare_drive_eval",
-                                                  Path(__file__).resolve().parents[2] / "tools" / "prepare_drive_eval.py")
+    tool_file = Path(__file__).resolve().parents[2] / "tools" / "prepare_drive_eval.py"
+    spec = importlib.util.spec_from_file_location("prepare_drive_eval", tool_file)
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     out = tool.prepare(root / "DRIVE" / "test", tmp / "drive_eval")

@@ -1,0 +1,92 @@
+"""The tools around training runs: curves PNG, manifest metrics from `zoo eval`, case lists and overlays."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tool(name: str):
+    sys.path.insert(0, str(ROOT / "tools"))  # measure_pretrained imports ship_run, which imports export_weights
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _csv(path: Path, losses: list[float], dices: dict[int, float]) -> Path:
+    rows = ["epoch,step,train/loss_epoch,val/dice"]
+    for e, loss in enumerate(losses):
+        rows.append(f"{e},{e * 10},{loss},")
+        if e in dices:
+            rows.append(f"{e},{e * 10},,{dices[e]}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_plot_curves_reads_lightning_csv_and_draws_each_run(tmp_path):
+    plot = _tool("plot_curves")
+    a = _csv(tmp_path / "a.csv", [1.0, 0.6, 0.4, 0.3], {1: 0.5, 3: 0.7})
+    b = _csv(tmp_path / "b.csv", [1.2, 0.9], {1: 0.4})
+    curves = plot.read_curves(a)
+    assert curves["train/loss_epoch"] == [(1, 1.0), (2, 0.6), (3, 0.4), (4, 0.3)]
+    assert curves["val/dice"] == [(2, 0.5), (4, 0.7)]
+    out = plot.plot([str(a), str(b)], ["a", "b"], "toy", tmp_path / "c.png")
+    img = np.asarray(Image.open(out).convert("RGB"))
+    assert img.shape == (plot.H, 2 * plot.W, 3)
+    colours = {tuple(c) for c in img.reshape(-1, 3)}
+    from zoo.overlay import class_colors
+
+    assert {tuple(int(v) for v in c) for c in class_colors(3)[1:]} <= colours  # both runs drawn
+    (tmp_path / "bad.csv").write_text("epoch,step,other\n0,1,2\n")
+    with pytest.raises(ValueError, match="bad.csv: no train/loss_epoch or val/dice"):
+        plot.read_curves(tmp_path / "bad.csv")
+    with pytest.raises(SystemExit):
+        plot.main([str(a), "--labels", "x", "y", "--output", str(tmp_path / "d.png")])
+
+
+def test_manifest_metrics_take_the_eval_numbers_and_command():
+    ship = _tool("ship_run")
+    eval_json = {"dice": 0.81234567, "miou": 0.7, "auc": 0.98, "dice_pooled": 0.82, "accuracy": 0.95,
+                 "metrics": {"sensitivity": {"mean": 0.8}, "precision": {"mean": 0.9}, "hd95": {"mean": 7.5}}}
+    m = ship.manifest_metrics(eval_json, "zoo predict ... && zoo eval ...")
+    assert {k: v["value"] for k, v in m.items()} == {"dice": 0.812346, "dice_pooled": 0.82, "miou": 0.7,
+                                                     "auc": 0.98, "accuracy": 0.95, "sensitivity": 0.8,
+                                                     "precision": 0.9, "hd95": 7.5}
+    assert {v["command"] for v in m.values()} == {"zoo predict ... && zoo eval ..."}
+    # a 3-D eval without probabilities: no auc; undefined (null) metrics are left out
+    bare = ship.manifest_metrics({"dice": 0.5, "miou": 0.4, "metrics": {"hd95": {"mean": None}}}, "c")
+    assert sorted(bare) == ["dice", "miou"]
+
+
+def test_listed_cases_and_3d_overlay(tmp_path):
+    measure = _tool("measure_pretrained")
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.nii.gz", "b.nii.gz", "c.nii.gz"):
+        (src / name).write_bytes(b"x")
+    listing = tmp_path / "split.txt"
+    listing.write_text("a.nii.gz\nc.nii.gz\n")
+    linked = measure.listed_cases(src, listing, tmp_path / "subset")
+    assert sorted(p.name for p in linked.iterdir()) == ["a.nii.gz", "c.nii.gz"]
+    listing.write_text("zz.nii.gz\n")
+    with pytest.raises(FileNotFoundError, match="'zz.nii.gz' is not a file of"):
+        measure.listed_cases(src, listing, tmp_path / "subset2")
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(20, 30, 8)).astype(np.float32)
+    labels = np.zeros((20, 30, 8), np.uint8)
+    labels[5:10, 5:15, 4] = 2
+    nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "img.nii.gz")
+    nib.save(nib.Nifti1Image(labels, np.eye(4)), tmp_path / "lab.nii.gz")
+    measure.write_overlay(tmp_path / "img.nii.gz", tmp_path / "lab.nii.gz", 3, tmp_path / "o.png")
+    png = np.asarray(Image.open(tmp_path / "o.png"))
+    scale = 256 // 20
+    assert png.shape == (20 * scale, 30 * scale, 3)  # the middle slice (z = 4), enlarged to >= 256 px
+    painted = (png != png[..., :1]).any(-1)  # coloured pixels (the image itself is gray)
+    assert painted[5 * scale:10 * scale, 5 * scale:15 * scale].all() and painted.sum() == 5 * 10 * scale ** 2
