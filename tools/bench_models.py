@@ -57,7 +57,7 @@ def default_cases() -> list[Case]:
         by_family.setdefault(get_model_entry(name).family, []).append(name)
     cases = [Case(n, n) for names in by_family.values() for n in [next((m for m in names if "small" in m),
                                                                         names[0])]]
-    cases.append(Case("vit_unetr_base", "vit_unetr_base"))
+    cases += [Case("vit_unetr_base", "vit_unetr_base"), Case("nat_unet_small", "nat_unet_small")]  # MONAI-size peers
     return cases + [Case(label, name, dict(kw)) for label, name, kw in BASELINES]
 
 
