@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from zoo.data.cases import check_label_range, files_by_stem, pair_by_stem
 from zoo.metrics import (METRIC_NAMES, RocCounts, accuracy_counts, aggregate_cases, auc_per_class, case_metrics,
-                         merge_roc_counts, nan_mean_std, overlap_counts, pooled_dice, roc_auc)
+                         dice_iou, merge_roc_counts, nan_mean_std, roc_auc)
 from zoo.volume_io import find_prob_map, is_nifti, list_cases, read_label_map, read_prob_map
 
 __all__ = ["EvalResult", "match_cases", "evaluate_folders", "summary_json", "markdown_table", "fmt", "eval_main",
@@ -234,7 +235,7 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int,
     per_case: dict[str, list[np.ndarray]] = {m: [] for m in (*METRIC_NAMES, *(("auc",) if probs else ()))}
     roc_parts: list[list[RocCounts]] = [[] for _ in range(num_classes)]
     accuracy, correct_total = [], np.zeros(2, np.int64)
-    overlap = np.zeros((num_classes, 3), np.int64)
+    confusion = np.zeros((num_classes, 3), np.int64)  # tp, fp, fn summed over cases: the pooled Dice
     units = set()
     for stem, pred_path, gt_path in track(pairs, description="evaluating", disable=not progress,
                                           console=Console(stderr=True)):
@@ -267,7 +268,7 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int,
                     roc_parts[c].append(part)
         for m in per_case:
             per_case[m].append(values[m])
-        overlap += overlap_counts(pred, gt, num_classes, roi)
+        confusion += values["confusion"]
         correct, total = accuracy_counts(pred, gt, roi)
         accuracy.append(correct / total if total else math.nan)
         correct_total += (correct, total)
@@ -280,7 +281,8 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int,
                   else None)
     acc_pooled = correct_total[0] / correct_total[1] if correct_total[1] else math.nan
     return EvalResult([p[0] for p in pairs], names, arrays, summary, include_background, unit,
-                      np.array(accuracy, dtype=np.float64), float(acc_pooled), auc_pooled, pooled_dice(overlap))
+                      np.array(accuracy, dtype=np.float64), float(acc_pooled), auc_pooled,
+                      dice_iou(torch.from_numpy(confusion))[0].numpy())
 
 
 def _match_probs(probs_dir: str | Path, stems: Sequence[str]) -> dict[str, Path]:

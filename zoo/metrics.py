@@ -103,7 +103,8 @@ def case_metrics(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor,
                  spacing: Sequence[float] | None = None, hd95: bool = True,
                  roi: np.ndarray | torch.Tensor | None = None,
                  include_background: bool = True) -> dict[str, np.ndarray]:
-    """Every metric of ``METRIC_NAMES`` for one case: ``{name: float64 [num_classes]}`` (NaN = undefined).
+    """Every metric of ``METRIC_NAMES`` for one case: ``{name: float64 [num_classes]}`` (NaN = undefined), plus
+    ``confusion``: the ``[num_classes, 3]`` tp/fp/fn counts, which sum over cases into pooled scores (`dice_iou`).
 
     ``roi`` (bool, same shape) restricts scoring to its pixels, e.g. a retinal field of view; without
     ``include_background`` the background's HD95 is not computed (NaN).
@@ -117,7 +118,8 @@ def case_metrics(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor,
         pred_t, gt_t = pred_t.masked_fill(~roi_t, -1), gt_t.masked_fill(~roi_t, -1)
     hd = (hd95_per_class(pred_t, gt_t, num_classes, spacing, include_background=include_background) if hd95
           else np.full(num_classes, np.nan))
-    return dict(dice=dice.numpy(), iou=iou.numpy(), hd95=hd, sensitivity=sens.numpy(), precision=prec.numpy())
+    return dict(dice=dice.numpy(), iou=iou.numpy(), hd95=hd, sensitivity=sens.numpy(), precision=prec.numpy(),
+                confusion=conf.numpy())
 
 
 RocCounts = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -191,29 +193,6 @@ def accuracy_counts(pred: np.ndarray, gt: np.ndarray, roi: np.ndarray | None = N
     if roi is not None:
         same = same[np.asarray(roi, dtype=bool)]
     return int(same.sum()), int(same.size)
-
-
-def overlap_counts(pred: np.ndarray, gt: np.ndarray, num_classes: int, roi: np.ndarray | None = None) -> np.ndarray:
-    """Per class ``[tp, fp, fn]`` pixel counts (``[num_classes, 3]`` int64), inside ``roi`` if given; summed over
-    cases they give the pooled Dice ``2tp / (2tp + fp + fn)`` that the DRIVE literature reports as F1."""
-    pred, gt = np.asarray(pred), np.asarray(gt)
-    if pred.shape != gt.shape:
-        raise ValueError(f"prediction shape {pred.shape} does not match ground truth shape {gt.shape}")
-    if roi is not None:
-        keep = np.asarray(roi, dtype=bool)
-        pred, gt = pred[keep], gt[keep]
-    joint = np.bincount(gt.ravel().astype(np.int64) * num_classes + pred.ravel().astype(np.int64),
-                        minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-    tp = np.diag(joint)
-    return np.stack([tp, joint.sum(0) - tp, joint.sum(1) - tp], axis=1).astype(np.int64)
-
-
-def pooled_dice(counts: np.ndarray) -> np.ndarray:
-    """Dice per class from summed `overlap_counts` (NaN where the class is absent from both)."""
-    tp, fp, fn = (counts[:, i].astype(np.float64) for i in range(3))
-    denom = 2 * tp + fp + fn
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, 2 * tp / denom, np.nan)
 
 
 def nan_mean_std(values: np.ndarray) -> tuple[float, float, int]:

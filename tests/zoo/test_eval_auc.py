@@ -14,8 +14,7 @@ from PIL import Image
 
 import zoo
 from zoo.evaluate import eval_main, evaluate_folders
-from zoo.metrics import (accuracy_counts, auc_per_class, merge_roc_counts, overlap_counts, pooled_dice, roc_auc,
-                         roc_counts)
+from zoo.metrics import accuracy_counts, auc_per_class, case_metrics, dice_iou, merge_roc_counts, roc_auc, roc_counts
 from zoo.predict import Predictor, predict_main
 from zoo.volume_io import read_prob_map, write_prob_map
 
@@ -96,17 +95,16 @@ def test_accuracy_counts_inside_roi():
 
 # ---------------------------------------------------------------- files and `zoo eval --probs`
 @pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # PIL's note on the deliberately broken TIFF
-def test_overlap_counts_and_pooled_dice():
+def test_case_confusion_counts_sum_into_pooled_dice():
     gt = np.array([[0, 1, 1], [2, 2, 0]])
     pred = np.array([[0, 1, 2], [2, 0, 0]])
-    counts = overlap_counts(pred, gt, 3)
-    np.testing.assert_array_equal(counts, [[2, 1, 0], [1, 0, 1], [1, 1, 1]])  # per class [tp, fp, fn]
-    np.testing.assert_allclose(pooled_dice(counts), [0.8, 2 / 3, 0.5])
+    m = case_metrics(pred, gt, 3, hd95=False)
+    np.testing.assert_array_equal(m["confusion"], [[2, 1, 0], [1, 0, 1], [1, 1, 1]])  # per class [tp, fp, fn]
     roi = np.array([[1, 1, 0], [1, 1, 1]], bool)
-    np.testing.assert_array_equal(overlap_counts(pred, gt, 3, roi), [[2, 1, 0], [1, 0, 0], [1, 0, 1]])
-    assert np.isnan(pooled_dice(overlap_counts(np.zeros(4, int), np.zeros(4, int), 2))[1])  # absent in both
-    with pytest.raises(ValueError, match="does not match"):
-        overlap_counts(pred, gt[:1], 3)
+    inside = case_metrics(pred, gt, 3, hd95=False, roi=roi)["confusion"]
+    np.testing.assert_array_equal(inside, [[2, 1, 0], [1, 0, 0], [1, 0, 1]])
+    pooled = dice_iou(torch.from_numpy(m["confusion"] + inside))[0].numpy()
+    np.testing.assert_allclose(pooled, [8 / 10, 4 / 5, 4 / 7])  # 2tp / (2tp + fp + fn) of the summed counts
 
 
 def test_prob_map_files_round_trip_exactly(tmp_path):

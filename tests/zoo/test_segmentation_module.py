@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from zoo.lightning import SegmentationModule
+from zoo.metrics import confusion_per_class, dice_iou
 
 INFO = dict(num_classes=3, in_channels=1, spatial_dims=2, patch_size=[32, 32], class_names=["bg", "a", "b"],
             normalization={"kind": "zscore"})
@@ -39,11 +40,13 @@ def test_contradicting_model_kwargs_are_named():
 
 def test_summarize_validation_skips_classes_never_scored():
     m = SegmentationModule("unet_tiny", None, INFO)
-    sums = torch.tensor([[4.0, 1.5, 0.0], [4.0, 1.0, 0.0], [4.0, 2.0, 0.0]], dtype=torch.float64)
+    sums = torch.tensor([[4.0, 1.5, 0.0], [4.0, 1.0, 0.0], [4.0, 2.0, 0.0],  # Dice sum, IoU sum, cases scored
+                         [50.0, 6.0, 0.0], [3.0, 4.0, 0.0], [4.0, 2.0, 0.0]], dtype=torch.float64)  # tp, fp, fn
     out = m.summarize_validation(sums)
     assert out["val/dice_a"] == pytest.approx(0.75) and out["val/iou_a"] == pytest.approx(0.5)
     assert "val/dice_b" not in out
     assert out["val/dice"] == pytest.approx(0.75) and out["val/miou"] == pytest.approx(0.5)
+    assert out["val/dice_pooled"] == pytest.approx(12 / 18)  # class a: 2tp / (2tp + fp + fn); b never present
 
 
 def test_validation_windows_need_not_be_multiples_when_the_model_pads():
@@ -65,7 +68,11 @@ def test_test_stage_reports_the_validation_metrics_under_test_names(tmp_path):
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     val = trainer.validate(m, loader, verbose=False)[0]
     test = trainer.test(m, loader, verbose=False)[0]
-    assert {"val/dice", "val/miou", "val/dice_a"} <= set(val)
+    assert {"val/dice", "val/miou", "val/dice_a", "val/dice_pooled"} <= set(val)
+    with torch.no_grad():  # pooled Dice = Dice of the confusion counts summed over the three cases
+        conf = sum(confusion_per_class(m.predict_logits(c["image"][None]).argmax(1)[0], c["label"], 3) for c in cases)
+    dice = dice_iou(conf)[0][1:]
+    assert val["val/dice_pooled"] == pytest.approx(dice[~torch.isnan(dice)].mean().item())
     expected = {k.replace("val/", "test/"): v for k, v in val.items()}
     assert "test/loss" in test and not any(k.startswith("val/") for k in test)
     assert test == pytest.approx(expected)

@@ -105,8 +105,9 @@ class SegmentationModule(ModelRunnerMixin, L.LightningModule):
         return predict_logits(self, image, self.hparams["data_info"].get("patch_size"), self.hparams["sw_overlap"], 4)
 
     def on_validation_epoch_start(self) -> None:
-        # per class: sum of per-case Dice, sum of per-case IoU, number of cases scored
-        self._val_sums = torch.zeros(3, self.num_classes, dtype=torch.float64, device=self.device)
+        # per class: sum of per-case Dice, sum of per-case IoU, number of cases scored, then tp, fp, fn summed over
+        # cases (the pooled Dice that `zoo eval` reports as dice_pooled)
+        self._val_sums = torch.zeros(6, self.num_classes, dtype=torch.float64, device=self.device)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._score_batch(batch, "val")
@@ -127,6 +128,7 @@ class SegmentationModule(ModelRunnerMixin, L.LightningModule):
             self._val_sums[0] += torch.nan_to_num(dice)
             self._val_sums[1] += torch.nan_to_num(iou)
             self._val_sums[2] += valid
+            self._val_sums[3:] += conf.T
 
     def on_validation_epoch_end(self) -> None:
         assert self._val_sums is not None
@@ -136,7 +138,8 @@ class SegmentationModule(ModelRunnerMixin, L.LightningModule):
         self.log_dict(metrics)
 
     def summarize_validation(self, sums: torch.Tensor) -> dict[str, float]:
-        """Mean per-case Dice/IoU per class and their foreground means (classes never scored are left out)."""
+        """Mean per-case Dice/IoU per class and their foreground means (classes never scored are left out), and
+        the pooled foreground Dice of the summed counts."""
         count = sums[2]
         out: dict[str, float] = {}
         fg_dice, fg_iou = [], []
@@ -152,6 +155,9 @@ class SegmentationModule(ModelRunnerMixin, L.LightningModule):
                 fg_iou.append(j)
         out["val/dice"] = sum(fg_dice) / len(fg_dice) if fg_dice else float("nan")
         out["val/miou"] = sum(fg_iou) / len(fg_iou) if fg_iou else float("nan")
+        pooled = dice_iou(sums[3:].T)[0][1:]
+        pooled = pooled[~torch.isnan(pooled)]
+        out["val/dice_pooled"] = float(pooled.mean()) if pooled.numel() else float("nan")
         return out
 
     # -- test / predict -----------------------------------------------------------------------------------
