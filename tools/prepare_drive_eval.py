@@ -11,19 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 
+from zoo.data.drive import read_binary_mask
 from zoo.data.io import write_mask
-
-
-def _binary(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("L"))
-    except Exception as e:  # corrupt or not an image: name the file
-        raise ValueError(f"cannot read {path}: {e}") from e
-    return (arr > 127).astype(np.uint8)
 
 
 def prepare(split_dir: str | Path, output: str | Path) -> Path:
@@ -40,8 +30,8 @@ def prepare(split_dir: str | Path, output: str | Path) -> Path:
         fov = next(iter(sorted((split_dir / "mask").glob(f"{case}_*mask.gif"))), None)
         if not gt.is_file() or fov is None:
             raise FileNotFoundError(f"DRIVE case {image.name}: expected {gt} and {split_dir / 'mask'}/{case}_*mask.gif")
-        write_mask(output / "gt" / f"{image.stem}.png", _binary(gt))
-        write_mask(output / "fov" / f"{image.stem}.png", _binary(fov))
+        write_mask(output / "gt" / f"{image.stem}.png", read_binary_mask(gt))
+        write_mask(output / "fov" / f"{image.stem}.png", read_binary_mask(fov))
     return output
 
 

@@ -23,7 +23,7 @@ from zoo.data.base import SegDataModule
 from zoo.data.io import read_image, read_mask
 from zoo.data.normalize import normalize
 
-__all__ = ["DriveDataModule", "read_drive_split"]
+__all__ = ["DriveDataModule", "read_drive_split", "read_binary_mask"]
 
 _CHANNELS = {"green": [1], "rgb": [0, 1, 2]}
 
@@ -45,7 +45,7 @@ def _read_rgb(path: Path) -> np.ndarray:
     return np.ascontiguousarray(rgb.transpose(1, 2, 0)).astype(np.uint8)
 
 
-def _read_binary(path: Path) -> np.ndarray:
+def read_binary_mask(path: str | Path) -> np.ndarray:
     """A 0/255 (or 0/1) mask as uint8 {0, 1}; any other value is an error naming the file."""
     a = read_mask(path)
     values = np.unique(a)
@@ -83,8 +83,8 @@ def read_drive_split(root: str | Path, split: str, require_labels: bool = True) 
         if cid not in fovs:
             raise ValueError(f"image {path.name} has no field-of-view mask {cid}_{split}_mask.gif in {fov_dir}")
         image = _read_rgb(path)
-        label = _read_binary(manual[cid]) if has_labels else None
-        fov = _read_binary(fovs[cid]).astype(bool)
+        label = read_binary_mask(manual[cid]) if has_labels else None
+        fov = read_binary_mask(fovs[cid]).astype(bool)
         for what, arr, p in (("manual annotation", label, manual.get(cid)), ("FOV mask", fov, fovs[cid])):
             if arr is not None and arr.shape != image.shape[:2]:
                 raise ValueError(f"{what} {p} has size {arr.shape} but image {path} has size {image.shape[:2]}")
