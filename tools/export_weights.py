@@ -137,35 +137,47 @@ def export_weights(ckpt: str | Path, out_dir: str | Path, overwrite: bool = Fals
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("ckpt", help="segzoo checkpoint (.ckpt from `zoo fit`)")
+def add_manifest_arguments(p: argparse.ArgumentParser) -> None:
+    """The command-line options that describe a shipped model (also used by tools/ship_run.py)."""
     p.add_argument("--name", help="shipped name before _<dataset> (default: the model's registry name), a prefix "
                    "of it such as attention_unet for attention_unet_small -> attention_unet_drive")
     p.add_argument("--dataset", required=True, help="dataset name: lower-case letters and digits (e.g. drive)")
     p.add_argument("--split", required=True, help="the split the metrics were measured on")
     p.add_argument("--licence", required=True, help="licence / terms of use of the training data")
     p.add_argument("--dataset-url", help="where the dataset is published")
-    p.add_argument("--metrics", required=True, help="JSON file of metrics in the manifest's format")
-    p.add_argument("--throughput", required=True, help="JSON file of the inference throughput entry")
     p.add_argument("--config", required=True, help="the training config (committed YAML) that produced ckpt")
     p.add_argument("--time-hours", type=float, required=True, help="training wall time in hours")
     p.add_argument("--gpu", required=True, help='training hardware, e.g. "1x NVIDIA H100 80GB"')
     p.add_argument("--epochs", type=int, help="epochs trained")
-    p.add_argument("--sw-overlap", type=float, help="sliding-window overlap for predict (default: the ckpt's)")
     p.add_argument("--out-dir", default=str(WEIGHTS_DIR), help=f"output folder (default {WEIGHTS_DIR})")
+
+
+def manifest_sections(args: argparse.Namespace, ckpt: str | Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """The manifest's ``dataset`` and ``training`` sections from `add_manifest_arguments`' options; the training
+    config must exist (the recipe is committed before its weights)."""
+    if not Path(args.config).is_file():
+        raise FileNotFoundError(f"--config: {args.config!r} does not exist (commit the recipe first)")
+    dataset = {"name": args.dataset, "split": args.split, "licence": args.licence}
+    if args.dataset_url:
+        dataset["url"] = args.dataset_url
+    training: dict[str, Any] = {"config": args.config, "time_hours": args.time_hours, "gpu": args.gpu,
+                                "checkpoint": Path(ckpt).name}
+    if args.epochs is not None:
+        training["epochs"] = args.epochs
+    return dataset, training
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("ckpt", help="segzoo checkpoint (.ckpt from `zoo fit`)")
+    add_manifest_arguments(p)
+    p.add_argument("--metrics", required=True, help="JSON file of metrics in the manifest's format")
+    p.add_argument("--throughput", required=True, help="JSON file of the inference throughput entry")
+    p.add_argument("--sw-overlap", type=float, help="sliding-window overlap for predict (default: the ckpt's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing export of the same name")
     args = p.parse_args(argv)
     try:
-        if not Path(args.config).is_file():
-            raise FileNotFoundError(f"--config: {args.config!r} does not exist (commit the recipe first)")
-        dataset = {"name": args.dataset, "split": args.split, "licence": args.licence}
-        if args.dataset_url:
-            dataset["url"] = args.dataset_url
-        training: dict[str, Any] = {"config": args.config, "time_hours": args.time_hours, "gpu": args.gpu,
-                                    "checkpoint": Path(args.ckpt).name}
-        if args.epochs is not None:
-            training["epochs"] = args.epochs
+        dataset, training = manifest_sections(args, args.ckpt)
         path = export_weights(args.ckpt, args.out_dir, args.overwrite, dataset=dataset,
                               metrics=_read_json(args.metrics, "--metrics"),
                               throughput=_read_json(args.throughput, "--throughput"), training=training,

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ship_run import manifest_metrics, run_zoo  # noqa: E402
+from ship_run import manifest_metrics, predict_and_eval  # noqa: E402
 
 from zoo.atomic import write_atomic  # noqa: E402
 from zoo.data.cases import split_name  # noqa: E402
@@ -82,19 +82,11 @@ def main(argv: list[str] | None = None) -> int:
             images = listed_cases(images, Path(args.case_list), Path(tmp) / "images")
             gt = listed_cases(gt, Path(args.case_list), Path(tmp) / "gt")
         pred, out = Path(tmp) / "pred", Path(tmp) / "eval"
-        predict = ["predict", "--model", args.name, str(images), "--output", str(pred), "--quiet"]
-        predict += ["--save-probs"] if args.probs else []
-        evaluate = ["eval", "--pred", str(pred), "--gt", str(gt), "--num-classes", str(num_classes),
-                    "--output", str(out), "--quiet"]
-        names = manifest["data_info"].get("class_names")
-        evaluate += ["--class-names", ",".join(names)] if names else []
-        evaluate += ["--roi-dir", args.roi_dir] if args.roi_dir else []
-        evaluate += ["--probs", str(pred / "probs")] if args.probs else []
-        predict_cmd, eval_cmd = run_zoo(predict), run_zoo(evaluate)
-        shown = f"{predict_cmd} && {eval_cmd}".replace(str(tmp), "$TMP")
+        eval_json, command = predict_and_eval(["--model", args.name], images, gt, num_classes, pred, out,
+                                              args.roi_dir, args.probs, manifest["data_info"].get("class_names"))
+        shown = command.replace(str(tmp), "$TMP")
         if args.case_list:
             shown = f"(inputs: the files listed in {args.case_list}) " + shown
-        eval_json = json.loads((out / "metrics.json").read_text())
         docs.mkdir(parents=True, exist_ok=True)
         for f in ("metrics.md", "metrics.json", "metrics_per_case.csv"):
             shutil.copyfile(out / f, docs / f)

@@ -25,10 +25,9 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_weights import export_weights  # noqa: E402
+from export_weights import add_manifest_arguments, export_weights, manifest_sections  # noqa: E402
 
 from zoo.checkpoint import load_segzoo_checkpoint  # noqa: E402
-from zoo.weights import WEIGHTS_DIR  # noqa: E402
 
 _KEYS = ("dice", "dice_pooled", "miou", "auc", "accuracy", "sensitivity", "precision", "hd95")
 
@@ -38,6 +37,23 @@ def run_zoo(args: list[str]) -> str:
     line as a user would type it."""
     subprocess.run([sys.executable, "-m", "zoo.cli", *args], check=True)
     return "zoo " + shlex.join(args)
+
+
+def predict_and_eval(model: list[str], images: str | Path, gt: str | Path, num_classes: int, pred: Path, out: Path,
+                     roi_dir: str | None = None, probs: bool = False, class_names: list[str] | None = None,
+                     hd95: bool = True, predict_options: tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
+    """`zoo predict` (``model``: ``["--ckpt", FILE]`` or ``["--model", NAME]``) of ``images`` into ``pred``, then
+    `zoo eval` against ``gt`` into ``out``; returns eval's metrics.json and the two commands joined by ``&&``."""
+    predict = ["predict", *model, str(images), "--output", str(pred), *predict_options, "--quiet"]
+    predict += ["--save-probs"] if probs else []
+    evaluate = ["eval", "--pred", str(pred), "--gt", str(gt), "--num-classes", str(num_classes),
+                "--output", str(out), "--quiet"]
+    evaluate += ["--class-names", ",".join(class_names)] if class_names else []
+    evaluate += ["--roi-dir", str(roi_dir)] if roi_dir else []
+    evaluate += ["--probs", str(pred / "probs")] if probs else []
+    evaluate += [] if hd95 else ["--no-hd95"]
+    command = f"{run_zoo(predict)} && {run_zoo(evaluate)}"
+    return json.loads((out / "metrics.json").read_text()), command
 
 
 def manifest_metrics(eval_json: dict[str, Any], command: str) -> dict[str, Any]:
@@ -77,52 +93,30 @@ def measure_throughput(ckpt: Path, batch_size: int, device: str, repeats: int = 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="run folder of `zoo fit` (holds checkpoints/best.ckpt)")
-    p.add_argument("--config", required=True, help="the committed training config of the run")
-    p.add_argument("--name", help="shipped name before _<dataset> (default: the registry model name)")
-    p.add_argument("--dataset", required=True)
     p.add_argument("--images", required=True, help="folder of test images/volumes")
     p.add_argument("--gt", required=True, help="folder of ground-truth label maps with the same stems")
     p.add_argument("--roi-dir", help="masks restricting the scored pixels (DRIVE's field of view)")
     p.add_argument("--probs", action="store_true", help="also save probabilities and score ROC AUC")
     p.add_argument("--no-hd95", action="store_true", help="skip HD95")
     p.add_argument("--num-classes", type=int, required=True)
-    p.add_argument("--split", required=True)
-    p.add_argument("--licence", required=True)
-    p.add_argument("--dataset-url")
-    p.add_argument("--time-hours", type=float, required=True, help="training wall time in hours")
-    p.add_argument("--gpu", required=True)
-    p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, default=16, help="batch for the throughput measurement")
-    p.add_argument("--out-dir", default=str(WEIGHTS_DIR))
+    add_manifest_arguments(p)
     args = p.parse_args(argv)
 
     run = Path(args.run)
     ckpt = run / "checkpoints" / "best.ckpt"
     if not ckpt.is_file():
         p.error(f"run: {str(ckpt)!r} does not exist (is the run finished?)")
+    dataset, training = manifest_sections(args, ckpt)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    pred, out = run / "test_pred", run / "test_eval"
-    predict = ["predict", "--ckpt", str(ckpt), args.images, "--output", str(pred), "--overlay", "--quiet"]
-    predict += ["--save-probs"] if args.probs else []
-    predict += ["--amp"] if device == "cuda" else []
-    predict_cmd = run_zoo(predict)
-    evaluate = ["eval", "--pred", str(pred), "--gt", args.gt, "--num-classes", str(args.num_classes),
-                "--output", str(out), "--quiet"]
-    evaluate += ["--roi-dir", args.roi_dir] if args.roi_dir else []
-    evaluate += ["--probs", str(pred / "probs")] if args.probs else []
-    evaluate += ["--no-hd95"] if args.no_hd95 else []
-    eval_cmd = run_zoo(evaluate)
-    metrics = manifest_metrics(json.loads((out / "metrics.json").read_text()), f"{predict_cmd} && {eval_cmd}")
+    options = ("--overlay", "--amp") if device == "cuda" else ("--overlay",)
+    eval_json, command = predict_and_eval(["--ckpt", str(ckpt)], args.images, args.gt, args.num_classes,
+                                          run / "test_pred", run / "test_eval", args.roi_dir, args.probs,
+                                          hd95=not args.no_hd95, predict_options=options)
+    metrics = manifest_metrics(eval_json, command)
     throughput = measure_throughput(ckpt, args.batch_size, device)
     throughput["command"] = "python tools/ship_run.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     (run / "ship.json").write_text(json.dumps({"metrics": metrics, "throughput": throughput}, indent=2) + "\n")
-    dataset = {"name": args.dataset, "split": args.split, "licence": args.licence}
-    if args.dataset_url:
-        dataset["url"] = args.dataset_url
-    training: dict[str, Any] = {"config": args.config, "time_hours": args.time_hours, "gpu": args.gpu,
-                                "checkpoint": ckpt.name}
-    if args.epochs is not None:
-        training["epochs"] = args.epochs
     path = export_weights(ckpt, args.out_dir, overwrite=True, dataset=dataset, metrics=metrics,
                           throughput=throughput, training=training, name=args.name)
     print(json.dumps({k: v["value"] for k, v in metrics.items()}), f"-> {path}")

@@ -1,5 +1,6 @@
 """The tools around training runs: curves PNG, manifest metrics from `zoo eval`, case lists and overlays."""
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -90,3 +91,23 @@ def test_listed_cases_and_3d_overlay(tmp_path):
     assert png.shape == (20 * scale, 30 * scale, 3)  # the middle slice (z = 4), enlarged to >= 256 px
     painted = (png != png[..., :1]).any(-1)  # coloured pixels (the image itself is gray)
     assert painted[5 * scale:10 * scale, 5 * scale:15 * scale].all() and painted.sum() == 5 * 10 * scale ** 2
+
+
+def test_predict_and_eval_runs_the_cli_and_returns_its_numbers(tmp_path):
+    ship = _tool("ship_run")
+    rng = np.random.default_rng(0)
+    images, gt = tmp_path / "images", tmp_path / "gt"
+    images.mkdir()
+    gt.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(images / f"{name}.png")
+        Image.fromarray((rng.random((32, 32)) > 0.5).astype(np.uint8)).save(gt / f"{name}.png")
+    pred, out = tmp_path / "pred", tmp_path / "eval"
+    result, command = ship.predict_and_eval(["--model", "unet_tiny", "--num-classes", "2"], images, gt, 2, pred, out,
+                                            probs=True, class_names=["bg", "fg"], hd95=False)
+    assert sorted(p.name for p in pred.glob("*.png")) == ["a.png", "b.png"]
+    assert result == json.loads((out / "metrics.json").read_text()) and result["num_cases"] == 2
+    assert "fg" in result["per_class"] and result["auc"] is not None and "hd95" not in result["metrics"]
+    predict_cmd, eval_cmd = command.split(" && ")
+    assert predict_cmd.startswith("zoo predict --model unet_tiny") and "--save-probs" in predict_cmd
+    assert eval_cmd.startswith("zoo eval --pred") and "--no-hd95" in eval_cmd and "--class-names bg,fg" in eval_cmd
