@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from backbones.base import StageEncoder
-from backbones.layers import ConvNormAct, ConvStage, act_layer, conv_nd, norm_nd
+from backbones.layers import ConvNormAct, ConvStage, ParallelSum, act_layer, conv_nd, norm_nd
 from backbones.unet import EncoderDecoder, UNetDecoder
 from ops.axial import AxialAttention, axial_attention
 
@@ -57,17 +57,14 @@ class StripConv(nn.Module):
         super().__init__()
         if any(k % 2 == 0 for k in kernels):
             raise ValueError(f"strip kernels must be odd, got {tuple(kernels)}")
-        self.convs = nn.ModuleList()
+        self.convs = ParallelSum()
         for k in kernels:
             size = tuple(k if a == axis else 1 for a in range(spatial_dims))
             pad = tuple(k // 2 if a == axis else 0 for a in range(spatial_dims))
             self.convs.append(conv_nd(spatial_dims, channels, channels, size, 1, pad, groups=channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.convs[0](x)
-        for conv in self.convs[1:]:
-            out = out + conv(x)
-        return out
+        return self.convs(x)
 
 
 class CrossAxisAttention(nn.Module):

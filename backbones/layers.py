@@ -8,7 +8,7 @@ from torch import nn
 
 __all__ = [
     "conv_nd", "conv_transpose_nd", "max_pool_nd", "norm_nd", "act_layer", "ConvNormAct", "ResidualBlock", "ConvStage",
-    "check_spatial_input", "pad_to_multiple",
+    "ParallelSum", "check_spatial_input", "pad_to_multiple",
 ]
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -130,6 +130,16 @@ class ConvStage(nn.Sequential):
                 blocks.append(ConvNormAct(spatial_dims, in_channels if i == 0 else out_channels, out_channels, 3,
                                           stride if i == 0 else 1, norm, act))
         super().__init__(*blocks)
+
+
+class ParallelSum(nn.ModuleList):
+    """Branches applied to the same input, outputs summed (multi-kernel and strip-conv blocks)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self[0](x)
+        for branch in self[1:]:
+            out = out + branch(x)
+        return out
 
 
 def check_spatial_input(x: torch.Tensor, spatial_dims: int, in_channels: int, divisor: int | Sequence[int],

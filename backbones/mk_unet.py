@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from backbones.base import StageEncoder, max_pool_stages
-from backbones.layers import ConvNormAct, act_layer, conv_nd
+from backbones.layers import ConvNormAct, ParallelSum, act_layer, conv_nd
 from backbones.unet import EncoderDecoder, UNetDecoder
 
 __all__ = ["MultiKernelDepthwiseConv", "MKIRBlock", "GroupedAttentionGate", "MKDecoderStage", "MKUNetEncoder",
@@ -24,14 +24,11 @@ class MultiKernelDepthwiseConv(nn.Module):
         super().__init__()
         if any(k % 2 == 0 for k in kernels):
             raise ValueError(f"kernels must be odd, got {tuple(kernels)}")
-        self.branches = nn.ModuleList(ConvNormAct(spatial_dims, channels, channels, k, 1, norm, act, groups=channels)
-                                      for k in kernels)
+        self.branches = ParallelSum(ConvNormAct(spatial_dims, channels, channels, k, 1, norm, act, groups=channels)
+                                    for k in kernels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.branches[0](x)
-        for branch in self.branches[1:]:
-            out = out + branch(x)
-        return out
+        return self.branches(x)
 
 
 class MKIRBlock(nn.Module):
