@@ -1,4 +1,3 @@
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -8,14 +7,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location("prepare_drive_eval", ROOT / "tools" / "prepare_drive_eval.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_gifs_become_01_pngs_named_like_images(tmp_path):
+def test_gifs_become_01_pngs_named_like_images(tmp_path, load_tool):
     split = tmp_path / "test"
     for sub in ("images", "1st_manual", "mask"):
         (split / sub).mkdir(parents=True)
@@ -26,10 +18,11 @@ def test_gifs_become_01_pngs_named_like_images(tmp_path):
     fov = np.zeros((9, 11), np.uint8)
     fov[2:7, 1:9] = 255
     Image.fromarray(fov).save(split / "mask" / "03_test_mask.gif")
-    out = _tool().main([str(split), "--output", str(tmp_path / "out")])
+    tool = load_tool("prepare_drive_eval")
+    out = tool.main([str(split), "--output", str(tmp_path / "out")])
     gt = np.asarray(Image.open(out / "gt" / "03_test.png"))
     assert np.array_equal(gt, vessels // 255)
     assert np.array_equal(np.asarray(Image.open(out / "fov" / "03_test.png")), fov // 255)
     (split / "1st_manual" / "03_manual1.gif").unlink()
     with pytest.raises(FileNotFoundError, match="03_manual1.gif"):
-        _tool().main([str(split), "--output", str(tmp_path / "out2")])
+        tool.main([str(split), "--output", str(tmp_path / "out2")])

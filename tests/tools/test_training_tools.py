@@ -1,7 +1,5 @@
 """The tools around training runs: curves PNG, manifest metrics from `zoo eval`, case lists and overlays."""
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -10,14 +8,6 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _tool(name: str):
-    sys.path.insert(0, str(ROOT / "tools"))  # measure_pretrained imports ship_run, which imports export_weights
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _csv(path: Path, losses: list[float], dices: dict[int, float]) -> Path:
@@ -30,8 +20,8 @@ def _csv(path: Path, losses: list[float], dices: dict[int, float]) -> Path:
     return path
 
 
-def test_plot_curves_reads_lightning_csv_and_draws_each_run(tmp_path):
-    plot = _tool("plot_curves")
+def test_plot_curves_reads_lightning_csv_and_draws_each_run(tmp_path, load_tool):
+    plot = load_tool("plot_curves")
     a = _csv(tmp_path / "a.csv", [1.0, 0.6, 0.4, 0.3], {1: 0.5, 3: 0.7})
     b = _csv(tmp_path / "b.csv", [1.2, 0.9], {1: 0.4})
     curves = plot.read_curves(a)
@@ -51,8 +41,8 @@ def test_plot_curves_reads_lightning_csv_and_draws_each_run(tmp_path):
         plot.main([str(a), "--labels", "x", "y", "--output", str(tmp_path / "d.png")])
 
 
-def test_manifest_metrics_take_the_eval_numbers_and_command():
-    ship = _tool("ship_run")
+def test_manifest_metrics_take_the_eval_numbers_and_command(load_tool):
+    ship = load_tool("ship_run")
     eval_json = {"dice": 0.81234567, "miou": 0.7, "auc": 0.98, "dice_pooled": 0.82, "accuracy": 0.95,
                  "metrics": {"sensitivity": {"mean": 0.8}, "precision": {"mean": 0.9}, "hd95": {"mean": 7.5}}}
     m = ship.manifest_metrics(eval_json, "zoo predict ... && zoo eval ...")
@@ -65,8 +55,8 @@ def test_manifest_metrics_take_the_eval_numbers_and_command():
     assert sorted(bare) == ["dice", "miou"]
 
 
-def test_listed_cases_and_3d_overlay(tmp_path):
-    measure = _tool("measure_pretrained")
+def test_listed_cases_and_3d_overlay(tmp_path, load_tool):
+    measure = load_tool("measure_pretrained")
     src = tmp_path / "src"
     src.mkdir()
     for name in ("a.nii.gz", "b.nii.gz", "c.nii.gz"):
@@ -93,8 +83,8 @@ def test_listed_cases_and_3d_overlay(tmp_path):
     assert painted[5 * scale:10 * scale, 5 * scale:15 * scale].all() and painted.sum() == 5 * 10 * scale ** 2
 
 
-def test_predict_and_eval_runs_the_cli_and_returns_its_numbers(tmp_path):
-    ship = _tool("ship_run")
+def test_predict_and_eval_runs_the_cli_and_returns_its_numbers(tmp_path, load_tool):
+    ship = load_tool("ship_run")
     rng = np.random.default_rng(0)
     images, gt = tmp_path / "images", tmp_path / "gt"
     images.mkdir()

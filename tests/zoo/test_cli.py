@@ -1,7 +1,6 @@
 """End to end through the `zoo` command: quickstart (shortened), predict -> eval round trip, kill + resume, help."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -19,13 +18,6 @@ from zoo.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
-
-
-def _export_tool():
-    spec = importlib.util.spec_from_file_location("export_synthetic", ROOT / "tools" / "export_synthetic.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _fit_args(run_dir: Path, *extra: str) -> list[str]:
@@ -54,8 +46,8 @@ def test_quickstart_short_reaches_dice(quickstart_run):
     assert not list(quickstart_run.rglob("*.tmp*")), "a temporary checkpoint file was left behind"
 
 
-def test_predict_then_eval_reproduces_validation_dice(quickstart_run, tmp_path):
-    val = _export_tool().main(["--config", str(QUICKSTART), "--split", "val", "--output", str(tmp_path / "val")])
+def test_predict_then_eval_reproduces_validation_dice(quickstart_run, tmp_path, load_tool):
+    val = load_tool("export_synthetic").main(["--config", str(QUICKSTART), "--split", "val", "--output", str(tmp_path / "val")])
     preds = tmp_path / "preds"
     with pytest.raises(SystemExit) as e:
         main(["predict", "--ckpt", str(quickstart_run / "checkpoints" / "best.ckpt"), "--input",

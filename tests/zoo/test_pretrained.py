@@ -6,7 +6,6 @@ import copy
 import functools
 import os
 import http.server
-import importlib.util
 import json
 import subprocess
 import sys
@@ -36,14 +35,6 @@ METRICS = {"dice": {"value": 0.5, "command": "zoo eval --pred p --gt g --num-cla
            "hd95": {"value": 7.25, "command": "zoo eval --pred p --gt g --num-classes 3"}}
 THROUGHPUT = {"value": 12.5, "unit": "images/s", "device": "CPU (test)", "batch_size": 1, "input_size": [32, 32],
               "command": "python tools/bench_models.py unet_tiny"}
-
-
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -76,10 +67,10 @@ def _export_args(tmp_path: Path, metrics=METRICS, out: Path | None = None) -> li
 
 
 @pytest.fixture
-def exported(tmp_path, isolated_registry):
+def exported(tmp_path, isolated_registry, load_tool):
     """A tiny random model exported to tmp_path/weights and registered as `unet_tiny_toy`."""
     model = _lightning_ckpt(tmp_path / "run.ckpt")
-    assert _tool("export_weights").main(_export_args(tmp_path)) == 0
+    assert load_tool("export_weights").main(_export_args(tmp_path)) == 0
     weights = tmp_path / "weights"
     assert register_pretrained(weights) == [NAME]
     return weights, model
@@ -154,8 +145,8 @@ def test_predict_with_a_pretrained_name_uses_the_manifest(exported, tmp_path):
             predict_main(["--model", NAME, *argv, "--output", str(out)])
 
 
-def test_export_refuses_and_leaves_nothing_behind(tmp_path, monkeypatch, isolated_registry):
-    export = _tool("export_weights")
+def test_export_refuses_and_leaves_nothing_behind(tmp_path, monkeypatch, isolated_registry, load_tool):
+    export = load_tool("export_weights")
     _lightning_ckpt(tmp_path / "run.ckpt")
     out = tmp_path / "weights"
     kw = dict(dataset={"name": "toy", "split": "val", "licence": "CC0"}, metrics=METRICS, throughput=THROUGHPUT,
@@ -303,8 +294,8 @@ def test_pretrained_from_url_cached_and_verified(tmp_path, monkeypatch):
         torch.testing.assert_close(b.state_dict()[k], v)
 
 
-def test_model_zoo_page(exported, tmp_path):
-    make = _tool("make_model_zoo")
+def test_model_zoo_page(exported, tmp_path, load_tool):
+    make = load_tool("make_model_zoo")
     weights, model = exported
     page = make.render(weights)
     params = sum(p.numel() for p in model.parameters())

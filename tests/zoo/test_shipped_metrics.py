@@ -4,8 +4,9 @@ Skipped when ../shared/datasets is absent."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
+from types import ModuleType
+from typing import Callable
 
 import pytest
 
@@ -18,19 +19,16 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "model_zoo"
 CASES = 2  # per model: enough to catch a wrong weight file or pre-processing, cheap on the CPU
 
 
-def _drive_eval(root: Path, tmp: Path) -> tuple[Path, Path, Path]:
-    tool_file = Path(__file__).resolve().parents[2] / "tools" / "prepare_drive_eval.py"
-    spec = importlib.util.spec_from_file_location("prepare_drive_eval", tool_file)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    out = tool.prepare(root / "DRIVE" / "test", tmp / "drive_eval")
+def _drive_eval(root: Path, tmp: Path, prepare_drive_eval: ModuleType) -> tuple[Path, Path, Path]:
+    out = prepare_drive_eval.prepare(root / "DRIVE" / "test", tmp / "drive_eval")
     return root / "DRIVE" / "test" / "images", out / "gt", out / "fov"
 
 
-def _inputs(dataset: str, root: Path, tmp: Path) -> tuple[Path, Path, Path | None, str]:
+def _inputs(dataset: str, root: Path, tmp: Path, load_tool: Callable[[str], ModuleType]
+            ) -> tuple[Path, Path, Path | None, str]:
     """(images folder, ground-truth folder, ROI folder or None, image suffix) of a shipped model's test set."""
     if dataset == "drive":
-        images, gt, fov = _drive_eval(root, tmp)
+        images, gt, fov = _drive_eval(root, tmp, load_tool("prepare_drive_eval"))
         return images, gt, fov, ".tif"
     if dataset == "hippocampus":
         task = root / "Task04_Hippocampus"
@@ -39,13 +37,13 @@ def _inputs(dataset: str, root: Path, tmp: Path) -> tuple[Path, Path, Path | Non
 
 
 @pytest.mark.parametrize("path", manifest_paths(WEIGHTS_DIR), ids=lambda p: p.stem)
-def test_shipped_model_reproduces_its_recorded_cases(path, shared_datasets, tmp_path):
+def test_shipped_model_reproduces_its_recorded_cases(path, shared_datasets, tmp_path, load_tool):
     m = load_manifest(path, check_file=True)
     table = DOCS / m["name"] / "metrics_per_case.csv"
     assert table.is_file(), f"{table} missing: run tools/measure_pretrained.py {m['name']}"
     rows = list(csv.DictReader(table.open()))
     cases = list(dict.fromkeys(r["case"] for r in rows))[:CASES]
-    images, gt, roi, suffix = _inputs(m["dataset"]["name"], shared_datasets, tmp_path)
+    images, gt, roi, suffix = _inputs(m["dataset"]["name"], shared_datasets, tmp_path, load_tool)
     subset = tmp_path / "images"
     gt_subset = tmp_path / "gt"
     subset.mkdir()
