@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from zoo.data.cases import check_label_range, files_by_stem, pair_by_stem, split_name
+from zoo.data.cases import (NIFTI_SUFFIXES, case_files, check_label_range, files_by_stem, pair_by_stem,
+                             split_name)
+from zoo.data.io import IMAGE_SUFFIXES
 
 
 def test_split_name_is_case_insensitive_and_keeps_nii_gz_whole():
@@ -54,3 +56,16 @@ def test_label_range_accepts_valid_maps():
         check_label_range(labels, 3, "ok")
     with pytest.raises(ValueError, match="ok must hold integer class indices 0..2, got dtype <U1"):
         check_label_range(np.array(["a"]), 3, "ok")
+
+
+def test_case_files_lists_matching_files_and_names_the_folder(tmp_path):
+    for name in ("b.png", "a.PNG", "c.txt", ".hidden.png"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub.png").mkdir()
+    assert [f.name for f in case_files(tmp_path, "images", IMAGE_SUFFIXES, "PNG")] == ["a.PNG", "b.png"]
+    with pytest.raises(ValueError, match=r"labels folder .* holds no \.nii/\.nii\.gz files"):
+        case_files(tmp_path, "labels", NIFTI_SUFFIXES, ".nii/.nii.gz")
+    with pytest.raises(FileNotFoundError, match="images folder not found: .*nowhere"):
+        case_files(tmp_path / "nowhere", "images", IMAGE_SUFFIXES, "PNG")
+    with pytest.raises(NotADirectoryError, match="images must be a folder, got a file: .*b.png"):
+        case_files(tmp_path / "b.png", "images", IMAGE_SUFFIXES, "PNG")

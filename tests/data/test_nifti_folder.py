@@ -84,7 +84,7 @@ def test_clear_errors(tmp_path: Path) -> None:
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ValueError, match="image folder .*empty has no .nii/.nii.gz files"):
+    with pytest.raises(ValueError, match="image folder .*empty holds no .nii/.nii.gz files"):
         _dm(empty, labels)
     with pytest.raises(FileNotFoundError, match="label folder not found"):
         _dm(images, tmp_path / "nope")

@@ -13,8 +13,8 @@ import numpy as np
 
 from zoo.data.io import IMAGE_SUFFIXES
 
-__all__ = ["NIFTI_SUFFIXES", "SUPPORTED_SUFFIXES", "split_name", "is_nifti", "files_by_stem", "pair_by_stem",
-           "check_label_range"]
+__all__ = ["NIFTI_SUFFIXES", "SUPPORTED_SUFFIXES", "split_name", "is_nifti", "case_files", "files_by_stem",
+           "pair_by_stem", "check_label_range"]
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + NIFTI_SUFFIXES
@@ -34,6 +34,23 @@ def split_name(path: str | Path) -> tuple[str, str]:
 def is_nifti(path: str | Path) -> bool:
     """Whether `path` names a NIfTI file (``.nii`` or ``.nii.gz``, any case)."""
     return split_name(path)[1] in NIFTI_SUFFIXES
+
+
+def case_files(folder: str | Path, what: str, suffixes: Iterable[str], kind: str) -> list[Path]:
+    """The files directly in ``folder`` whose suffix is one of ``suffixes`` (hidden files skipped), sorted.
+
+    ``what`` names the folder in errors and ``kind`` the files (e.g. "PNG/JPEG/TIFF"): FileNotFoundError when the
+    folder is missing, NotADirectoryError for a file, ValueError when it holds no such file."""
+    folder, suffixes = Path(folder), tuple(suffixes)
+    if not folder.exists():
+        raise FileNotFoundError(f"{what} folder not found: {folder}")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{what} must be a folder, got a file: {folder}")
+    files = sorted(f for f in folder.iterdir()
+                   if f.is_file() and not f.name.startswith(".") and split_name(f)[1] in suffixes)
+    if not files:
+        raise ValueError(f"{what} folder {folder} holds no {kind} files")
+    return files
 
 
 def files_by_stem(files: Iterable[str | Path], where: str,

@@ -18,8 +18,8 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from zoo.data.augment import augment_2d_ops
 from zoo.data.base import SegDataModule
-from zoo.data.cases import check_label_range, files_by_stem, pair_by_stem, split_name
-from zoo.data.io import is_image_file, read_image, read_mask
+from zoo.data.cases import case_files, check_label_range, files_by_stem, pair_by_stem, split_name
+from zoo.data.io import IMAGE_SUFFIXES, read_image, read_mask
 from zoo.data.normalize import ZSCORE, normalize
 
 if TYPE_CHECKING:  # albumentations (and OpenCV) load only when a training transform is built
@@ -33,23 +33,12 @@ DEFAULT_AUGMENT: dict[str, Any] = {"hflip": 0.5, "vflip": 0.5, "rot90": 0.5,
 """What ``augment: true`` means (``rot90`` only on square patches); images are z-scored before augmentation."""
 
 
-def _image_files(folder: str | Path, what: str) -> list[Path]:
-    folder = Path(folder)
-    if not folder.exists():
-        raise FileNotFoundError(f"{what} folder not found: {folder}")
-    if not folder.is_dir():
-        raise NotADirectoryError(f"{what} must be a folder, got a file: {folder}")
-    files = [f for f in sorted(folder.iterdir()) if f.is_file() and is_image_file(f)]
-    if not files:
-        raise ValueError(f"{what} folder {folder} holds no PNG/JPEG/TIFF files")
-    return files
-
-
 def match_pairs(images: str | Path, masks: str | Path, mask_suffix: str = "") -> list[Case]:
     """(image, mask) pairs whose stems match (mask stem = image stem + ``mask_suffix``), sorted by image stem;
     unmatched stems are an error."""
-    imgs = files_by_stem(_image_files(images, "images"), f"images folder {images}", key=lambda s: s + mask_suffix)
-    msks = files_by_stem(_image_files(masks, "masks"), f"masks folder {masks}")
+    imgs = files_by_stem(case_files(images, "images", IMAGE_SUFFIXES, "PNG/JPEG/TIFF"), f"images folder {images}",
+                         key=lambda s: s + mask_suffix)
+    msks = files_by_stem(case_files(masks, "masks", IMAGE_SUFFIXES, "PNG/JPEG/TIFF"), f"masks folder {masks}")
     note = f" (mask stem = image stem + mask_suffix={mask_suffix!r})" if mask_suffix else ""
     pairs = pair_by_stem(imgs, msks, ("image", "mask"), (images, masks), note)
     return [(img, msk) for _, img, msk in sorted(pairs, key=lambda p: split_name(p[1])[0])]
@@ -157,7 +146,8 @@ class FolderSegDataModule(SegDataModule):
 
         self.num_classes, self.spatial_dims, self.patch_size = num_classes, 2, size
         self.in_channels = in_channels if in_channels is not None else read_image(train[0][0]).shape[0]
-        self.class_names = list(class_names) if class_names else ["background"] + [f"class_{i}" for i in range(1, num_classes)]
+        self.class_names = (list(class_names) if class_names
+                            else ["background"] + [f"class_{i}" for i in range(1, num_classes)])
         self.normalization = dict(ZSCORE)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.augment, self.samples_per_epoch, self.cache = augment, samples_per_epoch, cache

@@ -12,26 +12,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from zoo.data.cases import files_by_stem, is_nifti, pair_by_stem
+from zoo.data.cases import NIFTI_SUFFIXES, case_files, files_by_stem, pair_by_stem
 from zoo.data.volume import VolumeDataModule
 
 __all__ = ["NiftiFolderDataModule", "pair_nifti_folders"]
 
 
-def _nifti_files(folder: Path, what: str) -> list[Path]:
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{what} folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if is_nifti(p) and not p.name.startswith("."))
-    if not files:
-        raise ValueError(f"{what} folder {folder} has no .nii/.nii.gz files")
-    return files
-
-
 def pair_nifti_folders(image_dir: str | Path, label_dir: str | Path, image_suffix: str = "") -> list[dict]:
     """Records ``{"image", "label", "name"}`` for every stem present in both folders; any unmatched file is an error."""
     strip = (lambda s: s.removesuffix(image_suffix)) if image_suffix else None
-    images = files_by_stem(_nifti_files(Path(image_dir), "image"), f"image folder {image_dir}", key=strip)
-    labels = files_by_stem(_nifti_files(Path(label_dir), "label"), f"label folder {label_dir}")
+    images = files_by_stem(case_files(image_dir, "image", NIFTI_SUFFIXES, ".nii/.nii.gz"), f"image folder {image_dir}",
+                           key=strip)
+    labels = files_by_stem(case_files(label_dir, "label", NIFTI_SUFFIXES, ".nii/.nii.gz"), f"label folder {label_dir}")
     note = f" (image_suffix={image_suffix!r} cut from image stems)" if image_suffix else ""
     pairs = pair_by_stem(images, labels, ("image", "label"), (image_dir, label_dir), note)
     return [{"image": str(image), "label": str(label), "name": name} for name, image, label in pairs]
