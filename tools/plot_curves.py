@@ -52,7 +52,7 @@ def _panel(series: list[tuple[str, list[tuple[float, float]]]], title: str,
         d.text((to_px(x, y0)[0] - 8, H - PAD + 6), f"{x:.0f}", fill="black")
     d.text((W / 2 - 20, H - 22), "epoch", fill="black")
     d.text((PAD, 14), title, fill="black")
-    for (label, s), colour, k in zip(series, colours, range(len(series))):
+    for k, ((label, s), colour) in enumerate(zip(series, colours)):
         if len(s) > 1:
             d.line([to_px(x, y) for x, y in s], fill=colour, width=2)
         for x, y in s[-1:]:
