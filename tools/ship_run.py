@@ -92,7 +92,9 @@ def measure_throughput(ckpt: Path, batch_size: int, device: str, repeats: int = 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", help="run folder of `zoo fit` (holds checkpoints/best.ckpt)")
+    p.add_argument("run", help="run folder of `zoo fit` (holds checkpoints/best.ckpt and last.ckpt)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                   help="which checkpoint to ship: best (by the run's monitored validation metric) or last epoch")
     p.add_argument("--images", required=True, help="folder of test images/volumes")
     p.add_argument("--gt", required=True, help="folder of ground-truth label maps with the same stems")
     p.add_argument("--roi-dir", help="masks restricting the scored pixels (DRIVE's field of view)")
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     run = Path(args.run)
-    ckpt = run / "checkpoints" / "best.ckpt"
+    ckpt = run / "checkpoints" / f"{args.checkpoint}.ckpt"
     if not ckpt.is_file():
         p.error(f"run: {str(ckpt)!r} does not exist (is the run finished?)")
     dataset, training = manifest_sections(args, ckpt)
