@@ -8,6 +8,8 @@ images, `zoo eval` of those label maps, then record the CLI's numbers (and the c
         --images ../shared/datasets/Task04_Hippocampus/imagesTr --gt ../shared/datasets/Task04_Hippocampus/labelsTr \\
         --case-list ../shared/datasets/Task04_Hippocampus/split_val.txt
 
+Add --tta to predict with mirroring test-time augmentation (`zoo predict --tta`); the recorded command shows it.
+
 Writes docs/model_zoo/<NAME>/: metrics.md, metrics.json, metrics_per_case.csv (tests/zoo/test_shipped_metrics.py
 reproduces a few of those cases) and overlay.png (the first case; 3-D: its middle axial slice). The weights and
 their sha256 are untouched; only the manifest's `metrics` change (validated, written atomically).
@@ -69,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--roi-dir")
     p.add_argument("--probs", action="store_true", help="save probabilities and score ROC AUC")
     p.add_argument("--case-list", help="only these file names of --images/--gt (e.g. split_val.txt)")
+    p.add_argument("--tta", action="store_true", help="zoo predict --tta: average the logits over flips")
     p.add_argument("--docs-dir", default=str(DOCS_DIR))
     args = p.parse_args(argv)
 
@@ -83,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             gt = listed_cases(gt, Path(args.case_list), Path(tmp) / "gt")
         pred, out = Path(tmp) / "pred", Path(tmp) / "eval"
         eval_json, command = predict_and_eval(["--model", args.name], images, gt, num_classes, pred, out,
-                                              args.roi_dir, args.probs, manifest["data_info"].get("class_names"))
+                                              args.roi_dir, args.probs, manifest["data_info"].get("class_names"),
+                                              predict_options=("--tta",) if args.tta else ())
         shown = command.replace(str(tmp), "$TMP")
         if args.case_list:
             shown = f"(inputs: the files listed in {args.case_list}) " + shown

@@ -39,7 +39,9 @@ def resolve_device(device: str) -> torch.device:
 
 @dataclass
 class Predictor:
-    """A model plus what it needs to predict on raw files: channels, dims, normalisation and window settings."""
+    """A model plus what it needs to predict on raw files: channels, dims, normalisation and window settings.
+
+    ``mirror_axes`` (0-based spatial axes) averages the logits over flips along them (`predict_logits`)."""
 
     model: nn.Module
     num_classes: int
@@ -54,6 +56,7 @@ class Predictor:
     class_names: list[str] | None = None
     orientation: str | None = None
     spacing: list[float] | None = None
+    mirror_axes: tuple[int, ...] | list[int] = ()
 
     def __post_init__(self) -> None:
         self.normalization = check_normalization(self.normalization)
@@ -138,7 +141,8 @@ class Predictor:
         if regrid:
             work, work_affine = to_training_grid(image, affine, self.orientation, self.spacing)
         x = self._prepare(work, source)
-        logits = predict_logits(self.model, x, self.roi_size, self.overlap, self.sw_batch_size, self.amp)[0]
+        logits = predict_logits(self.model, x, self.roi_size, self.overlap, self.sw_batch_size, self.amp,
+                                self.mirror_axes)[0]
         if regrid:
             logits = to_input_grid(logits, work_affine, affine, image.shape[1:])
         return logits
@@ -186,22 +190,28 @@ def _stderr_console():
 
 def predict(input: str | Path, output: str | Path, ckpt: str | Path | None = None, model: str | None = None,
             weights: str | Path | None = None, overlay: bool = False, alpha: float = 0.5, progress: bool = False,
-            save_probs: bool = False, **kwargs: Any) -> list[Path]:
+            save_probs: bool = False, tta: bool = False, **kwargs: Any) -> list[Path]:
     """Python API of `zoo predict`: predict every supported file of ``input`` (file or folder) into ``output``.
 
     Give ``ckpt`` (segzoo checkpoint) or ``model`` (registry name, optional ``weights``); ``save_probs`` also
-    writes class probabilities under ``output/probs/`` (for `zoo eval --probs`); ``kwargs`` go to
-    `Predictor` (``roi_size``, ``overlap``, ``sw_batch_size``, ``device``, ``amp``, and for ``model``:
+    writes class probabilities under ``output/probs/`` (for `zoo eval --probs`); ``tta`` averages the logits over
+    flips along every spatial axis of the model (``mirror_axes`` for a subset); ``kwargs`` go to `Predictor`
+    (``roi_size``, ``overlap``, ``sw_batch_size``, ``device``, ``amp``, ``mirror_axes``, and for ``model``:
     ``num_classes``, ``in_channels``, ``spatial_dims``, ``normalization``).
     """
     if (ckpt is None) == (model is None):
         raise ValueError("give exactly one of ckpt (a segzoo checkpoint) or model (a registry name)")
     if ckpt is not None and weights is not None:
         raise ValueError("weights goes with model, not with ckpt (a checkpoint holds its own weights)")
+    if tta and kwargs.get("mirror_axes"):
+        raise ValueError(f"give tta (every spatial axis) or mirror_axes, not both; got mirror_axes="
+                         f"{kwargs['mirror_axes']}")
     files = list_cases(input, "input")
     kwargs = {k: v for k, v in kwargs.items() if v is not None}  # None: the checkpoint's or the default value
     predictor = (Predictor.from_checkpoint(ckpt, **kwargs) if ckpt is not None
                  else Predictor.from_registry(model, weights, **kwargs))
+    if tta:
+        predictor.mirror_axes = tuple(range(predictor.spatial_dims))
     if overlay and any(is_nifti(f) for f in files):
         warnings.warn("overlays are written for 2-D images only; NIfTI inputs get none", stacklevel=2)
     return predictor.predict_paths(files, output, overlay=overlay, alpha=alpha, progress=progress,
@@ -225,6 +235,8 @@ pretrained --model <model>_<dataset> uses its manifest's normalisation, training
 Multi-channel NIfTI inputs are 4-D with channels last [X, Y, Z, C]. Images that fit the window (the training
 patch, or --roi) run whole, zero-padded to the model's size multiple; larger ones are tiled with MONAI's
 sliding_window_inference (gaussian blending of logits, --overlap, --sw-batch-size).
+--tta is nnU-Net's test-time augmentation: the float32 logits are averaged over the input flipped along every
+subset of its spatial axes (2^d passes, i.e. 4x the time in 2-D, 8x in 3-D), each flipped back.
 When the checkpoint's data_info records an orientation (e.g. RAS) and/or a spacing (mm), NIfTI inputs are
 reoriented/resampled as in training and the logits resampled back onto the input's own grid.
 """
@@ -258,6 +270,8 @@ def build_parser(prog: str = "zoo predict") -> argparse.ArgumentParser:
     p.add_argument("--sw-batch-size", type=int, default=1, help="windows per forward pass (default 1)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, or cuda[:N] (default auto)")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA (ignored on CPU)")
+    p.add_argument("--tta", action="store_true",
+                   help="average the logits over flips along every spatial axis (2^d passes), as nnU-Net does")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -292,7 +306,8 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
             opts.update(num_classes=args.num_classes, in_channels=args.in_channels, spatial_dims=args.spatial_dims,
                         normalization=_parse_normalization(args.normalization))
         written = predict(args.input, args.output, args.ckpt, args.model, args.weights, overlay=args.overlay,
-                          alpha=args.overlay_alpha, progress=not args.quiet, save_probs=args.save_probs, **opts)
+                          alpha=args.overlay_alpha, progress=not args.quiet, save_probs=args.save_probs,
+                          tta=args.tta, **opts)
     except (ValueError, FileNotFoundError, KeyError, TypeError) as err:
         print(f"zoo predict: error: {err}", file=sys.stderr)
         return 1

@@ -94,10 +94,28 @@ def test_predict_and_eval_runs_the_cli_and_returns_its_numbers(tmp_path, load_to
         Image.fromarray((rng.random((32, 32)) > 0.5).astype(np.uint8)).save(gt / f"{name}.png")
     pred, out = tmp_path / "pred", tmp_path / "eval"
     result, command = ship.predict_and_eval(["--model", "unet_tiny", "--num-classes", "2"], images, gt, 2, pred, out,
-                                            probs=True, class_names=["bg", "fg"], hd95=False)
+                                            probs=True, class_names=["bg", "fg"], hd95=False,
+                                            predict_options=("--tta",))
     assert sorted(p.name for p in pred.glob("*.png")) == ["a.png", "b.png"]
     assert result == json.loads((out / "metrics.json").read_text()) and result["num_cases"] == 2
     assert "fg" in result["per_class"] and result["auc"] is not None and "hd95" not in result["metrics"]
     predict_cmd, eval_cmd = command.split(" && ")
     assert predict_cmd.startswith("zoo predict --model unet_tiny") and "--save-probs" in predict_cmd
+    assert "--tta" in predict_cmd.split()
     assert eval_cmd.startswith("zoo eval --pred") and "--no-hd95" in eval_cmd and "--class-names bg,fg" in eval_cmd
+
+
+def test_measure_pretrained_tta_reaches_the_predict_command(tmp_path, load_tool, monkeypatch):
+    measure = load_tool("measure_pretrained")
+    seen = []
+
+    def fake_predict_and_eval(*args, **kwargs):  # stops before the manifest is rewritten
+        seen.append(kwargs.get("predict_options", ()))
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(measure, "predict_and_eval", fake_predict_and_eval)
+    argv = ["unet_hippocampus", "--images", str(tmp_path), "--gt", str(tmp_path), "--docs-dir", str(tmp_path)]
+    for extra in ([], ["--tta"]):
+        with pytest.raises(RuntimeError, match="stop"):
+            measure.main(argv + extra)
+    assert [tuple(o) for o in seen] == [(), ("--tta",)]

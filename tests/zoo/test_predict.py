@@ -105,6 +105,93 @@ def test_sliding_window_equals_whole_image_for_pointwise_model():
         predict_logits(zoo.create_model("unet_tiny"), torch.randn(1, 1, 40, 40), roi_size=(20, 20))
 
 
+
+class _Counted(nn.Module):
+    """A model that counts its forward passes."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net, self.calls = net, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.net(x)
+
+
+def _flip_average(run, x, axes):
+    """The mirroring TTA by hand: ``run`` on every flip of ``x`` along a subset of the spatial ``axes``."""
+    import itertools
+
+    subsets = [[2 + a for a in c] for k in range(len(axes) + 1) for c in itertools.combinations(axes, k)]
+    return sum(run(x.flip(d)).flip(d) for d in subsets) / len(subsets)
+
+
+def test_mirror_tta_keeps_the_logits_of_a_flip_equivariant_model():
+    torch.manual_seed(0)
+    pointwise = nn.Conv2d(2, 4, 1)
+    symmetric = nn.Conv2d(2, 4, 3, padding=1)
+    with torch.no_grad():  # a kernel equal to its own flips: flipping the input flips the logits
+        w = symmetric.weight
+        w.copy_(w + w.flip(-1))
+        w.copy_(w + w.flip(-2))
+    x = torch.randn(1, 2, 19, 26)
+    for model, roi in ((pointwise, None), (pointwise, (8, 16)), (symmetric, None)):
+        plain = predict_logits(model, x, roi, overlap=0.25)
+        torch.testing.assert_close(predict_logits(model, x, roi, overlap=0.25, mirror_axes=(0, 1)), plain,
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_mirror_tta_averages_the_flipped_passes():
+    torch.manual_seed(0)
+    conv2, conv3 = _Counted(nn.Conv2d(2, 3, 3, padding=1)), _Counted(nn.Conv3d(1, 3, 3, padding=1))
+    x2, x3 = torch.randn(2, 2, 13, 18), torch.randn(1, 1, 7, 9, 6)
+    plain = predict_logits(conv2, x2)
+    assert conv2.calls == 1  # no mirror_axes: one pass, as before
+    cases = ((conv2, x2, (0, 1), None), (conv3, x3, (0, 2), None),  # 4 passes each (2 of 3 axes in 3-D)
+             (conv2, x2, (1, 0), (8, 8)), (conv3, x3, (0, 1, 2), (4, 4, 4)))  # tiled by the sliding window
+    for model, x, axes, roi in cases:
+        model.calls = 0
+        want = _flip_average(lambda v: predict_logits(model, v, roi, overlap=0.25, sw_batch_size=2), x, axes)
+        calls, model.calls = model.calls, 0
+        got = predict_logits(model, x, roi, overlap=0.25, sw_batch_size=2, mirror_axes=axes)
+        assert model.calls == calls and (roi is not None or calls == 2 ** len(axes))
+        assert got.dtype == torch.float32 and got.shape == want.shape
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        by_model = _flip_average(conv2, x2, (0, 1))  # whole images: the bare model on each flip
+    torch.testing.assert_close(predict_logits(conv2, x2, mirror_axes=(0, 1)), by_model, atol=1e-5, rtol=1e-5)
+    assert (predict_logits(conv2, x2, mirror_axes=(0, 1)) - plain).abs().max() > 1e-2  # the flips do matter
+
+
+def test_mirror_axes_errors():
+    conv = nn.Conv2d(1, 2, 3, padding=1)
+    x = torch.randn(1, 1, 8, 8)
+    for bad in ((0, 0), (2,), (-1,), (0.5,), (True,)):
+        with pytest.raises(ValueError, match=r"mirror_axes must be unique spatial axes in \[0, 2\) for 2-D images, "
+                                             r"got \["):
+            predict_logits(conv, x, mirror_axes=bad)
+    with pytest.raises(ValueError, match="mirror_axes"):
+        Predictor(conv, 2, 1, 2, device="cpu", mirror_axes=(0, 3)).predict_array(np.ones((1, 8, 8), np.float32))
+
+
+def test_predict_cli_tta_matches_the_python_api(ckpt2d, images, tmp_path):
+    from zoo.volume_io import read_prob_map
+
+    path, _ = ckpt2d
+    out = tmp_path / "cli"
+    assert predict_main(["--ckpt", str(path), str(images), "--output", str(out), "--tta", "--save-probs",
+                         "--quiet"]) == 0
+    api = predict(images, tmp_path / "api", ckpt=path, save_probs=True, mirror_axes=(0, 1))
+    plain = predict(images, tmp_path / "plain", ckpt=path, save_probs=True)
+    for a, p in zip(api, plain):  # fits, small (padded) and large (sliding window)
+        stem = a.stem
+        np.testing.assert_array_equal(np.asarray(Image.open(out / a.name)), np.asarray(Image.open(a)))
+        cli_probs = read_prob_map(out / "probs" / f"{stem}_prob.tif")
+        np.testing.assert_array_equal(cli_probs, read_prob_map(tmp_path / "api" / "probs" / f"{stem}_prob.tif"))
+        assert np.abs(cli_probs - read_prob_map(tmp_path / "plain" / "probs" / f"{stem}_prob.tif")).max() > 1e-4
+    with pytest.raises(ValueError, match="tta .* or mirror_axes, not both"):
+        predict(images, tmp_path / "both", ckpt=path, tta=True, mirror_axes=(0,))
+
 def test_predict_3d_nifti_keeps_affine_and_header(tmp_path):
     ckpt = tmp_path / "m3.ckpt"
     _save_ckpt(ckpt, spatial_dims=3, patch=(16, 16, 16))
@@ -218,7 +305,7 @@ def test_predict_help(capsys):
     assert e.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for phrase in ("--ckpt", "--model", "--weights", "--roi", "--overlap", "--sw-batch-size", "--device", "--amp",
-                   "--overlay", "affine and header", "gaussian", "class indices"):
+                   "--overlay", "affine and header", "gaussian", "class indices", "--tta", "2^d passes"):
         assert phrase in text, phrase
 
 
