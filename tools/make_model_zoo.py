@@ -23,9 +23,19 @@ HEADER = ("name", "model", "dataset", "split", "params (M)", "GFLOPs", "input", 
           "training", "throughput", "data licence")
 
 
-def _metric(m: dict[str, Any], key: str, digits: int = 4) -> str:
-    entry = m["metrics"].get(key)
+TTA_HEADER = ("name", "dataset", "Dice", "Dice pooled", "mIoU", "AUC", "HD95")
+
+
+def _metric(m: dict[str, Any], key: str, digits: int = 4, section: str = "metrics") -> str:
+    entry = m[section].get(key)
     return "-" if entry is None else f"{entry['value']:.{digits}f}"
+
+
+def tta_row(manifest: dict[str, Any]) -> list[str]:
+    """One row of the test-time-augmentation table (the manifest's ``metrics_tta``)."""
+    return [f"`{manifest['name']}`", manifest["dataset"]["name"],
+            *(_metric(manifest, k, section="metrics_tta") for k in ("dice", "dice_pooled", "miou", "auc")),
+            _metric(manifest, "hd95", 2, "metrics_tta")]
 
 
 def row(manifest: dict[str, Any]) -> list[str]:
@@ -64,11 +74,18 @@ def render(weights_dir: str | Path = WEIGHTS_DIR) -> str:
               "all pixels of all cases together (the F1 of the DRIVE literature); AUC pooled likewise.", "",
               "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(row(m)) + " |" for m in manifests]
+    with_tta = [m for m in manifests if "metrics_tta" in m]
+    if with_tta:
+        lines += ["", "## With test-time augmentation (`zoo predict --tta`)", "",
+                  "The same weights and test cases, logits averaged over the input flipped along every subset of its "
+                  "spatial axes (nnU-Net's mirroring; 4 passes in 2-D, 8 in 3-D).", "",
+                  "| " + " | ".join(TTA_HEADER) + " |", "|" + "---|" * len(TTA_HEADER)]
+        lines += ["| " + " | ".join(tta_row(m)) + " |" for m in with_tta]
     lines += ["", "## How each number was measured", ""]
     for m in manifests:
         lines.append(f"- `{m['name']}` (training config `{m['training']['config']}`):")
         by_command: dict[str, list[str]] = {}
-        for key, entry in m["metrics"].items():
+        for key, entry in [*m["metrics"].items(), *m.get("metrics_tta", {}).items()]:
             by_command.setdefault(entry["command"], []).append(f"{key} {entry['value']}")
         for command, values in by_command.items():
             lines.append(f"  - {', '.join(values)}: `{command}`")

@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--roi-dir")
     p.add_argument("--probs", action="store_true", help="save probabilities and score ROC AUC")
     p.add_argument("--case-list", help="only these file names of --images/--gt (e.g. split_val.txt)")
-    p.add_argument("--tta", action="store_true", help="zoo predict --tta: average the logits over flips")
+    p.add_argument("--tta", action="store_true",
+                   help="zoo predict --tta (logits averaged over flips): writes the manifest's metrics_tta and "
+                        "docs/model_zoo/NAME/*_tta.* instead of metrics")
     p.add_argument("--docs-dir", default=str(DOCS_DIR))
     args = p.parse_args(argv)
 
@@ -92,16 +94,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.case_list:
             shown = f"(inputs: the files listed in {args.case_list}) " + shown
         docs.mkdir(parents=True, exist_ok=True)
+        suffix = "_tta" if args.tta else ""
         for f in ("metrics.md", "metrics.json", "metrics_per_case.csv"):
-            shutil.copyfile(out / f, docs / f)
-        first = sorted(images.iterdir())[0]
-        label_file = pred / (split_name(first.name)[0] + (".nii.gz" if manifest["data_info"]["spatial_dims"] == 3
-                                                             else ".png"))
-        write_overlay(first, label_file, num_classes, docs / "overlay.png")
-    manifest["metrics"] = manifest_metrics(eval_json, shown)
+            stem, ext = f.rsplit(".", 1)
+            shutil.copyfile(out / f, docs / f"{stem}{suffix}.{ext}")
+        if not args.tta:
+            first = sorted(images.iterdir())[0]
+            ext = ".nii.gz" if manifest["data_info"]["spatial_dims"] == 3 else ".png"
+            write_overlay(first, pred / (split_name(first.name)[0] + ext), num_classes, docs / "overlay.png")
+    section = "metrics_tta" if args.tta else "metrics"
+    manifest[section] = manifest_metrics(eval_json, shown)
     validate_manifest(manifest, str(manifest_path))
     write_atomic(manifest_path, lambda t: t.write_text(json.dumps(manifest, indent=2) + "\n"))
-    print(json.dumps({k: v["value"] for k, v in manifest["metrics"].items()}), f"-> {manifest_path}, {docs}")
+    values = {k: v["value"] for k, v in manifest[section].items()}
+    print(json.dumps(values), f"-> {manifest_path} ({section}), {docs}")
     return 0
 
 

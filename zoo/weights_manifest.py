@@ -10,6 +10,7 @@ A manifest (``schema_version`` 1) holds::
     data_info      as stored in segzoo checkpoints: num_classes, in_channels, spatial_dims, patch_size,
                    normalization (+ optional class_names, orientation, spacing)
     metrics        {"dice": M, "miou": M, optional "auc", "hd95", ...}, M = {"value": number, "command": str}
+    metrics_tta    optional, the same measured with `zoo predict --tta` (mirroring test-time augmentation)
     training       {"config": path, "time_hours": number, "gpu": str} (+ optional "epochs", "checkpoint")
     throughput     {"value": number, "unit": "images/s"|"volumes/s", "device", "batch_size", "input_size", "command"}
     file, sha256, bytes, dtype   the safetensors file next to the manifest, its sha256, size and dtype
@@ -97,19 +98,20 @@ def _check_data_info(where: str, info: dict[str, Any]) -> None:
         _fail(where, "data_info.orientation", f"a {dims}-letter axis code such as 'RAS'", orientation)
 
 
-def _check_metrics(where: str, metrics: dict[str, Any]) -> None:
+def _check_metrics(where: str, metrics: dict[str, Any], section: str = "metrics") -> None:
     missing = [k for k in _REQUIRED_METRICS if k not in metrics]
     if missing:
-        raise ManifestError(f"{where}: metrics lacks {missing}; every manifest records {list(_REQUIRED_METRICS)} "
+        raise ManifestError(f"{where}: {section} lacks {missing}; every manifest records {list(_REQUIRED_METRICS)} "
                             f"(got keys {sorted(metrics)})")
     for name, entry in metrics.items():
         if not isinstance(entry, dict) or set(entry) - {"value", "command", "notes"}:
-            _fail(where, f"metrics.{name}", 'an object {"value": number, "command": str} (optional "notes")', entry)
+            _fail(where, f"{section}.{name}", 'an object {"value": number, "command": str} (optional "notes")',
+                  entry)
         value = entry.get("value")
         if not _is_num(value) or value < 0 or (name in _UNIT_METRICS and value > 1):
-            _fail(where, f"metrics.{name}.value", "a number in [0, 1]" if name in _UNIT_METRICS else
+            _fail(where, f"{section}.{name}.value", "a number in [0, 1]" if name in _UNIT_METRICS else
                   "a non-negative number", value)
-        _str(where, entry, "command", f"metrics.{name}.")
+        _str(where, entry, "command", f"{section}.{name}.")
 
 
 def validate_manifest(manifest: Any, where: str = "manifest", weights_dir: str | Path | None = None,
@@ -144,6 +146,8 @@ def validate_manifest(manifest: Any, where: str = "manifest", weights_dir: str |
             raise ManifestError(f"{where}: model_kwargs.{key}={kwargs[key]!r} contradicts data_info.{key}="
                                 f"{info[key]!r}")
     _check_metrics(where, _section(where, m, "metrics"))
+    if "metrics_tta" in m:
+        _check_metrics(where, _section(where, m, "metrics_tta"), "metrics_tta")
     training = _section(where, m, "training")
     _str(where, training, "config", "training.")
     _str(where, training, "gpu", "training.")

@@ -314,6 +314,26 @@ def test_model_zoo_page(exported, tmp_path, load_tool):
     assert make.main(["--check"]) == 0
 
 
+def test_model_zoo_page_lists_tta_metrics_and_their_command(exported, load_tool):
+    weights, _ = exported
+    path = weights / f"{NAME}.json"
+    manifest = json.loads(path.read_text())
+    command = "zoo predict --model unet_tiny_toy in --output p --tta && zoo eval --pred p --gt g --num-classes 3"
+    manifest["metrics_tta"] = {"dice": {"value": 0.55, "command": command}, "miou": {"value": 0.45, "command": command}}
+    path.write_text(json.dumps(manifest))
+    page = load_tool("make_model_zoo").render(weights)
+    tta = page.split("## With test-time augmentation")[1].split("## How each")[0]
+    row = next(line for line in tta.splitlines() if line.startswith(f"| `{NAME}`"))
+    assert [c.strip() for c in row.strip("|").split("|")] == [f"`{NAME}`", "toy", "0.5500", "-", "0.4500", "-", "-"]
+    assert f"dice 0.55, miou 0.45: `{command}`" in page
+    del manifest["metrics_tta"]["miou"]
+    with pytest.raises(ManifestError, match="metrics_tta lacks"):
+        validate_manifest(manifest)
+    manifest["metrics_tta"]["miou"] = {"value": 1.5, "command": command}
+    with pytest.raises(ManifestError, match=r"metrics_tta\.miou\.value"):
+        validate_manifest(manifest)
+
+
 @pytest.mark.parametrize("path", manifest_paths(WEIGHTS_DIR), ids=lambda p: p.stem)
 def test_shipped_weights_load_and_match_their_sha256(path):
     m = load_manifest(path, check_file=True)
