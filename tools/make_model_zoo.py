@@ -49,7 +49,7 @@ def row(manifest: dict[str, Any]) -> list[str]:
     return [f"`{manifest['name']}`", f"`{manifest['model']}`", manifest["dataset"]["name"],
             manifest["dataset"]["split"], f"{r.params / 1e6:.2f}", f"{r.gflops:.1f}", "x".join(map(str, r.input_size)),
             _metric(manifest, "dice"), _metric(manifest, "dice_pooled"), _metric(manifest, "miou"),
-            _metric(manifest, "auc"), _metric(manifest, "hd95", 2), f"{tr['time_hours']:.1f} h, {tr['gpu']}",
+            _metric(manifest, "auc"), _metric(manifest, "hd95", 2), f"{tr['time_hours']:.2f} h, {tr['gpu']}",
             f"{tp['value']:.1f} {tp['unit']} ({tp['device']}, batch {tp['batch_size']}, "
             f"{'x'.join(map(str, tp['input_size']))})", manifest["dataset"]["licence"]]
 
