@@ -19,6 +19,7 @@ from zoo.data.normalize import check_normalization, normalize
 from zoo.geometry import to_input_grid, to_training_grid
 from zoo.inference import predict_logits
 from zoo.overlay import save_overlay
+from zoo.postprocess import keep_largest_component
 from zoo.registry import create_model
 from zoo.volume_io import (is_nifti, list_cases, prob_map_name, read_input, split_name, write_label_map,
                            write_prob_map)
@@ -41,7 +42,9 @@ def resolve_device(device: str) -> torch.device:
 class Predictor:
     """A model plus what it needs to predict on raw files: channels, dims, normalisation and window settings.
 
-    ``mirror_axes`` (0-based spatial axes) averages the logits over flips along them (`predict_logits`)."""
+    ``mirror_axes`` (0-based spatial axes) averages the logits over flips along them (`predict_logits`);
+    ``largest_component`` keeps only the largest connected component of each foreground class in the label maps
+    (`zoo.postprocess.keep_largest_component`; probabilities are left as the model gave them)."""
 
     model: nn.Module
     num_classes: int
@@ -57,6 +60,7 @@ class Predictor:
     orientation: str | None = None
     spacing: list[float] | None = None
     mirror_axes: tuple[int, ...] | list[int] = ()
+    largest_component: bool = False
 
     def __post_init__(self) -> None:
         self.normalization = check_normalization(self.normalization)
@@ -122,8 +126,14 @@ class Predictor:
         return torch.as_tensor(x)[None].to(self.torch_device)
 
     def predict_array(self, image: np.ndarray, source: str = "image", affine: np.ndarray | None = None) -> np.ndarray:
-        """Label map ``[*spatial]`` (int64, argmax of `predict_logits_array`) for one raw image ``[C, *spatial]``."""
-        return self.predict_logits_array(image, source, affine).argmax(0).cpu().numpy().astype(np.int64)
+        """Label map ``[*spatial]`` (int64, argmax of `predict_logits_array`, then ``largest_component`` if set) for
+        one raw image ``[C, *spatial]``."""
+        return self.labels_from_logits(self.predict_logits_array(image, source, affine))
+
+    def labels_from_logits(self, logits: torch.Tensor) -> np.ndarray:
+        """Argmax over classes of ``[K, *spatial]`` logits (int64), post-processed if ``largest_component``."""
+        labels = logits.argmax(0).cpu().numpy().astype(np.int64)
+        return keep_largest_component(labels, self.num_classes) if self.largest_component else labels
 
     def predict_logits_array(self, image: np.ndarray, source: str = "image",
                              affine: np.ndarray | None = None) -> torch.Tensor:
@@ -154,7 +164,7 @@ class Predictor:
         path, out_dir = Path(path), Path(output_dir)
         image, reference = read_input(path)
         logits = self.predict_logits_array(image, str(path), None if reference is None else reference.affine)
-        labels = logits.argmax(0).cpu().numpy().astype(np.int64)
+        labels = self.labels_from_logits(logits)
         stem = split_name(path)[0]
         out = write_label_map(out_dir / (stem + (".nii.gz" if reference is not None else ".png")), labels,
                               self.num_classes, reference)
@@ -237,6 +247,9 @@ patch, or --roi) run whole, zero-padded to the model's size multiple; larger one
 sliding_window_inference (gaussian blending of logits, --overlap, --sw-batch-size).
 --tta is nnU-Net's test-time augmentation: the float32 logits are averaged over the input flipped along every
 subset of its spatial axes (2^d passes, i.e. 4x the time in 2-D, 8x in 3-D), each flipped back.
+--largest-component keeps, in the label maps, only the largest connected component (face-connected) of each
+foreground class and sets the rest to background, as nnU-Net's post-processing does for one-piece structures;
+--save-probs still writes the model's probabilities unchanged.
 When the checkpoint's data_info records an orientation (e.g. RAS) and/or a spacing (mm), NIfTI inputs are
 reoriented/resampled as in training and the logits resampled back onto the input's own grid.
 """
@@ -272,6 +285,8 @@ def build_parser(prog: str = "zoo predict") -> argparse.ArgumentParser:
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA (ignored on CPU)")
     p.add_argument("--tta", action="store_true",
                    help="average the logits over flips along every spatial axis (2^d passes), as nnU-Net does")
+    p.add_argument("--largest-component", action="store_true",
+                   help="keep only the largest connected component of each foreground class in the label maps")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -300,7 +315,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         if only_model:
             parser.error(f"{', '.join(only_model)} only go with --model; a checkpoint records them itself")
     opts: dict[str, Any] = dict(roi_size=args.roi, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
-                                device=args.device, amp=args.amp)
+                                device=args.device, amp=args.amp, largest_component=args.largest_component)
     try:
         if args.model is not None:
             opts.update(num_classes=args.num_classes, in_channels=args.in_channels, spatial_dims=args.spatial_dims,

@@ -192,6 +192,28 @@ def test_predict_cli_tta_matches_the_python_api(ckpt2d, images, tmp_path):
     with pytest.raises(ValueError, match="tta .* or mirror_axes, not both"):
         predict(images, tmp_path / "both", ckpt=path, tta=True, mirror_axes=(0,))
 
+
+def test_predict_cli_largest_component_post_processes_the_label_maps(ckpt2d, images, tmp_path):
+    from zoo.postprocess import keep_largest_component
+    from zoo.volume_io import read_prob_map
+
+    path, _ = ckpt2d
+    out, plain = tmp_path / "lcc", tmp_path / "plain"
+    assert predict_main(["--ckpt", str(path), str(images), "--output", str(out), "--largest-component",
+                         "--save-probs", "--quiet"]) == 0
+    written = predict(images, plain, ckpt=path, save_probs=True)
+    changed = 0
+    for p in written:
+        raw = np.asarray(Image.open(p)).astype(np.int64)
+        got = np.asarray(Image.open(out / p.name)).astype(np.int64)
+        np.testing.assert_array_equal(got, keep_largest_component(raw, NUM_CLASSES))
+        changed += int((got != raw).sum())
+        stem = p.stem
+        np.testing.assert_array_equal(read_prob_map(out / "probs" / f"{stem}_prob.tif"),
+                                      read_prob_map(plain / "probs" / f"{stem}_prob.tif"))
+    assert changed > 0, "the random model's maps should have islands to remove"
+
+
 def test_predict_3d_nifti_keeps_affine_and_header(tmp_path):
     ckpt = tmp_path / "m3.ckpt"
     _save_ckpt(ckpt, spatial_dims=3, patch=(16, 16, 16))
@@ -305,7 +327,8 @@ def test_predict_help(capsys):
     assert e.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for phrase in ("--ckpt", "--model", "--weights", "--roi", "--overlap", "--sw-batch-size", "--device", "--amp",
-                   "--overlay", "affine and header", "gaussian", "class indices", "--tta", "2^d passes"):
+                   "--overlay", "affine and header", "gaussian", "class indices", "--tta", "2^d passes",
+                   "--largest-component"):
         assert phrase in text, phrase
 
 
