@@ -206,8 +206,8 @@ def predict(input: str | Path, output: str | Path, ckpt: str | Path | None = Non
     Give ``ckpt`` (segzoo checkpoint) or ``model`` (registry name, optional ``weights``); ``save_probs`` also
     writes class probabilities under ``output/probs/`` (for `zoo eval --probs`); ``tta`` averages the logits over
     flips along every spatial axis of the model (``mirror_axes`` for a subset); ``kwargs`` go to `Predictor`
-    (``roi_size``, ``overlap``, ``sw_batch_size``, ``device``, ``amp``, ``mirror_axes``, and for ``model``:
-    ``num_classes``, ``in_channels``, ``spatial_dims``, ``normalization``).
+    (``roi_size``, ``overlap``, ``sw_batch_size``, ``device``, ``amp``, ``mirror_axes``, ``largest_component``,
+    and for ``model``: ``num_classes``, ``in_channels``, ``spatial_dims``, ``normalization``).
     """
     if (ckpt is None) == (model is None):
         raise ValueError("give exactly one of ckpt (a segzoo checkpoint) or model (a registry name)")
