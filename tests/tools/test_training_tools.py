@@ -105,17 +105,45 @@ def test_predict_and_eval_runs_the_cli_and_returns_its_numbers(tmp_path, load_to
     assert eval_cmd.startswith("zoo eval --pred") and "--no-hd95" in eval_cmd and "--class-names bg,fg" in eval_cmd
 
 
-def test_measure_pretrained_tta_reaches_the_predict_command(tmp_path, load_tool, monkeypatch):
+def test_measure_pretrained_writes_metrics_or_metrics_tta(tmp_path, load_tool, monkeypatch):
+    """Plain runs replace `metrics` (+ overlay); --tta fills `metrics_tta` and *_tta docs and leaves `metrics`."""
     measure = load_tool("measure_pretrained")
-    seen = []
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "unet_drive.safetensors").symlink_to(ROOT / "zoo" / "weights" / "unet_drive.safetensors")
+    shipped = json.loads((ROOT / "zoo" / "weights" / "unet_drive.json").read_text())
+    shipped.pop("metrics_tta", None)
+    (weights / "unet_drive.json").write_text(json.dumps(shipped))
+    monkeypatch.setattr(measure, "WEIGHTS_DIR", weights)
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(images / "01_test.png")
 
-    def fake_predict_and_eval(*args, **kwargs):  # stops before the manifest is rewritten
-        seen.append(kwargs.get("predict_options", ()))
-        raise RuntimeError("stop")
+    def fake_predict_and_eval(model, images, gt, num_classes, pred, out, *args, predict_options=(), **kwargs):
+        pred.mkdir(parents=True)
+        out.mkdir(parents=True)
+        Image.fromarray(np.eye(16, dtype=np.uint8)).save(pred / "01_test.png")
+        value = 0.5 if "--tta" in predict_options else 0.25
+        result = {"dice": value, "miou": value / 2, "metrics": {}}
+        for name in ("metrics.md", "metrics_per_case.csv"):
+            (out / name).write_text(f"{value}\n")
+        (out / "metrics.json").write_text(json.dumps(result))
+        return result, f"zoo predict {' '.join(predict_options)} && zoo eval"
 
     monkeypatch.setattr(measure, "predict_and_eval", fake_predict_and_eval)
-    argv = ["unet_hippocampus", "--images", str(tmp_path), "--gt", str(tmp_path), "--docs-dir", str(tmp_path)]
-    for extra in ([], ["--tta"]):
-        with pytest.raises(RuntimeError, match="stop"):
-            measure.main(argv + extra)
-    assert [tuple(o) for o in seen] == [(), ("--tta",)]
+    argv = ["unet_drive", "--images", str(images), "--gt", str(images), "--docs-dir", str(tmp_path / "docs")]
+    docs = tmp_path / "docs" / "unet_drive"
+    assert measure.main(argv) == 0
+    manifest = json.loads((weights / "unet_drive.json").read_text())
+    assert manifest["metrics"]["dice"]["value"] == 0.25 and "metrics_tta" not in manifest
+    assert "--tta" not in manifest["metrics"]["dice"]["command"]
+    assert sorted(p.name for p in docs.iterdir()) == ["metrics.json", "metrics.md", "metrics_per_case.csv",
+                                                     "overlay.png"]
+    assert measure.main(argv + ["--tta"]) == 0
+    manifest = json.loads((weights / "unet_drive.json").read_text())
+    assert manifest["metrics"]["dice"]["value"] == 0.25 and manifest["metrics_tta"]["dice"]["value"] == 0.5
+    assert manifest["metrics_tta"]["dice"]["command"] == "zoo predict --tta && zoo eval"
+    assert (docs / "metrics_tta.md").read_text() == "0.5\n" and (docs / "metrics.md").read_text() == "0.25\n"
+    assert sorted(p.name for p in docs.iterdir()) == ["metrics.json", "metrics.md", "metrics_per_case.csv",
+                                                     "metrics_per_case_tta.csv", "metrics_tta.json",
+                                                     "metrics_tta.md", "overlay.png"]
