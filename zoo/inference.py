@@ -6,6 +6,7 @@ divisor; a larger one goes through MONAI's ``sliding_window_inference`` with gau
 from __future__ import annotations
 
 import contextlib
+import numbers
 from itertools import combinations
 from typing import Sequence
 
@@ -78,10 +79,10 @@ def _check_window(roi_size: Sequence[int], divs: list[int], overlap: float, sw_b
 def _flip_dims(mirror_axes: Sequence[int], nd: int) -> list[tuple[int, ...]]:
     """Tensor dims to flip for every subset of the spatial ``mirror_axes`` (the empty one, no flip, first)."""
     axes = list(mirror_axes)
-    if (any(isinstance(a, bool) or not isinstance(a, int) or not 0 <= a < nd for a in axes)
+    if (any(isinstance(a, bool) or not isinstance(a, numbers.Integral) or not 0 <= a < nd for a in axes)
             or len(set(axes)) != len(axes)):
         raise ValueError(f"mirror_axes must be unique spatial axes in [0, {nd}) for {nd}-D images, got {axes}")
-    return [tuple(2 + a for a in subset) for k in range(len(axes) + 1) for subset in combinations(axes, k)]
+    return [tuple(2 + int(a) for a in subset) for k in range(len(axes) + 1) for subset in combinations(axes, k)]
 
 
 def _single_pass(model: nn.Module, image: torch.Tensor, roi: list[int] | None, divs: list[int], overlap: float,

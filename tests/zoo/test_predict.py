@@ -161,6 +161,7 @@ def test_mirror_tta_averages_the_flipped_passes():
         by_model = _flip_average(conv2, x2, (0, 1))  # whole images: the bare model on each flip
     torch.testing.assert_close(predict_logits(conv2, x2, mirror_axes=(0, 1)), by_model, atol=1e-5, rtol=1e-5)
     assert (predict_logits(conv2, x2, mirror_axes=(0, 1)) - plain).abs().max() > 1e-2  # the flips do matter
+    torch.testing.assert_close(predict_logits(conv2, x2, mirror_axes=np.arange(2)), by_model, atol=1e-5, rtol=1e-5)
 
 
 def test_mirror_axes_errors():
