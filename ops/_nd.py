@@ -1,14 +1,15 @@
-"""Private dimension-generic helpers shared by the ops: functional convs by spatial rank and argument checks."""
+"""Private helpers shared by the ops: functional convs by spatial rank, argument checks, memory formats and the
+eager/compiled dispatch of the fused kernels."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["conv_fn", "conv_module", "check_spatial_dims", "check_shape", "check_same", "next_pow2", "TRITON_DTYPES",
-           "channels_last_format", "memory_format_of"]
+           "channels_last_format", "memory_format_of", "eager_or_traced"]
 
 TRITON_DTYPES: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16, torch.float32)
 """The dtypes every fused Triton op takes; the public dispatchers send anything else to the reference."""
@@ -61,3 +62,14 @@ def memory_format_of(t: torch.Tensor) -> torch.memory_format:
     if t.dim() in (4, 5) and t.is_contiguous(memory_format=channels_last_format(t)) and not t.is_contiguous():
         return channels_last_format(t)
     return torch.contiguous_format
+
+
+def eager_or_traced(function: type[torch.autograd.Function], op: Callable[..., Any]) -> Callable[..., Any]:
+    """A callable running `function.apply` in eager mode and the torch.library custom op `op` while torch.compile
+    traces: custom-op dispatch costs tens of microseconds per call that a plain autograd.Function does not, while
+    Dynamo needs the custom op (fake impl, registered autograd). Both must launch the same kernels."""
+    def call(*args: Any) -> Any:
+        if torch.compiler.is_compiling():
+            return op(*args)
+        return function.apply(*args)
+    return call

@@ -1,5 +1,6 @@
-"""`attention_gate`: the public functional form. CUDA tensors go through the fused Triton kernels (registered as
-torch.library custom ops so torch.compile traces through them); other devices use the PyTorch reference."""
+"""`attention_gate`: the public functional form. CUDA tensors go through the fused Triton kernels: in eager mode by a
+plain torch.autograd.Function (little per-call CPU overhead), under torch.compile by the same launchers registered as
+torch.library custom ops (so Dynamo traces through them); other devices use the PyTorch reference."""
 from __future__ import annotations
 
 from typing import Optional
@@ -7,18 +8,41 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .._nd import TRITON_DTYPES, memory_format_of
+from .._nd import TRITON_DTYPES, eager_or_traced
 from .reference import attention_gate_reference, check_gate_args
 
 __all__ = ["attention_gate", "attention_gate_triton"]
 
+_Grads = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
 
-@torch.library.custom_op("segzoo::attention_gate_fwd", mutates_args=())
-def _gate_fwd(x: Tensor, g: Tensor, wx: Tensor, bx: Tensor, wg: Tensor, bg: Tensor, wpsi: Tensor, bpsi: Tensor
-              ) -> tuple[Tensor, Tensor]:
+
+def _launch_fwd(x: Tensor, g: Tensor, wx: Tensor, bx: Optional[Tensor], wg: Tensor, bg: Optional[Tensor],
+                wpsi: Tensor, bpsi: Optional[Tensor]) -> tuple[Tensor, Tensor]:
     from .kernels import gate_fwd_triton
 
     return gate_fwd_triton(x, g, wx, wg, bx, bg, wpsi, bpsi)
+
+
+def _launch_bwd(x: Tensor, g: Tensor, wx: Tensor, bx: Optional[Tensor], wg: Tensor, bg: Optional[Tensor],
+                wpsi: Tensor, bpsi: Optional[Tensor], dout: Tensor, dalpha: Optional[Tensor]) -> _Grads:
+    """dx, dg and the gradients of wx, bx, wg, bg, wpsi, bpsi shaped and typed like them (an absent bias's in wx's
+    dtype); the six weight gradients are views of one buffer."""
+    from .kernels import gate_bwd_triton, wgrad_slices
+
+    dx, dg, flat = gate_bwd_triton(x, g, wx, wg, bx, bg, wpsi, bpsi, dout, dalpha)
+    flat = flat.to(wx.dtype)
+    f = wx.shape[0]
+    s_wx, s_wg, s_bx, s_bg, s_wpsi, s_bpsi = wgrad_slices(f, x.shape[1], g.shape[1])
+    wgrads = [flat[s].view(shape).to(wx.dtype if ref is None else ref.dtype)
+              for s, shape, ref in ((s_wx, wx.shape, wx), (s_bx, (f,), bx), (s_wg, wg.shape, wg), (s_bg, (f,), bg),
+                                    (s_wpsi, wpsi.shape, wpsi), (s_bpsi, (1,), bpsi))]
+    return (dx, dg, *wgrads)
+
+
+@torch.library.custom_op("segzoo::attention_gate_fwd", mutates_args=())
+def _gate_fwd(x: Tensor, g: Tensor, wx: Tensor, bx: Optional[Tensor], wg: Tensor, bg: Optional[Tensor], wpsi: Tensor,
+              bpsi: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    return _launch_fwd(x, g, wx, bx, wg, bg, wpsi, bpsi)
 
 
 @_gate_fwd.register_fake
@@ -27,34 +51,59 @@ def _(x, g, wx, bx, wg, bg, wpsi, bpsi):
 
 
 @torch.library.custom_op("segzoo::attention_gate_bwd", mutates_args=())
-def _gate_bwd(x: Tensor, g: Tensor, wx: Tensor, bx: Tensor, wg: Tensor, bg: Tensor, wpsi: Tensor, bpsi: Tensor,
-              dout: Tensor, dalpha: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
-                                                               Tensor]:
-    from .kernels import gate_bwd_triton
-
-    dx, dg, dwx, dwg, dbias, dwpsi, dbpsi = gate_bwd_triton(x, g, wx, wg, bx, bg, wpsi, bpsi, dout, dalpha)
-    # the fp32 gradients share one buffer: copy each out (custom-op outputs may not alias)
-    return (dx, dg, *(t.to(ref.dtype, copy=True) for t, ref in ((dwx, wx), (dbias, bx), (dwg, wg), (dbias, bg),
-                                                                 (dwpsi, wpsi), (dbpsi, bpsi))))
+def _gate_bwd(x: Tensor, g: Tensor, wx: Tensor, bx: Optional[Tensor], wg: Tensor, bg: Optional[Tensor], wpsi: Tensor,
+              bpsi: Optional[Tensor], dout: Tensor, dalpha: Optional[Tensor]) -> _Grads:
+    dx, dg, *wgrads = _launch_bwd(x, g, wx, bx, wg, bg, wpsi, bpsi, dout, dalpha)
+    return (dx, dg, *(t.clone() for t in wgrads))  # custom-op outputs may not alias one another
 
 
 @_gate_bwd.register_fake
 def _(x, g, wx, bx, wg, bg, wpsi, bpsi, dout, dalpha):
-    return tuple(torch.empty_like(t) for t in (x, g, wx, bx, wg, bg, wpsi, bpsi))
+    f = wx.shape[0]
+    return (torch.empty_like(x), torch.empty_like(g), torch.empty_like(wx), (wx if bx is None else bx).new_empty(f),
+            torch.empty_like(wg), (wx if bg is None else bg).new_empty(f), torch.empty_like(wpsi),
+            (wx if bpsi is None else bpsi).new_empty(1))
+
+
+def _backward(bwd, saved: tuple[Optional[Tensor], ...], dout: Optional[Tensor], dalpha: Optional[Tensor]
+              ) -> tuple[Optional[Tensor], ...]:
+    """The gradients of (x, g, wx, bx, wg, bg, wpsi, bpsi) by `bwd` (custom op or plain launcher); None for absent
+    biases."""
+    x = saved[0]
+    grads = bwd(*saved, torch.zeros_like(x) if dout is None else dout, dalpha)
+    return tuple(None if t is None else d for t, d in zip(saved, grads))
 
 
 def _setup(ctx, inputs, output) -> None:
     ctx.save_for_backward(*inputs)
 
 
-def _backward(ctx, dout: Tensor | None, dalpha: Tensor | None):
-    x, g, *params = ctx.saved_tensors
-    if dout is None:
-        dout = torch.zeros_like(x)
-    return _gate_bwd(x, g, *params, dout.contiguous(memory_format=memory_format_of(x)), dalpha)
+def _op_backward(ctx, dout: Optional[Tensor], dalpha: Optional[Tensor]):
+    return _backward(_gate_bwd, ctx.saved_tensors, dout, dalpha)
 
 
-_gate_fwd.register_autograd(_backward, setup_context=_setup)
+_gate_fwd.register_autograd(_op_backward, setup_context=_setup)
+
+
+class _GateFunction(torch.autograd.Function):
+    """The eager path: the same launchers as the custom ops, without the custom-op dispatch."""
+
+    @staticmethod
+    def forward(ctx, *inputs: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        ctx.set_materialize_grads(False)  # an unused output's gradient stays None: no zero tensor to fill
+        ctx.save_for_backward(*inputs)
+        return _launch_fwd(*inputs)
+
+    @staticmethod
+    def backward(ctx, dout: Optional[Tensor], dalpha: Optional[Tensor]) -> tuple[Optional[Tensor], ...]:
+        return _backward(_launch_bwd, ctx.saved_tensors, dout, dalpha)
+
+
+_gate = eager_or_traced(_GateFunction, _gate_fwd)
+
+
+def _contiguous(t: Optional[Tensor]) -> Optional[Tensor]:
+    return None if t is None else t.contiguous()
 
 
 def attention_gate_triton(x: Tensor, g: Tensor, wx: Tensor, bx: Tensor | None, wg: Tensor, bg: Tensor | None,
@@ -63,12 +112,7 @@ def attention_gate_triton(x: Tensor, g: Tensor, wx: Tensor, bx: Tensor | None, w
     check_gate_args(x, g, wx, bx, wg, bg, wpsi, bpsi)
     if x.dtype not in TRITON_DTYPES or g.dtype != x.dtype:
         raise TypeError(f"x and g must share one of {TRITON_DTYPES}, got {x.dtype} and {g.dtype}")
-    f = wx.shape[0]
-    x, g = x.contiguous(memory_format=memory_format_of(x)), g.contiguous(memory_format=memory_format_of(g))
-    bx, bg = (wx.new_zeros(f) if b is None else b for b in (bx, bg))
-    bpsi = wx.new_zeros(1) if bpsi is None else bpsi
-    return _gate_fwd(x, g, wx.reshape(f, -1).contiguous(), bx, wg.reshape(f, -1).contiguous(), bg,
-                     wpsi.reshape(-1).contiguous(), bpsi)
+    return _gate(x, g, *(_contiguous(t) for t in (wx, bx, wg, bg, wpsi, bpsi)))
 
 
 def attention_gate(x: Tensor, g: Tensor, wx: Tensor, bx: Tensor | None, wg: Tensor, bg: Tensor | None,
