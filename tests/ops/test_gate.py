@@ -1,10 +1,13 @@
 """Attention gate: reference against a plain torch.nn.functional composition, Triton kernels (interpreter on CPU)
-against the reference, forward and backward, 2-D and 3-D, errors, module and torch.compile tracing."""
+against the reference, forward and backward (persistent backward with several tiles and channel blocks per program,
+either output's gradient alone, absent biases, fp16), 2-D and 3-D, errors, module, the eager autograd.Function path and
+torch.compile tracing."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from ops.gate import AttentionGate, attention_gate, attention_gate_reference, attention_gate_triton
+from ops.gate import kernels
 
 
 def _params(nd, cx, cg, f, dtype=torch.float32, bias=True):
@@ -21,10 +24,11 @@ def _plain(x, g, wx, bx, wg, bg, wpsi, bpsi):
     return x * a, a
 
 
-def _grads(fn, inputs):
+def _grads(fn, inputs, on=("out", "alpha")):
     out, alpha = fn(*inputs)
     torch.manual_seed(1)
-    loss = (out * torch.randn_like(out)).sum() + (alpha * torch.randn_like(alpha)).sum()
+    do, da = (torch.randn(t.shape).to(t.dtype) for t in (out, alpha))  # same draws in any dtype
+    loss = sum((t * w).sum() for name, t, w in (("out", out, do), ("alpha", alpha, da)) if name in on)
     leaves = [t for t in inputs if t is not None]
     return [out, alpha, *torch.autograd.grad(loss, leaves)]
 
@@ -56,6 +60,63 @@ def test_triton_matches_reference(size, cx, cg, f, cl):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     if cl:
         assert got[0].stride() == x.stride()
+
+
+def _check_triton(size, cx, cg, f, b=2, dtype=torch.float32, cl=False, bias=(True, True, True),
+                  on=("out", "alpha"), tol=1e-4):
+    """Triton forward and gradients (of the outputs in `on`) against the fp32 reference."""
+    torch.manual_seed(0)
+    nd = len(size)
+    x, g = torch.randn(b, cx, *size), torch.randn(b, cg, *size)
+    if cl:
+        fmt = torch.channels_last if nd == 2 else torch.channels_last_3d
+        x, g = x.to(memory_format=fmt), g.to(memory_format=fmt)
+    ps = _params(nd, cx, cg, f)
+    for i, keep in zip((1, 3, 5), bias):
+        ps[i] = ps[i] if keep else None
+    lo = [t if t is None else t.detach().to(dtype).requires_grad_() for t in (x, g, *ps)]
+    hi = [t if t is None else t.detach().float().requires_grad_() for t in lo]
+    got, want = _grads(attention_gate_triton, lo, on), _grads(attention_gate_reference, hi, on)
+    for a, w, t in zip(got, want, [lo[0], lo[0], *[t for t in lo if t is not None]]):
+        assert a.dtype == t.dtype and a.shape == w.shape
+        torch.testing.assert_close(a.float(), w, rtol=tol, atol=tol * max(1.0, w.abs().max().item()))
+    if cl:
+        assert got[0].stride() == x.stride()
+
+
+@pytest.mark.parametrize("cfg,size,b,cx,cg,f", [
+    ({"bn_small_f": 16}, (9, 7), 3, 5, 3, 6),                 # 12 tiles of 16 px (last ragged), 3 programs
+    ({"bn_small_f": 16, "interp_programs": 2}, (5, 3, 3), 2, 3, 7, 1),  # F = 1, 3-D, tiles across batches
+    ({"acc_elems": 256, "interp_programs": 6}, (6, 7), 3, 40, 20, 9),  # 3 channel blocks of 16, 2 programs
+    ({"bn_small_f": 16, "acc_elems": 256}, (13, 3), 2, 17, 33, 3),    # more Cg blocks than Cx blocks, 1 program
+])
+def test_triton_persistent_backward(monkeypatch, cfg, size, b, cx, cg, f):
+    for k, v in cfg.items():
+        monkeypatch.setitem(kernels.CFG, k, v)
+    _check_triton(size, cx, cg, f, b)
+
+
+@pytest.mark.parametrize("on", [("out",), ("alpha",)])
+@pytest.mark.parametrize("cl", [False, True])
+def test_triton_one_output_gradient(on, cl):
+    _check_triton((5, 7), 6, 4, 5, cl=cl, on=on)
+
+
+@pytest.mark.parametrize("bias", [(False, True, True), (True, False, False), (False, False, True)])
+def test_triton_some_biases_absent(bias):
+    _check_triton((4, 3, 2), 4, 5, 3, bias=bias)
+
+
+@pytest.mark.parametrize("cl", [False, True])
+def test_triton_fp16_forward_backward(monkeypatch, cl):
+    monkeypatch.setitem(kernels.CFG, "bn_small_f", 16)
+    _check_triton((7, 5), 16, 8, 12, b=2, dtype=torch.float16, cl=cl, tol=2e-2)
+
+
+def test_eager_path_is_autograd_function():
+    x, g = torch.randn(1, 4, 3, 3, requires_grad=True), torch.randn(1, 3, 3, 3)
+    out, alpha = attention_gate_triton(x, g, *_params(2, 4, 3, 5))
+    assert type(out.grad_fn).__name__ == "_GateFunctionBackward"
 
 
 def test_triton_fp16_forward():
