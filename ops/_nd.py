@@ -37,6 +37,8 @@ def conv_module(spatial_dims: int, *args, **kwargs) -> nn.Module:
 
 def check_shape(name: str, t: torch.Tensor, expected: Sequence[int | None]) -> None:
     """Raise a ValueError naming `name` when `t.shape` differs from `expected` (None matches any size)."""
+    if t.shape == tuple(expected):
+        return
     ok = t.dim() == len(expected) and all(e is None or e == s for e, s in zip(expected, t.shape))
     if not ok:
         want = "[" + ", ".join("*" if e is None else str(e) for e in expected) + "]"

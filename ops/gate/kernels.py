@@ -14,7 +14,7 @@ import triton.language as tl
 from .._nd import next_pow2
 from .._triton import TL_DTYPE as _TL
 
-__all__ = ["gate_fwd_triton", "gate_bwd_triton", "wgrad_slices"]
+__all__ = ["gate_fwd_triton", "gate_bwd_triton", "wgrad_sizes"]
 
 
 @triton.jit
@@ -229,7 +229,7 @@ def gate_bwd_triton(x: torch.Tensor, g: torch.Tensor, wx: torch.Tensor, wg: torc
                     bg: torch.Tensor | None, wpsi: torch.Tensor, bpsi: torch.Tensor | None, dout: torch.Tensor,
                     dalpha: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fused backward (arguments as `gate_fwd_triton`'s plus the output gradients, any strides).
-    Returns dx, dg and the fp32 weight gradients in one flat buffer, split by `wgrad_slices`."""
+    Returns dx, dg and the fp32 weight gradients in one flat buffer, split by `wgrad_sizes`."""
     B, CX, CG, F = x.shape[0], x.shape[1], g.shape[1], wx.shape[0]
     dx, dg = torch.empty_like(x), torch.empty_like(g)
     xf, gf, dof, dxf, dgf = _flat(x), _flat(g), _flat(dout), _flat(dx), _flat(dg)
@@ -251,7 +251,6 @@ def gate_bwd_triton(x: torch.Tensor, g: torch.Tensor, wx: torch.Tensor, wg: torc
     return dx, dg, part.sum(0)
 
 
-def wgrad_slices(f: int, cx: int, cg: int) -> tuple[slice, ...]:
-    """Where dWx, dWg, dbx, dbg, dwpsi and dbpsi lie in `gate_bwd_triton`'s flat weight-gradient buffer."""
-    ends = [f * cx, f * (cx + cg), f * (cx + cg + 1), f * (cx + cg + 2), f * (cx + cg + 3), f * (cx + cg + 3) + 1]
-    return tuple(slice(a, b) for a, b in zip([0, *ends[:-1]], ends))
+def wgrad_sizes(f: int, cx: int, cg: int) -> tuple[int, ...]:
+    """Lengths of dWx, dWg, dbx, dbg, dwpsi and dbpsi, in this order, in `gate_bwd_triton`'s flat weight gradients."""
+    return f * cx, f * cg, f, f, f, 1

@@ -23,19 +23,20 @@ def _launch_fwd(x: Tensor, g: Tensor, wx: Tensor, bx: Optional[Tensor], wg: Tens
     return gate_fwd_triton(x, g, wx, wg, bx, bg, wpsi, bpsi)
 
 
+def _as(t: Tensor, ref: Tensor) -> Tensor:
+    return t if t.dtype == ref.dtype else t.to(ref.dtype)
+
+
 def _launch_bwd(x: Tensor, g: Tensor, wx: Tensor, bx: Optional[Tensor], wg: Tensor, bg: Optional[Tensor],
                 wpsi: Tensor, bpsi: Optional[Tensor], dout: Tensor, dalpha: Optional[Tensor]) -> _Grads:
     """dx, dg and the gradients of wx, bx, wg, bg, wpsi, bpsi shaped and typed like them (an absent bias's in wx's
     dtype); the six weight gradients are views of one buffer."""
-    from .kernels import gate_bwd_triton, wgrad_slices
+    from .kernels import gate_bwd_triton, wgrad_sizes
 
     dx, dg, flat = gate_bwd_triton(x, g, wx, wg, bx, bg, wpsi, bpsi, dout, dalpha)
-    flat = flat.to(wx.dtype)
-    f = wx.shape[0]
-    s_wx, s_wg, s_bx, s_bg, s_wpsi, s_bpsi = wgrad_slices(f, x.shape[1], g.shape[1])
-    wgrads = [flat[s].view(shape).to(wx.dtype if ref is None else ref.dtype)
-              for s, shape, ref in ((s_wx, wx.shape, wx), (s_bx, (f,), bx), (s_wg, wg.shape, wg), (s_bg, (f,), bg),
-                                    (s_wpsi, wpsi.shape, wpsi), (s_bpsi, (1,), bpsi))]
+    dwx, dwg, dbx, dbg, dwpsi, dbpsi = flat.to(wx.dtype).split(wgrad_sizes(wx.shape[0], x.shape[1], g.shape[1]))
+    wgrads = [d if ref is None else _as(d.view(ref.shape), ref)
+              for d, ref in ((dwx, wx), (dbx, bx), (dwg, wg), (dbg, bg), (dwpsi, wpsi), (dbpsi, bpsi))]
     return (dx, dg, *wgrads)
 
 
