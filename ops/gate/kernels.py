@@ -32,14 +32,6 @@ def _project(acc, src_ptr, w_ptr, b, offs_n, mask_n, C, s_b, s_c, s_n, offs_f, m
 
 
 @triton.jit
-def _bias(ptr, offs, mask, HAS: tl.constexpr):
-    """ptr[offs] in fp32, zeros for an absent bias."""
-    if HAS:
-        return tl.load(ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    return tl.zeros(offs.shape, dtype=tl.float32)
-
-
-@triton.jit
 def _gate_alpha(x_ptr, g_ptr, wx_ptr, wg_ptr, bx_ptr, bg_ptr, wpsi_ptr, bpsi_ptr, b, offs_n, mask_n, offs_f, mask_f,
                 F, CX, CG, sxb, sxc, sxn, sgb, sgc, sgn, HAS_BX: tl.constexpr, HAS_BG: tl.constexpr,
                 HAS_BPSI: tl.constexpr, BF: tl.constexpr, BN: tl.constexpr, BKX: tl.constexpr, BKG: tl.constexpr,
@@ -48,7 +40,10 @@ def _gate_alpha(x_ptr, g_ptr, wx_ptr, wg_ptr, bx_ptr, bg_ptr, wpsi_ptr, bpsi_ptr
     h = tl.zeros([BF, BN], dtype=tl.float32)
     h = _project(h, x_ptr, wx_ptr, b, offs_n, mask_n, CX, sxb, sxc, sxn, offs_f, mask_f, BKX, DT)
     h = _project(h, g_ptr, wg_ptr, b, offs_n, mask_n, CG, sgb, sgc, sgn, offs_f, mask_f, BKG, DT)
-    h += (_bias(bx_ptr, offs_f, mask_f, HAS_BX) + _bias(bg_ptr, offs_f, mask_f, HAS_BG))[:, None]
+    if HAS_BX:
+        h += tl.load(bx_ptr + offs_f, mask=mask_f, other=0.0).to(tl.float32)[:, None]
+    if HAS_BG:
+        h += tl.load(bg_ptr + offs_f, mask=mask_f, other=0.0).to(tl.float32)[:, None]
     s = tl.maximum(h, 0.0)
     wpsi = tl.load(wpsi_ptr + offs_f, mask=mask_f, other=0.0).to(tl.float32)
     logit = tl.sum(s * wpsi[:, None], axis=0)
@@ -103,17 +98,18 @@ def _input_grad(acc, dsrc_ptr, src_ptr, w_ptr, dh, b, offs_n, mask_n, offs_c, ma
 @triton.jit
 def _gate_bwd_kernel(x_ptr, g_ptr, wx_ptr, wg_ptr, bx_ptr, bg_ptr, wpsi_ptr, bpsi_ptr, dout_ptr, dalpha_ptr,
                      dx_ptr, dg_ptr, part_ptr,
-                     N, CX, CG, F, TILES_N, NUM_TILES, NPROG, ROW,
+                     N, CX, CG, F, TILES_N, NUM_TILES, NPROG, NBLK, ROW,
                      sxb, sxc, sxn, sgb, sgc, sgn, sdb, sdc, sdn, sab, san,
                      sdxb, sdxc, sdxn, sdgb, sdgc, sdgn,
                      HAS_DALPHA: tl.constexpr, HAS_BX: tl.constexpr, HAS_BG: tl.constexpr, HAS_BPSI: tl.constexpr,
                      BN: tl.constexpr, BF: tl.constexpr, BKX: tl.constexpr, BKG: tl.constexpr,
                      BWX: tl.constexpr, BWG: tl.constexpr, DT: tl.constexpr):
     """Program (p, k) takes pixel tiles p, p + NPROG, ... (tile = batch-major over (B, cdiv(N, BN))) and channel
-    block k of Cx and Cg: it writes dx, dg there and row p of the partials [dWx | dWg | dbx | dbg | dwpsi | dbpsi]
-    (block k of the weights; the vectors from k = 0 only)."""
-    pid = tl.program_id(0)
-    k = tl.program_id(1)
+    block k < NBLK of Cx and Cg: it writes dx, dg there and row p of the partials [dWx | dWg | dbx | dbg | dwpsi |
+    dbpsi] (block k of the weights; the vectors from k = 0 only). k varies fastest, so the programs sharing a tile run
+    side by side and re-read it from L2."""
+    pid = tl.program_id(0) // NBLK
+    k = tl.program_id(0) % NBLK
     offs_f = tl.arange(0, BF)
     mask_f = offs_f < F
     offs_cx = k * BWX + tl.arange(0, BWX)
@@ -243,8 +239,9 @@ def gate_bwd_triton(x: torch.Tensor, g: torch.Tensor, wx: torch.Tensor, wg: torc
     row = F * (CX + CG + 3) + 1
     part = torch.empty(nprog, row, device=x.device, dtype=torch.float32)
     (bx, bg, bpsi), flags = _bias_args(bx, bg, bpsi, wpsi)
-    _gate_bwd_kernel[(nprog, blocks)](
-        xf, gf, wx, wg, bx, bg, wpsi, bpsi, dof, daf, dxf, dgf, part, N, CX, CG, F, tiles_n, B * tiles_n, nprog, row,
+    _gate_bwd_kernel[(nprog * blocks,)](
+        xf, gf, wx, wg, bx, bg, wpsi, bpsi, dof, daf, dxf, dgf, part, N, CX, CG, F, tiles_n, B * tiles_n, nprog, blocks,
+        row,
         *xf.stride(), *gf.stride(), *dof.stride(), daf.stride(0), daf.stride(2), *dxf.stride(), *dgf.stride(),
         HAS_DALPHA=dalpha is not None, **flags, BN=bn, BF=bf, BKX=bkx, BKG=bkg, BWX=bwx, BWG=bwg, DT=_TL[x.dtype],
         num_warps=CFG["bwd_warps"])
