@@ -3,7 +3,7 @@ plain torch.autograd.Function (little per-call CPU overhead), under torch.compil
 torch.library custom ops (so Dynamo traces through them); other devices use the PyTorch reference."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -66,7 +66,7 @@ def _(x, g, wx, bx, wg, bg, wpsi, bpsi, dout, dalpha):
             (wx if bpsi is None else bpsi).new_empty(1))
 
 
-def _backward(bwd, saved: tuple[Optional[Tensor], ...], dout: Optional[Tensor], dalpha: Optional[Tensor]
+def _backward(bwd: Callable[..., _Grads], saved: tuple[Optional[Tensor], ...], dout: Optional[Tensor], dalpha: Optional[Tensor]
               ) -> tuple[Optional[Tensor], ...]:
     """The gradients of (x, g, wx, bx, wg, bg, wpsi, bpsi) by `bwd` (custom op or plain launcher); None for absent
     biases."""
