@@ -172,7 +172,7 @@ def _axial_rel_bwd_dkv_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr
         q = tl.load(q_ptr + n * sqn + m * sqm + offs_o[:, None] * sql + offs_d[None, :], mask=q_mask, other=0.0).to(DT)
         do = tl.load(do_ptr + n * sqn + m * sqm + offs_o[:, None] * sql + offs_d[None, :], mask=q_mask,
                      other=0.0).to(DT)
-        lse = tl.load(lse_ptr + line * L + offs_o, mask=mask_o, other=0.0)
+        lse = tl.load(lse_ptr + line * L + offs_o, mask=mask_o, other=float("inf"))
         delta = tl.load(delta_ptr + line * L + offs_o, mask=mask_o, other=0.0)
         offs_w = _window_rows(o0, j0, L, WP, BM)
         rq = _load_window(rq_ptr, offs_w, L, D, offs_d, mask_d, DT)
@@ -217,7 +217,7 @@ def _axial_rel_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr,
     q_off = n * sqn + m * sqm + offs_o[:, None] * sql + offs_d[None, :]
     q = tl.load(q_ptr + q_off, mask=q_mask, other=0.0).to(DT)
     do = tl.load(do_ptr + q_off, mask=q_mask, other=0.0).to(DT)
-    lse = tl.load(lse_ptr + line * L + offs_o, mask=mask_o, other=0.0)
+    lse = tl.load(lse_ptr + line * L + offs_o, mask=mask_o, other=float("inf"))
     delta = tl.load(delta_ptr + line * L + offs_o, mask=mask_o, other=0.0)
     gq = tl.load(g_ptr + 0)
     gk = tl.load(g_ptr + 1)
