@@ -2,7 +2,7 @@
 memory-efficient kernels, no copies for contiguous input). With relative terms, CUDA tensors use the fused Triton
 kernels (torch.library custom ops `segzoo::axial_rel_fwd`, which also returns the row log-sum-exp, and
 `segzoo::axial_rel_bwd`, which recomputes the probabilities tile by tile from it); other devices use the reference
-(the written-out PyTorch backward `axial_rel_attention_backward` there is the ground truth of the tests)."""
+and its autograd (`reference.axial_rel_attention_backward` writes that backward out for the tests)."""
 from __future__ import annotations
 
 import math

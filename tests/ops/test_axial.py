@@ -1,6 +1,6 @@
 """Axial attention: references against torch.nn.functional.scaled_dot_product_attention and an explicit loop for
-the relative terms, the fused Triton forward (interpreter on CPU) against the reference, errors, the module and
-torch.compile tracing."""
+the relative terms, the fused Triton forward and backward (interpreter on CPU) against the reference and its
+autograd, errors, the module and torch.compile tracing."""
 import math
 
 import pytest

@@ -11,7 +11,9 @@ pytestmark = pytest.mark.gpu
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("shape,axis", [((2, 64, 48, 4, 32), 0), ((2, 64, 48, 4, 32), 1), ((1, 256, 6, 2, 32), 0),
-                                        ((1, 20, 33, 17, 2, 32), 2), ((2, 9, 130, 2, 64), 1)])
+                                        ((1, 20, 33, 17, 2, 32), 2), ((1, 20, 33, 17, 2, 32), 0),
+                                        ((2, 9, 130, 2, 64), 1), ((2, 33, 12, 4, 16), 0), ((1, 40, 24, 2, 128), 1),
+                                        ((4, 1, 70, 2, 32), 0)])
 def test_axial_rel_gpu(dtype, shape, axis):
     torch.manual_seed(0)
     L, d = shape[axis + 1], shape[-1]
