@@ -82,7 +82,7 @@ def _axial_rel_fwd_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr, o_
     m_i = tl.full([BM], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BM], dtype=tl.float32)
     acc = tl.zeros([BM, BD], dtype=tl.float32)
-    idx_qr, idx_qw, ok_qw, _, _ = _tile_indices(BM, BN, WP)
+    idx_qr, idx_qw, ok_qw, idx_wk, ok_wk = _tile_indices(BM, BN, WP)
     for j0 in range(0, L, BN):
         offs_p = j0 + tl.arange(0, BN)
         mask_p = offs_p < L
@@ -223,7 +223,7 @@ def _axial_rel_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr,
     gk = tl.load(g_ptr + 1)
     gv1 = tl.load(g_ptr + 2)
     gv2 = tl.load(g_ptr + 3)
-    idx_qr, idx_qw, ok_qw, _, _ = _tile_indices(BM, BN, WP)
+    idx_qr, idx_qw, ok_qw, idx_wk, ok_wk = _tile_indices(BM, BN, WP)
     dq = tl.zeros([BM, BD], dtype=tl.float32)
     for j0 in range(0, L, BN):
         offs_p = j0 + tl.arange(0, BN)
@@ -235,8 +235,8 @@ def _axial_rel_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr,
         rq = _load_window(rq_ptr, offs_w, L, D, offs_d, mask_d, DT)
         rk = _load_window(rk_ptr, offs_w, L, D, offs_d, mask_d, DT)
         rv = _load_window(rv_ptr, offs_w, L, D, offs_d, mask_d, DT)
-        _, ds, _, _, _, _ = _tile_probs(q, k, v, do, rq, rk, rv, lse, delta, mask_o[:, None] & mask_p[None, :],
-                                        gq, gk, gv1, gv2, scale, idx_qr)
+        p, ds, qr, kr, dpv, dprv = _tile_probs(q, k, v, do, rq, rk, rv, lse, delta, mask_o[:, None] & mask_p[None, :],
+                                               gq, gk, gv1, gv2, scale, idx_qr)
         ds_qw = tl.where(ok_qw, tl.gather(ds, idx_qw, axis=1), 0.0).to(DT)
         dq += tl.dot(ds.to(DT), k) + gq * tl.dot(ds_qw, rq)
     tl.store(dq_ptr + q_off, dq.to(dq_ptr.dtype.element_ty), mask=q_mask)
@@ -245,7 +245,7 @@ def _axial_rel_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr,
 # Forward: query/key block and warps for head_dim <= 32 and > 32 (tuned on an H100; powers of two >= 16 are valid).
 CFG = {"bm": 32, "bm_large_d": 32, "warps": 2, "warps_large_d": 4}
 # Backward: query/key block and warps (not yet tuned), and the number of fp32 slots the table gradients spread over.
-BWD_CFG = {"bm": 32, "warps": 4, "slots": 64}
+BWD_CFG = {"bm": 32, "warps": 8, "slots": 64}
 
 
 def _blocks(L: int, D: int, bm: int) -> tuple[int, int, int]:
