@@ -248,8 +248,10 @@ CFG = {"bm": 32, "bm_large_d": 32, "warps": 2, "warps_large_d": 4}
 BWD_CFG = {"bm": 32, "warps": 8, "slots": 64}
 
 
-def _blocks(L: int, D: int, bm: int) -> tuple[int, int, int]:
+def _blocks(L: int, D: int, bm: int, dtype: torch.dtype) -> tuple[int, int, int]:
     """(block, padded head_dim, window width) for a block size capped at the (>= 16) padded L."""
+    if dtype == torch.float32 and D > 64:
+        bm = 16     # fp32 tiles of 32 at head_dim 128 need more than an H100's 228 KB of shared memory
     b = min(bm, max(16, next_pow2(L)))
     return b, max(16, next_pow2(D)), next_pow2(2 * b - 1)
 
@@ -272,7 +274,7 @@ def axial_rel_fwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_
     N, M, L, D = q.shape
     out = _line_like(q)
     lse = torch.empty(N, M, L, device=q.device, dtype=torch.float32)
-    bm, bd, wp = _blocks(L, D, CFG["bm"] if D <= 32 else CFG["bm_large_d"])
+    bm, bd, wp = _blocks(L, D, CFG["bm"] if D <= 32 else CFG["bm_large_d"], q.dtype)
     rq, rk, rv = (r.contiguous() for r in (rel_q, rel_k, rel_v))
     grid = (triton.cdiv(L, bm), M, N)
     _axial_rel_fwd_kernel[grid](q, k, v, rq, rk, rv, gates, out, lse, L, D, scale,
@@ -290,7 +292,7 @@ def axial_rel_bwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_
     N, M, L, D = q.shape
     if dout.stride() != q.stride() or out.stride() != q.stride():
         raise ValueError("dout and out must have q's strides")
-    bm, bd, wp = _blocks(L, D, BWD_CFG["bm"])
+    bm, bd, wp = _blocks(L, D, BWD_CFG["bm"], q.dtype)
     grid = (triton.cdiv(L, bm), M, N)
     delta = torch.empty(N, M, L, device=q.device, dtype=torch.float32)
     _axial_rel_bwd_pre_kernel[grid](out, dout, delta, L, D, *_strides(out), BM=bm, BD=bd)
