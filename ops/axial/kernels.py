@@ -244,7 +244,8 @@ def _axial_rel_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr,
 
 # Forward: query/key block and warps for head_dim <= 32 and > 32 (tuned on an H100; powers of two >= 16 are valid).
 CFG = {"bm": 32, "bm_large_d": 32, "warps": 2, "warps_large_d": 4}
-# Backward: query/key block and warps (not yet tuned), and the number of fp32 slots the table gradients spread over.
+# Backward: query/key block and warps (not yet timed; compiled offline for sm_90, 8 warps spill far less than 4), and
+# the number of fp32 slots the table gradients spread over.
 BWD_CFG = {"bm": 32, "warps": 8, "slots": 64}
 
 
@@ -287,8 +288,8 @@ def axial_rel_fwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_
 def axial_rel_bwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_q: torch.Tensor,
                          rel_k: torch.Tensor, rel_v: torch.Tensor, gates: torch.Tensor, scale: float,
                          out: torch.Tensor, lse: torch.Tensor, dout: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Gradients of `axial_rel_fwd_triton` from its inputs, out, lse and dout (out and dout with q's strides):
-    dq, dk, dv strided like q, k, v; drel_q, drel_k, drel_v [2L - 1, d] and dgates [4] in fp32."""
+    """Gradients of `axial_rel_fwd_triton` from its inputs (same layouts), out, lse and dout (out and dout with q's
+    strides): dq, dk, dv strided like q, k, v; drel_q, drel_k, drel_v [2L - 1, d] and dgates [4] in fp32."""
     N, M, L, D = q.shape
     if dout.stride() != q.stride() or out.stride() != q.stride():
         raise ValueError("dout and out must have q's strides")

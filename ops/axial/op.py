@@ -53,6 +53,7 @@ def _rel_bwd(q: Tensor, k: Tensor, v: Tensor, rel_q: Tensor, rel_k: Tensor, rel_
              dout: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     from .kernels import axial_rel_bwd_triton
 
+    q, k, v, out, dout = (t.contiguous() for t in (q, k, v, out, dout))
     dq, dk, dv, drq, drk, drv, dg = axial_rel_bwd_triton(
         *(to_lines(t, axis) for t in (q, k, v)), rel_q, rel_k, rel_v, gates.float().contiguous(), scale,
         to_lines(out, axis), lse, to_lines(dout, axis))
@@ -73,7 +74,7 @@ def _setup(ctx, inputs, output) -> None:
 
 def _backward(ctx, dout: Tensor, dlse: Tensor | None):
     *inputs, out, lse = ctx.saved_tensors
-    return (*_rel_bwd(*inputs, ctx.axis, ctx.scale, out, lse, dout.contiguous()), None, None)
+    return (*_rel_bwd(*inputs, ctx.axis, ctx.scale, out, lse, dout), None, None)
 
 
 _rel_fwd.register_autograd(_backward, setup_context=_setup)
