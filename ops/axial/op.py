@@ -1,8 +1,8 @@
 """Functional axial attention. Without relative terms it is exactly SDPA on a strided view of the lines (flash /
 memory-efficient kernels, no copies for contiguous input). With relative terms, CUDA tensors use the fused Triton
-forward (torch.library custom op; its backward is the written-out PyTorch backward, which recomputes the L x L
-probabilities), other devices the
-reference."""
+kernels (torch.library custom ops `segzoo::axial_rel_fwd`, which also returns the row log-sum-exp, and
+`segzoo::axial_rel_bwd`, which recomputes the probabilities tile by tile from it); other devices use the reference
+and its autograd (`reference.axial_rel_attention_backward` writes that backward out for the tests)."""
 from __future__ import annotations
 
 import math
@@ -12,8 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._nd import TRITON_DTYPES
-from .reference import (axial_rel_attention_backward, axial_rel_attention_reference, check_axial_args,
-                        check_rel_args, from_lines, to_lines)
+from .reference import axial_rel_attention_reference, check_axial_args, check_rel_args, from_lines, to_lines
 
 __all__ = ["axial_attention", "axial_rel_attention", "axial_rel_attention_triton"]
 
@@ -27,41 +26,55 @@ def axial_attention(q: Tensor, k: Tensor, v: Tensor, axis: int, scale: float | N
     return from_lines(out, q, axis)
 
 
+def _lines_shape(q: Tensor, axis: int) -> tuple[int, int, int]:
+    """(N, M, L) of `to_lines(q, axis)`."""
+    return math.prod(q.shape[:axis + 1]), math.prod(q.shape[axis + 2:-1]), q.shape[axis + 1]
+
+
 @torch.library.custom_op("segzoo::axial_rel_fwd", mutates_args=())
 def _rel_fwd(q: Tensor, k: Tensor, v: Tensor, rel_q: Tensor, rel_k: Tensor, rel_v: Tensor, gates: Tensor,
-             axis: int, scale: float) -> Tensor:
+             axis: int, scale: float) -> tuple[Tensor, Tensor]:
     from .kernels import axial_rel_fwd_triton
 
-    out = axial_rel_fwd_triton(to_lines(q, axis), to_lines(k, axis), to_lines(v, axis), rel_q, rel_k, rel_v,
-                               gates.float().contiguous(), scale)
-    return from_lines(out, q, axis).contiguous()
+    out, lse = axial_rel_fwd_triton(to_lines(q, axis), to_lines(k, axis), to_lines(v, axis), rel_q, rel_k, rel_v,
+                                    gates.float().contiguous(), scale)
+    return from_lines(out, q, axis).contiguous(), lse
 
 
 @_rel_fwd.register_fake
 def _(q, k, v, rel_q, rel_k, rel_v, gates, axis, scale):
-    return torch.empty_like(q, memory_format=torch.contiguous_format)
+    return (torch.empty_like(q, memory_format=torch.contiguous_format),
+            q.new_empty(_lines_shape(q, axis), dtype=torch.float32))
 
 
 @torch.library.custom_op("segzoo::axial_rel_bwd", mutates_args=())
 def _rel_bwd(q: Tensor, k: Tensor, v: Tensor, rel_q: Tensor, rel_k: Tensor, rel_v: Tensor, gates: Tensor,
-             axis: int, scale: float, dout: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    grads = axial_rel_attention_backward(q, k, v, axis, rel_q, rel_k, rel_v, gates, scale, dout)
-    return tuple(g.contiguous() for g in grads)
+             axis: int, scale: float, out: Tensor, lse: Tensor,
+             dout: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    from .kernels import axial_rel_bwd_triton
+
+    q, k, v, out, dout = (t.contiguous() for t in (q, k, v, out, dout))
+    dq, dk, dv, drq, drk, drv, dg = axial_rel_bwd_triton(
+        *(to_lines(t, axis) for t in (q, k, v)), rel_q, rel_k, rel_v, gates.float().contiguous(), scale,
+        to_lines(out, axis), lse, to_lines(dout, axis))
+    grads = [from_lines(t, q, axis).contiguous() for t in (dq, dk, dv)]
+    return (*grads, drq.to(rel_q.dtype), drk.to(rel_k.dtype), drv.to(rel_v.dtype), dg.to(gates.dtype))
 
 
 @_rel_bwd.register_fake
-def _(q, k, v, rel_q, rel_k, rel_v, gates, axis, scale, dout):
+def _(q, k, v, rel_q, rel_k, rel_v, gates, axis, scale, out, lse, dout):
     return tuple(torch.empty_like(t, memory_format=torch.contiguous_format) for t in (q, k, v, rel_q, rel_k, rel_v,
                                                                                          gates))
 
 
 def _setup(ctx, inputs, output) -> None:
-    ctx.save_for_backward(*inputs[:7])
+    ctx.save_for_backward(*inputs[:7], *output)
     ctx.axis, ctx.scale = inputs[7], inputs[8]
 
 
-def _backward(ctx, dout: Tensor):
-    return (*_rel_bwd(*ctx.saved_tensors, ctx.axis, ctx.scale, dout.contiguous()), None, None)
+def _backward(ctx, dout: Tensor, dlse: Tensor | None):
+    *inputs, out, lse = ctx.saved_tensors
+    return (*_rel_bwd(*inputs, ctx.axis, ctx.scale, out, lse, dout), None, None)
 
 
 _rel_fwd.register_autograd(_backward, setup_context=_setup)
@@ -77,12 +90,12 @@ def _prepare(q: Tensor, k: Tensor, v: Tensor, axis: int, rel_q: Tensor, rel_k: T
 
 def axial_rel_attention_triton(q: Tensor, k: Tensor, v: Tensor, axis: int, rel_q: Tensor, rel_k: Tensor,
                                rel_v: Tensor, gates: Tensor | None = None, scale: float | None = None) -> Tensor:
-    """The fused Triton forward on any device Triton runs on (CPU only under TRITON_INTERPRET=1)."""
+    """The fused Triton forward and backward on any device Triton runs on (CPU only under TRITON_INTERPRET=1)."""
     gates, scale = _prepare(q, k, v, axis, rel_q, rel_k, rel_v, gates, scale)
     if q.dtype not in TRITON_DTYPES:
         raise TypeError(f"q must be one of {TRITON_DTYPES}, got {q.dtype}")
     q, k, v = (t.contiguous() for t in (q, k, v))
-    return _rel_fwd(q, k, v, rel_q, rel_k, rel_v, gates, axis, scale)
+    return _rel_fwd(q, k, v, rel_q, rel_k, rel_v, gates, axis, scale)[0]
 
 
 def axial_rel_attention(q: Tensor, k: Tensor, v: Tensor, axis: int, rel_q: Tensor, rel_k: Tensor, rel_v: Tensor,
