@@ -151,14 +151,13 @@ def test_imagenette_configs_run_on_the_real_data(config, shared_datasets, tmp_pa
 
 
 def test_drive_lka_unet_config_loads_classifier_weights(shared_datasets, tmp_path, monkeypatch):
-    """configs/drive/lka_unet.yaml with its documented RGB override initialises its encoder from a van_small
-    classifier checkpoint and trains a step."""
+    """configs/drive/lka_unet_imagenette.yaml initialises its encoder from a van_small classifier checkpoint and
+    trains a step."""
     monkeypatch.chdir(tmp_path)
     classifier = ClassificationModule("lka_unet_small", None, {"num_classes": 10, "in_channels": 3})
     torch.save({"state_dict": classifier.state_dict()}, tmp_path / "van_small.ckpt")
-    main(["fit", "--config", str(ROOT / "configs" / "drive" / "lka_unet.yaml"), "--trainer.fast_dev_run", "true",
-          "--model.init_args.encoder_weights", str(tmp_path / "van_small.ckpt"), "--data.init_args.channels", "rgb",
-          "--model.init_args.model_kwargs.in_channels", "3",
+    main(["fit", "--config", str(ROOT / "configs" / "drive" / "lka_unet_imagenette.yaml"),
+          "--trainer.fast_dev_run", "true", "--model.init_args.encoder_weights", str(tmp_path / "van_small.ckpt"),
           "--data.init_args.root", str(shared_datasets / "DRIVE"), "--data.init_args.num_workers", "0",
           "--data.init_args.batch_size", "2", "--trainer.enable_progress_bar", "false",
           "--trainer.enable_model_summary", "false"])
