@@ -26,8 +26,12 @@ def test_axial_rel_gpu(dtype, shape, axis):
     want = axial_rel_attention_reference(hi[0], hi[1], hi[2], axis, *hi[3:])
     torch.testing.assert_close(out.float(), want, rtol=2e-2, atol=2e-2)
     go = torch.randn_like(want)
-    for a, b in zip(torch.autograd.grad(out, lo, go.to(dtype)), torch.autograd.grad(want, hi, go)):
-        torch.testing.assert_close(a.float(), b, rtol=3e-2, atol=3e-2 * b.abs().max().item())
+    got, ref = torch.autograd.grad(out, lo, go.to(dtype)), torch.autograd.grad(want, hi, go)
+    # dv's scale bounds the tolerance from below: at L == 1 dq and dk are exactly 0 in the reference while the
+    # kernel's bf16 rounding of out (delta = dout . out) leaves noise of that relative size
+    floor = ref[2].abs().max().item()
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a.float(), b, rtol=3e-2, atol=3e-2 * max(b.abs().max().item(), floor))
     q = lo[0].detach()
     torch.testing.assert_close(axial_attention(q, q, q, axis).float(),
                                axial_attention_reference(q.float(), q.float(), q.float(), axis), rtol=2e-2, atol=2e-2)
