@@ -1,5 +1,6 @@
-"""Training curves of `zoo fit` runs as one PNG: train loss per epoch (left) and validation Dice (right), one
-colour per run, drawn with Pillow (no plotting library needed).
+"""Training curves of `zoo fit` runs as one PNG: train loss per epoch (left) and a validation metric (right;
+Dice by default, `--metric val/top1` for classifiers), one colour per run, drawn with Pillow (no plotting library
+needed).
 
     python tools/plot_curves.py runs/drive_unet/metrics.csv runs/drive_attention_unet/metrics.csv \\
         --labels unet attention_unet --title "DRIVE" --output docs/training/drive_curves.png
@@ -18,16 +19,16 @@ from zoo.overlay import class_colors
 W, H, PAD = 520, 360, 56
 
 
-def read_curves(path: str | Path) -> dict[str, list[tuple[float, float]]]:
-    """``{"train/loss_epoch": [(epoch, value), ...], "val/dice": [...]}`` from a Lightning CSVLogger file."""
-    curves: dict[str, list[tuple[float, float]]] = {"train/loss_epoch": [], "val/dice": []}
+def read_curves(path: str | Path, metric: str = "val/dice") -> dict[str, list[tuple[float, float]]]:
+    """``{"train/loss_epoch": [(epoch, value), ...], metric: [...]}`` from a Lightning CSVLogger file."""
+    curves: dict[str, list[tuple[float, float]]] = {"train/loss_epoch": [], metric: []}
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             for key, points in curves.items():
                 if row.get(key):
                     points.append((float(row["epoch"]) + 1, float(row[key])))
     if not any(curves.values()):
-        raise ValueError(f"{path}: no train/loss_epoch or val/dice rows (is it a zoo fit metrics.csv?)")
+        raise ValueError(f"{path}: no train/loss_epoch or {metric} rows (is it a zoo fit metrics.csv?)")
     return curves
 
 
@@ -60,12 +61,13 @@ def _panel(series: list[tuple[str, list[tuple[float, float]]]], title: str,
     return img
 
 
-def plot(files: list[str], labels: list[str], title: str, output: str | Path) -> Path:
+def plot(files: list[str], labels: list[str], title: str, output: str | Path, metric: str = "val/dice") -> Path:
     """Write the two-panel PNG and return its path."""
-    curves = [read_curves(f) for f in files]
+    curves = [read_curves(f, metric) for f in files]
     colours = [tuple(int(c) for c in rgb) for rgb in class_colors(len(files) + 1)[1:]]
     loss = _panel([(l, c["train/loss_epoch"]) for l, c in zip(labels, curves)], f"{title}: train loss", colours)
-    dice = _panel([(l, c["val/dice"]) for l, c in zip(labels, curves)], f"{title}: validation Dice", colours)
+    name = {"val/dice": "Dice", "val/top1": "top-1"}.get(metric, metric)
+    dice = _panel([(l, c[metric]) for l, c in zip(labels, curves)], f"{title}: validation {name}", colours)
     out = Image.new("RGB", (2 * W, H), "white")
     out.paste(loss, (0, 0))
     out.paste(dice, (W, 0))
@@ -81,11 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", nargs="+", help="one per file (default: the run folder names)")
     p.add_argument("--title", default="")
     p.add_argument("--output", required=True)
+    p.add_argument("--metric", default="val/dice", help="validation column of metrics.csv for the right panel")
     args = p.parse_args(argv)
     labels = args.labels or [Path(f).parent.name for f in args.files]
     if len(labels) != len(args.files):
         p.error(f"--labels: expected {len(args.files)} labels (one per file), got {len(labels)}")
-    print(plot(args.files, labels, args.title, args.output))
+    print(plot(args.files, labels, args.title, args.output, args.metric))
     return 0
 
 

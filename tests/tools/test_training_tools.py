@@ -39,6 +39,10 @@ def test_plot_curves_reads_lightning_csv_and_draws_each_run(tmp_path, load_tool)
         plot.read_curves(tmp_path / "bad.csv")
     with pytest.raises(SystemExit):
         plot.main([str(a), "--labels", "x", "y", "--output", str(tmp_path / "d.png")])
+    top1 = tmp_path / "top1.csv"
+    top1.write_text("epoch,step,train/loss_epoch,val/top1\n0,5,2.0,\n1,10,1.5,\n1,10,,0.6\n")
+    assert plot.read_curves(top1, "val/top1") == {"train/loss_epoch": [(1, 2.0), (2, 1.5)], "val/top1": [(2, 0.6)]}
+    assert plot.main([str(top1), "--metric", "val/top1", "--output", str(tmp_path / "e.png")]) == 0
 
 
 def test_manifest_metrics_take_the_eval_numbers_and_command(load_tool):

@@ -163,3 +163,19 @@ def test_drive_lka_unet_config_loads_classifier_weights(shared_datasets, tmp_pat
           "--trainer.enable_model_summary", "false"])
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert 0.0 <= metrics["dice"] <= 1.0 and metrics["model"] == "lka_unet_small"
+
+
+def test_eval_classifier_tool_reproduces_fit_top1(classifier_run, imagefolder, tmp_path, load_tool):
+    """tools/eval_classifier.py re-measures the best checkpoint's val top-1 outside Lightning, from the checkpoint
+    and from an fp16 safetensors export of it."""
+    metrics = json.loads((classifier_run / "metrics.json").read_text())
+    tool = load_tool("eval_classifier")
+    args = ["--model", "lka_unet_tiny", "--root", str(imagefolder), "--image-size", "32", "--num-workers", "0"]
+    tool.main([metrics["checkpoint"], *args, "--out", str(tmp_path / "ckpt.json")])
+    got = json.loads((tmp_path / "ckpt.json").read_text())
+    assert got["images"] == 6 * len(CLASSES)
+    assert got["top1"] == pytest.approx(metrics["top1"], abs=1e-6) and got["top5"] == 1.0
+    state = ClassificationModule.load_from_checkpoint(metrics["checkpoint"], map_location="cpu").model.state_dict()
+    save_file({k: v.half() for k, v in state.items()}, tmp_path / "w.safetensors")
+    tool.main([str(tmp_path / "w.safetensors"), *args, "--out", str(tmp_path / "fp16.json")])
+    assert json.loads((tmp_path / "fp16.json").read_text())["top1"] == pytest.approx(metrics["top1"], abs=0.07)
