@@ -66,8 +66,8 @@ def _(x, g, wx, bx, wg, bg, wpsi, bpsi, dout, dalpha):
             (wx if bpsi is None else bpsi).new_empty(1))
 
 
-def _backward(bwd: Callable[..., _Grads], saved: tuple[Optional[Tensor], ...], dout: Optional[Tensor], dalpha: Optional[Tensor]
-              ) -> tuple[Optional[Tensor], ...]:
+def _backward(bwd: Callable[..., _Grads], saved: tuple[Optional[Tensor], ...], dout: Optional[Tensor],
+              dalpha: Optional[Tensor]) -> tuple[Optional[Tensor], ...]:
     """The gradients of (x, g, wx, bx, wg, bg, wpsi, bpsi) by `bwd` (custom op or plain launcher); None for absent
     biases."""
     x = saved[0]
