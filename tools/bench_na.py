@@ -75,7 +75,6 @@ def run_case(name: str, flex: bool, ref: bool, row_major_only: bool = False) -> 
             return torch.nn.functional.scaled_dot_product_attention(qs, ks_, vs)
 
     row["sdpa"] = _measure(sdpa, qs, ks_, vs)
-    del qs, ks_, vs
     row["flex"] = {"err": "skipped (--no-flex)"}
     if flex:
         best = None

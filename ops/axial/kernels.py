@@ -25,6 +25,12 @@ __all__ = ["axial_rel_fwd_triton", "axial_rel_bwd_triton"]
 
 
 @triton.jit
+def _load_gates(g_ptr):
+    """The MedT gates (g_q, g_k, g_v1, g_v2) from their fp32 [4] tensor."""
+    return tl.load(g_ptr + 0), tl.load(g_ptr + 1), tl.load(g_ptr + 2), tl.load(g_ptr + 3)
+
+
+@triton.jit
 def _load_window(r_ptr, offs_w, L, D, offs_d, mask_d, DT: tl.constexpr):
     """Rows offs_w of a [2L - 1, D] relative table (zero outside it)."""
     w_mask = ((offs_w >= 0) & (offs_w < 2 * L - 1))[:, None] & mask_d[None, :]
@@ -75,10 +81,7 @@ def _axial_rel_fwd_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr, o_
     mask_o, mask_d = offs_o < L, offs_d < D
     q = tl.load(q_ptr + n * sqn + m * sqm + offs_o[:, None] * sql + offs_d[None, :],
                 mask=mask_o[:, None] & mask_d[None, :], other=0.0).to(DT)
-    gq = tl.load(g_ptr + 0)
-    gk = tl.load(g_ptr + 1)
-    gv1 = tl.load(g_ptr + 2)
-    gv2 = tl.load(g_ptr + 3)
+    gq, gk, gv1, gv2 = _load_gates(g_ptr)
     m_i = tl.full([BM], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BM], dtype=tl.float32)
     acc = tl.zeros([BM, BD], dtype=tl.float32)
@@ -155,10 +158,7 @@ def _axial_rel_bwd_dkv_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr
     kv_mask = mask_p[:, None] & mask_d[None, :]
     k = tl.load(k_ptr + n * skn + m * skm + offs_p[:, None] * skl + offs_d[None, :], mask=kv_mask, other=0.0).to(DT)
     v = tl.load(v_ptr + n * svn + m * svm + offs_p[:, None] * svl + offs_d[None, :], mask=kv_mask, other=0.0).to(DT)
-    gq = tl.load(g_ptr + 0)
-    gk = tl.load(g_ptr + 1)
-    gv1 = tl.load(g_ptr + 2)
-    gv2 = tl.load(g_ptr + 3)
+    gq, gk, gv1, gv2 = _load_gates(g_ptr)
     idx_qr, idx_qw, ok_qw, idx_wk, ok_wk = _tile_indices(BM, BN, WP)
     dk = tl.zeros([BN, BD], dtype=tl.float32)
     dv = tl.zeros([BN, BD], dtype=tl.float32)
@@ -219,10 +219,7 @@ def _axial_rel_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr,
     do = tl.load(do_ptr + q_off, mask=q_mask, other=0.0).to(DT)
     lse = tl.load(lse_ptr + line * L + offs_o, mask=mask_o, other=float("inf"))
     delta = tl.load(delta_ptr + line * L + offs_o, mask=mask_o, other=0.0)
-    gq = tl.load(g_ptr + 0)
-    gk = tl.load(g_ptr + 1)
-    gv1 = tl.load(g_ptr + 2)
-    gv2 = tl.load(g_ptr + 3)
+    gq, gk, gv1, gv2 = _load_gates(g_ptr)
     idx_qr, idx_qw, ok_qw, idx_wk, ok_wk = _tile_indices(BM, BN, WP)
     dq = tl.zeros([BM, BD], dtype=tl.float32)
     for j0 in range(0, L, BN):
