@@ -31,9 +31,11 @@ from zoo.weights_manifest import MAX_WEIGHTS_BYTES, SCHEMA_VERSION, validate_man
 MAX_TOTAL_BYTES = 150 * 1024 * 1024  # all shipped weights together (issue 6)
 
 
-def to_fp16(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Floating tensors as contiguous fp16 copies (others unchanged); values that overflow fp16 are an error."""
-    out = {}
+def to_fp16(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Floating tensors as contiguous fp16 copies (others unchanged), except those whose values overflow fp16 (a
+    BatchNorm running_var can), which stay fp32; returns the state and the names kept in fp32. Non-finite values
+    are an error."""
+    out, kept = {}, []
     limit = torch.finfo(torch.float16).max
     for k, v in state.items():
         v = v.detach().cpu()
@@ -41,11 +43,12 @@ def to_fp16(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             if v.numel() and not torch.isfinite(v).all():
                 raise ValueError(f"checkpoint tensor {k!r} holds non-finite values; refusing to ship it")
             if v.numel() and v.abs().max().item() > limit:
-                raise ValueError(f"checkpoint tensor {k!r} has |values| up to {v.abs().max().item():.4g}, beyond "
-                                 f"fp16's {limit}; it cannot be shipped as fp16")
-            v = v.to(torch.float16)
+                kept.append(k)
+                v = v.to(torch.float32)
+            else:
+                v = v.to(torch.float16)
         out[k] = v.contiguous().clone()
-    return out
+    return out, kept
 
 
 def _read_json(path: str | Path, arg: str) -> Any:
@@ -97,7 +100,7 @@ def build_export(ckpt: str | Path, dataset: dict[str, str], metrics: dict[str, A
     from safetensors.torch import save as st_save
 
     model, info, hp = load_segzoo_checkpoint(ckpt)
-    state = to_fp16(model.state_dict())
+    state, kept_fp32 = to_fp16(model.state_dict())
     name = f"{name or hp['model_name']}_{dataset.get('name')}"
     data = st_save(state, metadata={"name": name, "format": "pt", "source": Path(ckpt).name})
     if len(data) > max_bytes:
@@ -114,6 +117,7 @@ def build_export(ckpt: str | Path, dataset: dict[str, str], metrics: dict[str, A
         "data_info": {k: v for k, v in info.items() if v is not None}, "metrics": metrics, "training": training,
         "throughput": throughput, "file": f"{name}.safetensors", "sha256": hashlib.sha256(data).hexdigest(),
         "bytes": len(data), "dtype": "float16",
+        **({"float32_tensors": kept_fp32} if kept_fp32 else {}),
         "sw_overlap": float(hp.get("sw_overlap", 0.5) if sw_overlap is None else sw_overlap),
     }
     validate_manifest(manifest, f"manifest for {Path(ckpt).name}")

@@ -14,6 +14,7 @@ A manifest (``schema_version`` 1) holds::
     training       {"config": path, "time_hours": number, "gpu": str} (+ optional "epochs", "checkpoint")
     throughput     {"value": number, "unit": "images/s"|"volumes/s", "device", "batch_size", "input_size", "command"}
     file, sha256, bytes, dtype   the safetensors file next to the manifest, its sha256, size and dtype
+    float32_tensors  optional names of the tensors kept in fp32 because their values overflow `dtype`
     sw_overlap     optional sliding-window overlap for `zoo predict` (default 0.5)
 """
 from __future__ import annotations
@@ -175,6 +176,9 @@ def validate_manifest(manifest: Any, where: str = "manifest", weights_dir: str |
         _fail(where, "bytes", f"a positive integer <= {MAX_WEIGHTS_BYTES} (25 MiB)", m.get("bytes"))
     if m.get("dtype") not in _DTYPES:
         _fail(where, "dtype", f"one of {_DTYPES}", m.get("dtype"))
+    kept = m.get("float32_tensors", [])
+    if not isinstance(kept, list) or not all(isinstance(k, str) and k for k in kept):
+        _fail(where, "float32_tensors", "a list of tensor names", kept)
     overlap = m.get("sw_overlap", 0.5)
     if not _is_num(overlap) or not 0 <= overlap < 1:
         _fail(where, "sw_overlap", "a number in [0, 1)", overlap)

@@ -186,9 +186,35 @@ def test_export_refuses_and_leaves_nothing_behind(tmp_path, monkeypatch, isolate
     assert export.main([*args, "--overwrite"]) == 0
     after = load_manifest(out / f"{NAME}.json", check_file=True)
     assert after["sha256"] != json.loads(before[f"{NAME}.json"])["sha256"]  # the seed-1 weights replaced them
-    huge = torch.full((4,), 1e6)
-    with pytest.raises(ValueError, match="beyond fp16"):
-        export.to_fp16({"w": huge})
+    with pytest.raises(ValueError, match="non-finite"):
+        export.to_fp16({"w": torch.tensor([1.0, float("nan")])})
+
+
+def test_export_keeps_tensors_beyond_fp16_in_fp32(tmp_path, isolated_registry, load_tool):
+    """A tensor whose values overflow fp16 (as a BatchNorm running_var can) ships in fp32, named in the manifest;
+    everything else stays fp16 and the pretrained model loads the exact values."""
+    export = load_tool("export_weights")
+    state, kept = export.to_fp16({"w": torch.full((4,), 1e6), "b": torch.ones(2), "n": torch.tensor([3])})
+    assert kept == ["w"] and state["w"].dtype == torch.float32 and state["b"].dtype == torch.float16
+    assert state["n"].dtype == torch.int64
+    _lightning_ckpt(tmp_path / "run.ckpt")
+    ckpt = torch.load(tmp_path / "run.ckpt", weights_only=True)
+    key = next(k for k, v in ckpt["state_dict"].items() if k.startswith("model.") and k.endswith("bias"))
+    ckpt["state_dict"][key] = torch.full_like(ckpt["state_dict"][key], 2.5e5)
+    torch.save(ckpt, tmp_path / "run.ckpt")
+    assert export.main(_export_args(tmp_path)) == 0
+    manifest = load_manifest(tmp_path / "weights" / f"{NAME}.json", check_file=True)
+    name = key[len("model."):]
+    assert manifest["float32_tensors"] == [name] and manifest["dtype"] == "float16"
+    tensors = load_file(tmp_path / "weights" / f"{NAME}.safetensors")
+    assert tensors[name].dtype == torch.float32 and torch.all(tensors[name] == 2.5e5)
+    assert {v.dtype for k, v in tensors.items() if k != name} == {torch.float16}
+    register_pretrained(tmp_path / "weights")
+    model = zoo.create_model(NAME, pretrained=True)
+    assert torch.all(model.state_dict()[name] == 2.5e5)
+    bad = dict(manifest, float32_tensors="w")
+    with pytest.raises(ManifestError, match="float32_tensors"):
+        validate_manifest(bad)
 
 
 def _valid_manifest() -> dict:
