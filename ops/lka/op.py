@@ -1,11 +1,12 @@
-"""`lka`: the public functional form. CUDA tensors go through the Triton kernels (torch.library custom ops, so
-torch.compile traces through them); other devices use the PyTorch reference."""
+"""`lka`: the public functional form. CUDA tensors go through the Triton kernels: in eager mode by a plain
+torch.autograd.Function (little per-call CPU overhead), under torch.compile by the same launchers registered as
+torch.library custom ops (so Dynamo traces through them); other devices use the PyTorch reference."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from .._nd import TRITON_DTYPES, channels_last_format
+from .._nd import TRITON_DTYPES, channels_last_format, eager_or_traced
 from .reference import check_lka_args, lka_reference
 
 __all__ = ["lka", "lka_triton"]
@@ -15,23 +16,18 @@ def _channels_last(t: Tensor) -> Tensor:
     return t.contiguous(memory_format=channels_last_format(t))
 
 
-@torch.library.custom_op("segzoo::lka_fwd", mutates_args=())
-def _lka_fwd(x: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, dilation: int
-             ) -> tuple[Tensor, Tensor]:
+def _launch_fwd(x: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, dilation: int
+                ) -> tuple[Tensor, Tensor]:
+    """(out, a1): the depthwise 5x5 result a1 is kept for the backward."""
     from .kernels import depthwise_triton, pointwise_mul_triton
 
     a1 = depthwise_triton(x, w0, b0, 1)
     return pointwise_mul_triton(a1, w2, b2, x, w1, b1, dilation), a1
 
 
-@_lka_fwd.register_fake
-def _(x, w0, b0, w1, b1, w2, b2, dilation):
-    return torch.empty_like(x), torch.empty_like(x)
-
-
-@torch.library.custom_op("segzoo::lka_bwd", mutates_args=())
-def _lka_bwd(x: Tensor, a1: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
-             dilation: int, dout: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _launch_bwd(x: Tensor, a1: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
+                dilation: int, dout: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of x, w0, b0, w1, b1, w2, b2 (dout channels-last like x)."""
     from .kernels import depthwise_triton, depthwise_wgrad_triton, pointwise_mul_triton
 
     B, C = x.shape[:2]
@@ -48,6 +44,23 @@ def _lka_bwd(x: Tensor, a1: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tens
     dw0, db0 = depthwise_wgrad_triton(x, da1, tuple(w0.shape[2:]), 1)
     return (dx, dw0.to(w0.dtype), db0.to(b0.dtype), dw1.to(w1.dtype), db1.to(b1.dtype),
             dw2.reshape(w2.shape).to(w2.dtype), db2.to(b2.dtype))
+
+
+@torch.library.custom_op("segzoo::lka_fwd", mutates_args=())
+def _lka_fwd(x: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, dilation: int
+             ) -> tuple[Tensor, Tensor]:
+    return _launch_fwd(x, w0, b0, w1, b1, w2, b2, dilation)
+
+
+@_lka_fwd.register_fake
+def _(x, w0, b0, w1, b1, w2, b2, dilation):
+    return torch.empty_like(x), torch.empty_like(x)
+
+
+@torch.library.custom_op("segzoo::lka_bwd", mutates_args=())
+def _lka_bwd(x: Tensor, a1: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
+             dilation: int, dout: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    return _launch_bwd(x, a1, w0, b0, w1, b1, w2, b2, dilation, dout)
 
 
 @_lka_bwd.register_fake
@@ -70,6 +83,27 @@ def _backward(ctx, dout: Tensor, _da1: Tensor | None):
 _lka_fwd.register_autograd(_backward, setup_context=_setup)
 
 
+class _LKAFunction(torch.autograd.Function):
+    """The eager path: the same launchers as the custom ops, without the custom-op dispatch."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
+                dilation: int) -> tuple[Tensor, Tensor]:
+        out, a1 = _launch_fwd(x, w0, b0, w1, b1, w2, b2, dilation)
+        ctx.mark_non_differentiable(a1)
+        ctx.save_for_backward(x, a1, w0, b0, w1, b1, w2, b2)
+        ctx.dilation = dilation
+        return out, a1
+
+    @staticmethod
+    def backward(ctx, dout: Tensor, _da1: Tensor | None):
+        x, a1, *params = ctx.saved_tensors
+        return (*_launch_bwd(x, a1, *params, ctx.dilation, _channels_last(dout)), None)
+
+
+_lka = eager_or_traced(_LKAFunction, _lka_fwd)
+
+
 def lka_triton(x: Tensor, w0: Tensor, b0: Tensor | None, w1: Tensor, b1: Tensor | None, w2: Tensor,
                b2: Tensor | None, dilation: int = 3) -> Tensor:
     """The Triton path on any device Triton runs on (CPU only under TRITON_INTERPRET=1). Works in channels-last
@@ -79,7 +113,7 @@ def lka_triton(x: Tensor, w0: Tensor, b0: Tensor | None, w1: Tensor, b1: Tensor 
         raise TypeError(f"x must be one of {TRITON_DTYPES}, got {x.dtype}")
     c = x.shape[1]
     b0, b1, b2 = (w0.new_zeros(c) if b is None else b for b in (b0, b1, b2))
-    return _lka_fwd(_channels_last(x), w0, b0, w1, b1, w2, b2, dilation)[0]
+    return _lka(_channels_last(x), w0, b0, w1, b1, w2, b2, dilation)[0]
 
 
 def lka(x: Tensor, w0: Tensor, b0: Tensor | None, w1: Tensor, b1: Tensor | None, w2: Tensor, b2: Tensor | None,

@@ -109,3 +109,17 @@ def test_compile_traces_custom_op():
     grads = [torch.autograd.grad((o * dout).sum(), [x, *ps]) for o in (got, want)]
     for a, b in zip([got, *grads[0]], [want, *grads[1]]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_eager_path_is_autograd_function():
+    """Eager calls skip the custom-op dispatch (a plain autograd.Function on the same launchers) and match the
+    reference forward and backward; torch.compile takes the custom op (test above)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 6, 5, requires_grad=True)
+    ps = _params(3, 3, 3, 2)
+    got, want = lka_triton(x, *ps, dilation=2), lka_reference(x, *ps, 2)
+    assert type(got.grad_fn).__name__ == "_LKAFunctionBackward"
+    dout = torch.randn_like(want)
+    grads = [torch.autograd.grad((o * dout).sum(), [x, *ps]) for o in (got, want)]
+    for a, b in zip([got, *grads[0]], [want, *grads[1]]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
