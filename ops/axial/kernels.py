@@ -31,16 +31,44 @@ def _load_gates(g_ptr):
 
 
 @triton.jit
-def _load_window(r_ptr, offs_w, L, D, offs_d, mask_d, DT: tl.constexpr):
-    """Rows offs_w of a [2L - 1, D] relative table (zero outside it)."""
-    w_mask = ((offs_w >= 0) & (offs_w < 2 * L - 1))[:, None] & mask_d[None, :]
-    return tl.load(r_ptr + offs_w[:, None] * D + offs_d[None, :], mask=w_mask, other=0.0).to(DT)
+def _rows(n, m, sn, sl, sm, offs, offs_d):
+    """Element offsets [len(offs), BD] of positions `offs` of line (n, m) in a lines tensor with strides sn, sl, sm
+    (head_dim contiguous)."""
+    return n * sn + m * sm + offs[:, None] * sl + offs_d[None, :]
 
 
 @triton.jit
-def _window_rows(o0, j0, L, WP: tl.constexpr, BM: tl.constexpr):
-    """Relative index p - o + L - 1 of each window column of the tile with queries from o0 and keys from j0."""
-    return j0 - o0 - BM + L + tl.arange(0, WP)
+def _load_rows(ptr, n, m, sn, sl, sm, offs, mask, offs_d, mask_d, DT: tl.constexpr):
+    """Positions `offs` of line (n, m) as a [len(offs), BD] tile in DT (zero where masked)."""
+    return tl.load(ptr + _rows(n, m, sn, sl, sm, offs, offs_d), mask=mask[:, None] & mask_d[None, :],
+                   other=0.0).to(DT)
+
+
+@triton.jit
+def _load_row_stats(lse_ptr, delta_ptr, line, L, offs_o, mask_o):
+    """The forward's log-sum-exp (+inf on padded rows, so their p is 0) and delta of rows offs_o of a line."""
+    lse = tl.load(lse_ptr + line * L + offs_o, mask=mask_o, other=float("inf"))
+    return lse, tl.load(delta_ptr + line * L + offs_o, mask=mask_o, other=0.0)
+
+
+@triton.jit
+def _window_mask(offs_w, L, mask_d):
+    """[WP, BD] mask of the window rows that exist in a [2L - 1, D] table."""
+    return ((offs_w >= 0) & (offs_w < 2 * L - 1))[:, None] & mask_d[None, :]
+
+
+@triton.jit
+def _load_windows(rq_ptr, rk_ptr, rv_ptr, o0, j0, L, D, offs_d, mask_d, WP: tl.constexpr, BM: tl.constexpr,
+                  DT: tl.constexpr):
+    """The window rows (relative index p - o + L - 1 of each of the WP columns) of the tile with queries from o0
+    and keys from j0, and those rows of the three relative tables (zero outside them)."""
+    offs_w = j0 - o0 - BM + L + tl.arange(0, WP)
+    w_off = offs_w[:, None] * D + offs_d[None, :]
+    w_mask = _window_mask(offs_w, L, mask_d)
+    rq = tl.load(rq_ptr + w_off, mask=w_mask, other=0.0).to(DT)
+    rk = tl.load(rk_ptr + w_off, mask=w_mask, other=0.0).to(DT)
+    rv = tl.load(rv_ptr + w_off, mask=w_mask, other=0.0).to(DT)
+    return offs_w, rq, rk, rv
 
 
 @triton.jit
@@ -79,8 +107,7 @@ def _axial_rel_fwd_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr, o_
     offs_o = pid_l * BM + tl.arange(0, BM)
     offs_d = tl.arange(0, BD)
     mask_o, mask_d = offs_o < L, offs_d < D
-    q = tl.load(q_ptr + n * sqn + m * sqm + offs_o[:, None] * sql + offs_d[None, :],
-                mask=mask_o[:, None] & mask_d[None, :], other=0.0).to(DT)
+    q = _load_rows(q_ptr, n, m, sqn, sql, sqm, offs_o, mask_o, offs_d, mask_d, DT)
     gq, gk, gv1, gv2 = _load_gates(g_ptr)
     m_i = tl.full([BM], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BM], dtype=tl.float32)
@@ -89,13 +116,9 @@ def _axial_rel_fwd_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr, o_
     for j0 in range(0, L, BN):
         offs_p = j0 + tl.arange(0, BN)
         mask_p = offs_p < L
-        kv_mask = mask_p[:, None] & mask_d[None, :]
-        k = tl.load(k_ptr + n * skn + m * skm + offs_p[:, None] * skl + offs_d[None, :], mask=kv_mask, other=0.0).to(DT)
-        v = tl.load(v_ptr + n * svn + m * svm + offs_p[:, None] * svl + offs_d[None, :], mask=kv_mask, other=0.0).to(DT)
-        offs_w = _window_rows(pid_l * BM, j0, L, WP, BM)
-        rq = _load_window(rq_ptr, offs_w, L, D, offs_d, mask_d, DT)
-        rk = _load_window(rk_ptr, offs_w, L, D, offs_d, mask_d, DT)
-        rv = _load_window(rv_ptr, offs_w, L, D, offs_d, mask_d, DT)
+        k = _load_rows(k_ptr, n, m, skn, skl, skm, offs_p, mask_p, offs_d, mask_d, DT)
+        v = _load_rows(v_ptr, n, m, svn, svl, svm, offs_p, mask_p, offs_d, mask_d, DT)
+        offs_w, rq, rk, rv = _load_windows(rq_ptr, rk_ptr, rv_ptr, pid_l * BM, j0, L, D, offs_d, mask_d, WP, BM, DT)
         s, qr, kr = _rel_logits(q, k, rq, rk, idx_qr)
         s = (s + gq * qr + gk * kr) * scale
         s = tl.where(mask_p[None, :], s, float("-inf"))
@@ -107,7 +130,7 @@ def _axial_rel_fwd_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr, o_
         acc = acc * alpha[:, None] + gv1 * tl.dot(p.to(DT), v) + gv2 * tl.dot(p_skew.to(DT), rv)
         m_i = m_new
     out = acc / l_i[:, None]
-    tl.store(o_ptr + n * son + m * som + offs_o[:, None] * sol + offs_d[None, :], out.to(o_ptr.dtype.element_ty),
+    tl.store(o_ptr + _rows(n, m, son, sol, som, offs_o, offs_d), out.to(o_ptr.dtype.element_ty),
              mask=mask_o[:, None] & mask_d[None, :])
     tl.store(lse_ptr + (n * tl.num_programs(1) + m) * L + offs_o, m_i + tl.log(l_i), mask=mask_o)
 
@@ -121,7 +144,7 @@ def _axial_rel_bwd_pre_kernel(o_ptr, do_ptr, delta_ptr, L, D, son, sol, som,
     offs_o = pid_l * BM + tl.arange(0, BM)
     offs_d = tl.arange(0, BD)
     mask_o = offs_o < L
-    off = n * son + m * som + offs_o[:, None] * sol + offs_d[None, :]
+    off = _rows(n, m, son, sol, som, offs_o, offs_d)
     mask = mask_o[:, None] & (offs_d < D)[None, :]
     o = tl.load(o_ptr + off, mask=mask, other=0.0).to(tl.float32)
     do = tl.load(do_ptr + off, mask=mask, other=0.0).to(tl.float32)
@@ -156,8 +179,8 @@ def _axial_rel_bwd_dkv_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr
     offs_d = tl.arange(0, BD)
     mask_p, mask_d = offs_p < L, offs_d < D
     kv_mask = mask_p[:, None] & mask_d[None, :]
-    k = tl.load(k_ptr + n * skn + m * skm + offs_p[:, None] * skl + offs_d[None, :], mask=kv_mask, other=0.0).to(DT)
-    v = tl.load(v_ptr + n * svn + m * svm + offs_p[:, None] * svl + offs_d[None, :], mask=kv_mask, other=0.0).to(DT)
+    k = _load_rows(k_ptr, n, m, skn, skl, skm, offs_p, mask_p, offs_d, mask_d, DT)
+    v = _load_rows(v_ptr, n, m, svn, svl, svm, offs_p, mask_p, offs_d, mask_d, DT)
     gq, gk, gv1, gv2 = _load_gates(g_ptr)
     idx_qr, idx_qw, ok_qw, idx_wk, ok_wk = _tile_indices(BM, BN, WP)
     dk = tl.zeros([BN, BD], dtype=tl.float32)
@@ -168,16 +191,10 @@ def _axial_rel_bwd_dkv_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr
     for o0 in range(0, L, BM):
         offs_o = o0 + tl.arange(0, BM)
         mask_o = offs_o < L
-        q_mask = mask_o[:, None] & mask_d[None, :]
-        q = tl.load(q_ptr + n * sqn + m * sqm + offs_o[:, None] * sql + offs_d[None, :], mask=q_mask, other=0.0).to(DT)
-        do = tl.load(do_ptr + n * sqn + m * sqm + offs_o[:, None] * sql + offs_d[None, :], mask=q_mask,
-                     other=0.0).to(DT)
-        lse = tl.load(lse_ptr + line * L + offs_o, mask=mask_o, other=float("inf"))
-        delta = tl.load(delta_ptr + line * L + offs_o, mask=mask_o, other=0.0)
-        offs_w = _window_rows(o0, j0, L, WP, BM)
-        rq = _load_window(rq_ptr, offs_w, L, D, offs_d, mask_d, DT)
-        rk = _load_window(rk_ptr, offs_w, L, D, offs_d, mask_d, DT)
-        rv = _load_window(rv_ptr, offs_w, L, D, offs_d, mask_d, DT)
+        q = _load_rows(q_ptr, n, m, sqn, sql, sqm, offs_o, mask_o, offs_d, mask_d, DT)
+        do = _load_rows(do_ptr, n, m, sqn, sql, sqm, offs_o, mask_o, offs_d, mask_d, DT)
+        lse, delta = _load_row_stats(lse_ptr, delta_ptr, line, L, offs_o, mask_o)
+        offs_w, rq, rk, rv = _load_windows(rq_ptr, rk_ptr, rv_ptr, o0, j0, L, D, offs_d, mask_d, WP, BM, DT)
         p, ds, qr, kr, dpv, dprv = _tile_probs(q, k, v, do, rq, rk, rv, lse, delta, mask_o[:, None] & mask_p[None, :],
                                                gq, gk, gv1, gv2, scale, idx_qr)
         p_lo, ds_lo = p.to(DT), ds.to(DT)
@@ -187,17 +204,15 @@ def _axial_rel_bwd_dkv_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr
         dv += gv1 * tl.dot(tl.trans(p_lo), do)
         dk += tl.dot(tl.trans(ds_lo), q) + gk * tl.dot(tl.trans(ds_wk), rk)
         w_off = offs_w[:, None] * D + offs_d[None, :]
-        w_mask = ((offs_w >= 0) & (offs_w < 2 * L - 1))[:, None] & mask_d[None, :]
+        w_mask = _window_mask(offs_w, L, mask_d)
         tl.atomic_add(tab + w_off, tl.dot(tl.trans(ds_qw), q), mask=w_mask, sem="relaxed")
         tl.atomic_add(tab + (2 * L - 1) * D + w_off, tl.dot(ds_wk, k), mask=w_mask, sem="relaxed")
         tl.atomic_add(tab + 2 * (2 * L - 1) * D + w_off, tl.dot(tl.trans(p_qw), do), mask=w_mask, sem="relaxed")
         g_sums += tl.where(g_col == 0, tl.sum(ds * qr), 0.0) + tl.where(g_col == 1, tl.sum(ds * kr), 0.0) \
             + tl.where(g_col == 2, tl.sum(p * dpv), 0.0) + tl.where(g_col == 3, tl.sum(p * dprv), 0.0)
     tl.atomic_add(dg_ptr + (line % S) * 4 + g_col, g_sums, sem="relaxed")
-    tl.store(dk_ptr + n * skn + m * skm + offs_p[:, None] * skl + offs_d[None, :], dk.to(dk_ptr.dtype.element_ty),
-             mask=kv_mask)
-    tl.store(dv_ptr + n * svn + m * svm + offs_p[:, None] * svl + offs_d[None, :], dv.to(dv_ptr.dtype.element_ty),
-             mask=kv_mask)
+    tl.store(dk_ptr + _rows(n, m, skn, skl, skm, offs_p, offs_d), dk.to(dk_ptr.dtype.element_ty), mask=kv_mask)
+    tl.store(dv_ptr + _rows(n, m, svn, svl, svm, offs_p, offs_d), dv.to(dv_ptr.dtype.element_ty), mask=kv_mask)
 
 
 @triton.jit
@@ -213,30 +228,24 @@ def _axial_rel_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr,
     offs_o = o0 + tl.arange(0, BM)
     offs_d = tl.arange(0, BD)
     mask_o, mask_d = offs_o < L, offs_d < D
-    q_mask = mask_o[:, None] & mask_d[None, :]
-    q_off = n * sqn + m * sqm + offs_o[:, None] * sql + offs_d[None, :]
-    q = tl.load(q_ptr + q_off, mask=q_mask, other=0.0).to(DT)
-    do = tl.load(do_ptr + q_off, mask=q_mask, other=0.0).to(DT)
-    lse = tl.load(lse_ptr + line * L + offs_o, mask=mask_o, other=float("inf"))
-    delta = tl.load(delta_ptr + line * L + offs_o, mask=mask_o, other=0.0)
+    q = _load_rows(q_ptr, n, m, sqn, sql, sqm, offs_o, mask_o, offs_d, mask_d, DT)
+    do = _load_rows(do_ptr, n, m, sqn, sql, sqm, offs_o, mask_o, offs_d, mask_d, DT)
+    lse, delta = _load_row_stats(lse_ptr, delta_ptr, line, L, offs_o, mask_o)
     gq, gk, gv1, gv2 = _load_gates(g_ptr)
     idx_qr, idx_qw, ok_qw, idx_wk, ok_wk = _tile_indices(BM, BN, WP)
     dq = tl.zeros([BM, BD], dtype=tl.float32)
     for j0 in range(0, L, BN):
         offs_p = j0 + tl.arange(0, BN)
         mask_p = offs_p < L
-        kv_mask = mask_p[:, None] & mask_d[None, :]
-        k = tl.load(k_ptr + n * skn + m * skm + offs_p[:, None] * skl + offs_d[None, :], mask=kv_mask, other=0.0).to(DT)
-        v = tl.load(v_ptr + n * svn + m * svm + offs_p[:, None] * svl + offs_d[None, :], mask=kv_mask, other=0.0).to(DT)
-        offs_w = _window_rows(o0, j0, L, WP, BM)
-        rq = _load_window(rq_ptr, offs_w, L, D, offs_d, mask_d, DT)
-        rk = _load_window(rk_ptr, offs_w, L, D, offs_d, mask_d, DT)
-        rv = _load_window(rv_ptr, offs_w, L, D, offs_d, mask_d, DT)
+        k = _load_rows(k_ptr, n, m, skn, skl, skm, offs_p, mask_p, offs_d, mask_d, DT)
+        v = _load_rows(v_ptr, n, m, svn, svl, svm, offs_p, mask_p, offs_d, mask_d, DT)
+        offs_w, rq, rk, rv = _load_windows(rq_ptr, rk_ptr, rv_ptr, o0, j0, L, D, offs_d, mask_d, WP, BM, DT)
         p, ds, qr, kr, dpv, dprv = _tile_probs(q, k, v, do, rq, rk, rv, lse, delta, mask_o[:, None] & mask_p[None, :],
                                                gq, gk, gv1, gv2, scale, idx_qr)
         ds_qw = tl.where(ok_qw, tl.gather(ds, idx_qw, axis=1), 0.0).to(DT)
         dq += tl.dot(ds.to(DT), k) + gq * tl.dot(ds_qw, rq)
-    tl.store(dq_ptr + q_off, dq.to(dq_ptr.dtype.element_ty), mask=q_mask)
+    tl.store(dq_ptr + _rows(n, m, sqn, sql, sqm, offs_o, offs_d), dq.to(dq_ptr.dtype.element_ty),
+             mask=mask_o[:, None] & mask_d[None, :])
 
 
 # Forward: query/key block and warps for head_dim <= 32 and > 32 (tuned on an H100; powers of two >= 16 are valid).

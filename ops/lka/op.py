@@ -3,6 +3,8 @@ torch.autograd.Function (little per-call CPU overhead), under torch.compile by t
 torch.library custom ops (so Dynamo traces through them); other devices use the PyTorch reference."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
@@ -68,37 +70,42 @@ def _(x, a1, w0, b0, w1, b1, w2, b2, dilation, dout):
     return tuple(torch.empty_like(t) for t in (x, w0, b0, w1, b1, w2, b2))
 
 
-def _setup(ctx, inputs, output) -> None:
-    x, w0, b0, w1, b1, w2, b2, dilation = inputs
-    ctx.save_for_backward(x, output[1], w0, b0, w1, b1, w2, b2)
+def _save(ctx, inputs: tuple, a1: Tensor) -> None:
+    """Keep what both backward paths need: x, a1 and the weights (in `_launch_bwd`'s order) and the dilation."""
+    x, *weights, dilation = inputs
+    ctx.save_for_backward(x, a1, *weights)
     ctx.dilation = dilation
 
 
-def _backward(ctx, dout: Tensor, _da1: Tensor | None):
-    x, a1, w0, b0, w1, b1, w2, b2 = ctx.saved_tensors
-    grads = _lka_bwd(x, a1, w0, b0, w1, b1, w2, b2, ctx.dilation, _channels_last(dout))
-    return (*grads, None)
+def _grads(bwd: Callable[..., tuple[Tensor, ...]], ctx, dout: Tensor) -> tuple[Tensor | None, ...]:
+    """Gradients of (x, w0, b0, w1, b1, w2, b2, dilation) by `bwd` (custom op or plain launcher)."""
+    return (*bwd(*ctx.saved_tensors, ctx.dilation, _channels_last(dout)), None)
 
 
-_lka_fwd.register_autograd(_backward, setup_context=_setup)
+def _setup(ctx, inputs, output) -> None:
+    _save(ctx, inputs, output[1])
+
+
+def _op_backward(ctx, dout: Tensor, _da1: Tensor | None):
+    return _grads(_lka_bwd, ctx, dout)
+
+
+_lka_fwd.register_autograd(_op_backward, setup_context=_setup)
 
 
 class _LKAFunction(torch.autograd.Function):
     """The eager path: the same launchers as the custom ops, without the custom-op dispatch."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
-                dilation: int) -> tuple[Tensor, Tensor]:
-        out, a1 = _launch_fwd(x, w0, b0, w1, b1, w2, b2, dilation)
+    def forward(ctx, *inputs) -> tuple[Tensor, Tensor]:
+        out, a1 = _launch_fwd(*inputs)
         ctx.mark_non_differentiable(a1)
-        ctx.save_for_backward(x, a1, w0, b0, w1, b1, w2, b2)
-        ctx.dilation = dilation
+        _save(ctx, inputs, a1)
         return out, a1
 
     @staticmethod
     def backward(ctx, dout: Tensor, _da1: Tensor | None):
-        x, a1, *params = ctx.saved_tensors
-        return (*_launch_bwd(x, a1, *params, ctx.dilation, _channels_last(dout)), None)
+        return _grads(_launch_bwd, ctx, dout)
 
 
 _lka = eager_or_traced(_LKAFunction, _lka_fwd)
