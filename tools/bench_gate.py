@@ -13,7 +13,8 @@ from benchlib import channels_last_leaf, cuda_leaves, floor_benchmark, op_args  
 CASES = [(16, 64, 32, (128, 128)), (8, 128, 64, (128, 128)), (2, 32, 16, (64, 64, 64))]
 NOTES = ("bf16, channels_last, g at x's size with Cg = Cx. Floor = (bytes that must move) / measured copy "
          "bandwidth: fwd reads x, g and writes out, alpha; fwd+bwd also reads x, g, dout and writes dx, dg. "
-         "fwd+bwd times the gradient of out only and includes accumulating the leaf gradients. Plain columns "
+         "fwd+bwd times the gradient of out only; it returns the gradients of every input (torch.autograd.grad), as a "
+         "training step computes them, and adds nothing into existing .grad tensors. Plain columns "
          "time eager calls (CPU launch overhead included); 'graph' columns replay the same calls from "
          "CUDA graphs.\n")
 

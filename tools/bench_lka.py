@@ -15,7 +15,8 @@ NOTES = ("bf16, channels_last, kernels 5 then 7 with dilation 3. Floor = (bytes 
          "bandwidth: fwd reads x and writes out; fwd+bwd also reads x and dout and writes dx. Plain columns time "
          "eager calls (CPU launch overhead included); 'graph' columns replay the same calls from CUDA graphs "
          "(torch.cuda.make_graphed_callables for fwd+bwd). "
-         "fwd+bwd includes accumulating the leaf gradients, as a training step does.\n")
+         "fwd+bwd returns the gradients of every input (torch.autograd.grad), as a training step computes them, and "
+         "adds nothing into existing .grad tensors.\n")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import math
 import sys
@@ -125,45 +126,42 @@ def render(rows: list[dict]) -> str:
     return markdown_table(head, out) + "\n" + "\n".join(notes) + "\n"
 
 
-def tune(names: list[str]) -> None:
-    """Time a few tile/warp configurations of each Triton kernel on the given cases (forward, then backward)."""
+def tune(names: list[str], top: int = 4) -> None:
+    """Sweep tile shapes, warps and pipeline stages of the forward and of the backward kernels on the given cases
+    and print the defaults' raw kernel times and the `top` fastest configurations of each."""
     from ops.na.params import make_params
     from ops.na.triton_kernels import default_config, na_bwd_triton, na_fwd_triton
 
+    tiles = {1: [(1, 1, 64), (1, 1, 128)], 2: [(1, 8, 8), (1, 4, 16), (1, 8, 16), (1, 16, 8), (1, 4, 32)],
+             3: [(4, 4, 4), (2, 4, 8), (4, 4, 8), (2, 8, 8), (1, 8, 8), (2, 2, 16)]}
     for name in names:
         shape, ks, dil, B, H, D, _ = CASES[name]
         p = make_params(shape, ks, dil)
         q, k, v, do = (torch.randn(B, *shape, H, D, device="cuda", dtype=torch.bfloat16) for _ in range(4))
-        nd = len(shape)
-        base = default_config(p.padded(), nd, D)
+        base = default_config(p.padded(), len(shape), D)
         out, lse = na_fwd_triton(q, k, v, p, D ** -0.5)
-        from ops.na.functional import neighborhood_attention
 
-        qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
-        step = fwd_bwd(lambda: neighborhood_attention(qg, kg, vg, nd, ks, dil), do, (qg, kg, vg))
-        print(f"BREAKDOWN {name} {base}: raw fwd {time_ms(lambda: na_fwd_triton(q, k, v, p, D ** -0.5)):.4f} ms, "
-              f"raw bwd {time_ms(lambda: na_bwd_triton(do, q, k, v, out, lse, p, D ** -0.5)):.4f} ms, autograd "
-              f"fwd+bwd {time_ms(step):.4f} ms",
-              flush=True)
-        tiles = {1: [(1, 1, 64), (1, 1, 128)], 2: [(1, 8, 8), (1, 4, 16), (1, 2, 32)],
-                 3: [(4, 4, 4), (2, 4, 8), (1, 4, 16)]}[nd]
-        for tile in tiles:
-            for rows in (None, False):
-                for w in (4, 8):
-                    cfg = dict(fwd_tile=tile, fwd_block_n=64, fwd_warps=w, fwd_stages=2, rows=rows)
-                    try:
-                        ms = time_ms(lambda: na_fwd_triton(q, k, v, p, D ** -0.5, cfg), warmup=5, rep=20)
-                    except Exception as e:  # noqa: BLE001
-                        ms = f"fail {type(e).__name__}"
-                    print(f"TUNE {name} fwd {cfg} {ms}", flush=True)
-        for qt in tiles:
-            for rows in (None, False):
-                cfg = dict(base, dq_tile=qt, dkv_tile=qt, rows=rows)
+        def fwd(cfg=None):
+            return na_fwd_triton(q, k, v, p, D ** -0.5, cfg)
+
+        def bwd(cfg=None):
+            return na_bwd_triton(do, q, k, v, out, lse, p, D ** -0.5, cfg)
+
+        print(f"DEFAULT {name} fwd {time_ms(fwd, warmup=5, rep=40):.4f} ms, bwd {time_ms(bwd, warmup=5, rep=40):.4f} "
+              f"ms: {base}", flush=True)
+        for part, fn, stages, make in (
+                ("fwd", fwd, (2, 3), lambda t, w, st: dict(fwd_tile=t, fwd_warps=w, fwd_stages=st)),
+                ("bwd", bwd, (1, 2), lambda t, w, st: dict(base, dq_tile=t, dkv_tile=t, dq_warps=w, dkv_warps=w,
+                                                          bwd_stages=st))):
+            res = []
+            for t, w, st in itertools.product(tiles[len(shape)], (4, 8), stages):
+                cfg = make(t, w, st)
                 try:
-                    ms = time_ms(lambda: na_bwd_triton(do, q, k, v, out, lse, p, D ** -0.5, cfg), warmup=5, rep=20)
-                except Exception as e:  # noqa: BLE001
-                    ms = f"fail {type(e).__name__}"
-                print(f"TUNE {name} bwd {cfg} {ms}", flush=True)
+                    res.append((time_ms(lambda: fn(cfg), warmup=5, rep=40), (t, w, st)))
+                except Exception as e:  # noqa: BLE001  (a config that does not compile or fit is reported)
+                    print(f"TUNE {name} {part} {(t, w, st)} failed: {type(e).__name__}", flush=True)
+            for ms, (t, w, st) in sorted(res)[:top]:
+                print(f"TUNE {name} {part} {ms:.4f} ms: tile {t}, warps {w}, stages {st}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

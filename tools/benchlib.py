@@ -93,7 +93,13 @@ def graph_fwd_bwd_ms(fn: Callable, inputs: list, grad: torch.Tensor) -> float:
         return first(fn(*args))
 
     graphed = torch.cuda.make_graphed_callables(tensors_only, tuple(inputs[i] for i in pos), allow_unused_input=True)
-    return time_ms(lambda: graphed(*(inputs[i] for i in pos)).backward(grad))
+    leaves = grad_leaves(inputs)
+    return time_ms(lambda: torch.autograd.grad(graphed(*(inputs[i] for i in pos)), leaves, grad))
+
+
+def grad_leaves(inputs: Sequence[object]) -> list[torch.Tensor]:
+    """The inputs a forward+backward differentiates: every tensor that requires grad."""
+    return [t for t in inputs if isinstance(t, torch.Tensor) and t.requires_grad]
 
 
 def _graph_fwd_ms(fn: Callable, inputs: list) -> float:
@@ -142,7 +148,7 @@ def run_cases(fns: dict[str, Callable], make: Callable, cases: list, bw: float, 
                 out = first(fn(*inputs))
                 row[f"grad {name}"] = grad = torch.randn_like(out)
                 row[f"{name} fwd"] = fwd_ms(lambda: fn(*inputs))
-                row[f"{name} fwd+bwd"] = time_ms(fwd_bwd(lambda: first(fn(*inputs)), grad))
+                row[f"{name} fwd+bwd"] = time_ms(fwd_bwd(lambda: first(fn(*inputs)), grad, grad_leaves(inputs)))
             except Exception as e:  # a failing baseline is reported, not hidden
                 print(f"{label} {name}: {type(e).__name__}: {e}", file=sys.stderr)
                 row[f"{name} fwd"] = row[f"{name} fwd+bwd"] = None

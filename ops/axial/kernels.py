@@ -250,9 +250,11 @@ def _axial_rel_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr,
 
 # Forward: query/key block and warps for head_dim <= 32 and > 32 (tuned on an H100; powers of two >= 16 are valid).
 CFG = {"bm": 32, "bm_large_d": 32, "warps": 2, "warps_large_d": 4}
-# Backward: query/key block and warps (not yet timed; compiled offline for sm_90, 8 warps spill far less than 4), and
-# the number of fp32 slots the table gradients spread over.
-BWD_CFG = {"bm": 32, "warps": 8, "slots": 64}
+# Backward: block and warps of the dK/dV kernel and of the dQ kernel for head_dim <= 32 and > 32 (swept on an H100
+# at d32 and d64: fewer warps win although the offline compile spills more; 32/2 at d64 spills badly), and the
+# number of fp32 slots the table gradients spread over (64 to 16384 timed the same: the atomics do not contend).
+BWD_CFG = {"bm": 32, "warps": 2, "dq_bm": 16, "dq_warps": 2,
+           "bm_large_d": 32, "warps_large_d": 4, "dq_bm_large_d": 32, "dq_warps_large_d": 4, "slots": 64}
 
 
 def _blocks(L: int, D: int, bm: int, dtype: torch.dtype) -> tuple[int, int, int]:
@@ -299,7 +301,8 @@ def axial_rel_bwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_
     N, M, L, D = q.shape
     if dout.stride() != q.stride() or out.stride() != q.stride():
         raise ValueError("dout and out must have q's strides")
-    bm, bd, wp = _blocks(L, D, BWD_CFG["bm"], q.dtype)
+    cfg = {k: BWD_CFG[k if D <= 32 else f"{k}_large_d"] for k in ("bm", "warps", "dq_bm", "dq_warps")}
+    bm, bd, wp = _blocks(L, D, cfg["bm"], q.dtype)
     grid = (triton.cdiv(L, bm), M, N)
     delta = torch.empty(N, M, L, device=q.device, dtype=torch.float32)
     _axial_rel_bwd_pre_kernel[grid](out, dout, delta, L, D, *_strides(out), BM=bm, BD=bd)
@@ -308,11 +311,13 @@ def axial_rel_bwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_
     slots = min(BWD_CFG["slots"], N * M)
     dtab = torch.zeros(slots, 3, 2 * L - 1, D, device=q.device, dtype=torch.float32)
     dg = torch.zeros(slots, 4, device=q.device, dtype=torch.float32)
-    common = dict(BM=bm, BN=bm, BD=bd, WP=wp, DT=_TL[q.dtype], num_warps=BWD_CFG["warps"])
     _axial_rel_bwd_dkv_kernel[grid](q, k, v, rq, rk, rv, gates, dout, lse, delta, dk, dv, dtab, dg, L, D, scale,
-                                    slots, *_strides(q), *_strides(k), *_strides(v), **common)
-    _axial_rel_bwd_dq_kernel[grid](q, k, v, rq, rk, rv, gates, dout, lse, delta, dq, L, D, scale,
-                                   *_strides(q), *_strides(k), *_strides(v), **common)
+                                    slots, *_strides(q), *_strides(k), *_strides(v), BM=bm, BN=bm, BD=bd, WP=wp,
+                                    DT=_TL[q.dtype], num_warps=cfg["warps"])
+    bm, bd, wp = _blocks(L, D, cfg["dq_bm"], q.dtype)
+    _axial_rel_bwd_dq_kernel[(triton.cdiv(L, bm), M, N)](
+        q, k, v, rq, rk, rv, gates, dout, lse, delta, dq, L, D, scale, *_strides(q), *_strides(k), *_strides(v),
+        BM=bm, BN=bm, BD=bd, WP=wp, DT=_TL[q.dtype], num_warps=cfg["dq_warps"])
     drq, drk, drv = dtab.sum(0).unbind(0)
     g = gates.float()
     return dq, dk, dv, g[0] * drq, g[1] * drk, g[3] * drv, dg.sum(0)
