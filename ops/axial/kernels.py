@@ -31,6 +31,18 @@ def _load_gates(g_ptr):
 
 
 @triton.jit
+def _line_block(L, D, BLOCK: tl.constexpr, BD: tl.constexpr):
+    """This program's line (n, m and its flat index) and block of BLOCK positions from `start` on a (position
+    blocks, M, N) grid, with the positions' and head-dim offsets and masks."""
+    m = tl.program_id(1)
+    n = tl.program_id(2).to(tl.int64)
+    start = tl.program_id(0) * BLOCK
+    offs = start + tl.arange(0, BLOCK)
+    offs_d = tl.arange(0, BD)
+    return n, m, n * tl.num_programs(1) + m, start, offs, offs < L, offs_d, offs_d < D
+
+
+@triton.jit
 def _rows(n, m, sn, sl, sm, offs, offs_d):
     """Element offsets [len(offs), BD] of positions `offs` of line (n, m) in a lines tensor with strides sn, sl, sm
     (head_dim contiguous)."""
@@ -102,11 +114,7 @@ def _axial_rel_fwd_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr, o_
                           sqn, sql, sqm, skn, skl, skm, svn, svl, svm, son, sol, som,
                           BM: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr, WP: tl.constexpr,
                           DT: tl.constexpr):
-    pid_l, m = tl.program_id(0), tl.program_id(1)
-    n = tl.program_id(2).to(tl.int64)
-    offs_o = pid_l * BM + tl.arange(0, BM)
-    offs_d = tl.arange(0, BD)
-    mask_o, mask_d = offs_o < L, offs_d < D
+    n, m, line, o0, offs_o, mask_o, offs_d, mask_d = _line_block(L, D, BM, BD)
     q = _load_rows(q_ptr, n, m, sqn, sql, sqm, offs_o, mask_o, offs_d, mask_d, DT)
     gq, gk, gv1, gv2 = _load_gates(g_ptr)
     m_i = tl.full([BM], float("-inf"), dtype=tl.float32)
@@ -118,7 +126,7 @@ def _axial_rel_fwd_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr, o_
         mask_p = offs_p < L
         k = _load_rows(k_ptr, n, m, skn, skl, skm, offs_p, mask_p, offs_d, mask_d, DT)
         v = _load_rows(v_ptr, n, m, svn, svl, svm, offs_p, mask_p, offs_d, mask_d, DT)
-        offs_w, rq, rk, rv = _load_windows(rq_ptr, rk_ptr, rv_ptr, pid_l * BM, j0, L, D, offs_d, mask_d, WP, BM, DT)
+        offs_w, rq, rk, rv = _load_windows(rq_ptr, rk_ptr, rv_ptr, o0, j0, L, D, offs_d, mask_d, WP, BM, DT)
         s, qr, kr = _rel_logits(q, k, rq, rk, idx_qr)
         s = (s + gq * qr + gk * kr) * scale
         s = tl.where(mask_p[None, :], s, float("-inf"))
@@ -132,23 +140,19 @@ def _axial_rel_fwd_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr, o_
     out = acc / l_i[:, None]
     tl.store(o_ptr + _rows(n, m, son, sol, som, offs_o, offs_d), out.to(o_ptr.dtype.element_ty),
              mask=mask_o[:, None] & mask_d[None, :])
-    tl.store(lse_ptr + (n * tl.num_programs(1) + m) * L + offs_o, m_i + tl.log(l_i), mask=mask_o)
+    tl.store(lse_ptr + line * L + offs_o, m_i + tl.log(l_i), mask=mask_o)
 
 
 @triton.jit
 def _axial_rel_bwd_pre_kernel(o_ptr, do_ptr, delta_ptr, L, D, son, sol, som,
                               BM: tl.constexpr, BD: tl.constexpr):
     """delta_o = dout_o . out_o (fp32 [N, M, L]); out and dout share strides."""
-    pid_l, m = tl.program_id(0), tl.program_id(1)
-    n = tl.program_id(2).to(tl.int64)
-    offs_o = pid_l * BM + tl.arange(0, BM)
-    offs_d = tl.arange(0, BD)
-    mask_o = offs_o < L
+    n, m, line, _o0, offs_o, mask_o, offs_d, mask_d = _line_block(L, D, BM, BD)
     off = _rows(n, m, son, sol, som, offs_o, offs_d)
-    mask = mask_o[:, None] & (offs_d < D)[None, :]
+    mask = mask_o[:, None] & mask_d[None, :]
     o = tl.load(o_ptr + off, mask=mask, other=0.0).to(tl.float32)
     do = tl.load(do_ptr + off, mask=mask, other=0.0).to(tl.float32)
-    tl.store(delta_ptr + (n * tl.num_programs(1) + m) * L + offs_o, tl.sum(o * do, axis=1), mask=mask_o)
+    tl.store(delta_ptr + line * L + offs_o, tl.sum(o * do, axis=1), mask=mask_o)
 
 
 @triton.jit
@@ -171,13 +175,7 @@ def _axial_rel_bwd_dkv_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr
                               BM: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr, WP: tl.constexpr,
                               DT: tl.constexpr):
     """dk, dv for a block of BN keys; the table windows and gate sums of every tile go to slot line % S."""
-    pid_l, m = tl.program_id(0), tl.program_id(1)
-    n = tl.program_id(2).to(tl.int64)
-    line = n * tl.num_programs(1) + m
-    j0 = pid_l * BN
-    offs_p = j0 + tl.arange(0, BN)
-    offs_d = tl.arange(0, BD)
-    mask_p, mask_d = offs_p < L, offs_d < D
+    n, m, line, j0, offs_p, mask_p, offs_d, mask_d = _line_block(L, D, BN, BD)
     kv_mask = mask_p[:, None] & mask_d[None, :]
     k = _load_rows(k_ptr, n, m, skn, skl, skm, offs_p, mask_p, offs_d, mask_d, DT)
     v = _load_rows(v_ptr, n, m, svn, svl, svm, offs_p, mask_p, offs_d, mask_d, DT)
@@ -221,13 +219,7 @@ def _axial_rel_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, rq_ptr, rk_ptr, rv_ptr, g_ptr,
                              BM: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr, WP: tl.constexpr,
                              DT: tl.constexpr):
     """dq for a block of BM queries."""
-    pid_l, m = tl.program_id(0), tl.program_id(1)
-    n = tl.program_id(2).to(tl.int64)
-    line = n * tl.num_programs(1) + m
-    o0 = pid_l * BM
-    offs_o = o0 + tl.arange(0, BM)
-    offs_d = tl.arange(0, BD)
-    mask_o, mask_d = offs_o < L, offs_d < D
+    n, m, line, o0, offs_o, mask_o, offs_d, mask_d = _line_block(L, D, BM, BD)
     q = _load_rows(q_ptr, n, m, sqn, sql, sqm, offs_o, mask_o, offs_d, mask_d, DT)
     do = _load_rows(do_ptr, n, m, sqn, sql, sqm, offs_o, mask_o, offs_d, mask_d, DT)
     lse, delta = _load_row_stats(lse_ptr, delta_ptr, line, L, offs_o, mask_o)
