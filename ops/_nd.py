@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["conv_fn", "conv_module", "check_spatial_dims", "check_shape", "check_same", "next_pow2", "TRITON_DTYPES",
+__all__ = ["conv_fn", "conv_module", "check_spatial_dims", "check_shape", "check_same", "next_pow2", "cdiv", "TRITON_DTYPES",
            "channels_last_format", "memory_format_of", "eager_or_traced"]
 
 TRITON_DTYPES: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16, torch.float32)
@@ -52,6 +52,11 @@ def check_same(name_a: str, a: object, name_b: str, b: object, what: str) -> Non
 
 def next_pow2(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
+
+
+def cdiv(a: int, b: int) -> int:
+    """ceil(a / b) for launch grids: plain int arithmetic (`triton.cdiv` costs microseconds per host call)."""
+    return -(-a // b)
 
 
 def channels_last_format(t: torch.Tensor) -> torch.memory_format:

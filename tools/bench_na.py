@@ -1,7 +1,7 @@
 """NA benchmark (GPU, bf16): fused Triton kernels vs dense SDPA (flash), FlexAttention (best token layout) and the
 reference on the issue's cases S1-S7 and NATTEN's published cases N1-N3.
 
-`python tools/bench_ops.py na [--cases S1,S2] [--out docs/benchmarks/na.md] [--no-flex] [--no-ref] [--tune]`
+`python tools/bench_ops.py na [--cases S1,S2] [--out docs/benchmarks/na.md] [--no-flex] [--no-ref] [--tune [fwd,dq,dkv]]`
 """
 from __future__ import annotations
 
@@ -126,9 +126,10 @@ def render(rows: list[dict]) -> str:
     return markdown_table(head, out) + "\n" + "\n".join(notes) + "\n"
 
 
-def tune(names: list[str], top: int = 4) -> None:
-    """Sweep tile shapes, warps and pipeline stages of the forward and of the backward kernels on the given cases
-    and print the defaults' raw kernel times and the `top` fastest configurations of each."""
+def tune(names: list[str], parts: list[str], top: int = 4) -> None:
+    """Sweep Triton configurations on the given cases and print the defaults' raw kernel times and the `top` fastest
+    configurations of each part: "fwd" (tile, warps, pipeline stages), "dq" and "dkv" (the backward's two kernels
+    apart: tile, key/query block, warps; the other kernel keeps its default)."""
     from ops.na.params import make_params
     from ops.na.triton_kernels import default_config, na_bwd_triton, na_fwd_triton
 
@@ -149,19 +150,25 @@ def tune(names: list[str], top: int = 4) -> None:
 
         print(f"DEFAULT {name} fwd {time_ms(fwd, warmup=5, rep=40):.4f} ms, bwd {time_ms(bwd, warmup=5, rep=40):.4f} "
               f"ms: {base}", flush=True)
-        for part, fn, stages, make in (
-                ("fwd", fwd, (2, 3), lambda t, w, st: dict(fwd_tile=t, fwd_warps=w, fwd_stages=st)),
-                ("bwd", bwd, (1, 2), lambda t, w, st: dict(base, dq_tile=t, dkv_tile=t, dq_warps=w, dkv_warps=w,
-                                                          bwd_stages=st))):
+        sweeps = {
+            "fwd": (fwd, itertools.product(tiles[len(shape)], (4, 8), (2, 3)),
+                    lambda t, w, st: dict(fwd_tile=t, fwd_warps=w, fwd_stages=st)),
+            "dq": (bwd, itertools.product(tiles[len(shape)], (4, 8), (32, 64, 128)),
+                   lambda t, w, bn: dict(dq_tile=t, dq_warps=w, dq_block_n=bn)),
+            "dkv": (bwd, itertools.product(tiles[len(shape)], (4, 8), (32, 64, 128)),
+                    lambda t, w, bm: dict(dkv_tile=t, dkv_warps=w, dkv_block_m=bm)),
+        }
+        for part in parts:
+            fn, grid, make = sweeps[part]
             res = []
-            for t, w, st in itertools.product(tiles[len(shape)], (4, 8), stages):
-                cfg = make(t, w, st)
+            for combo in grid:
+                cfg = make(*combo)
                 try:
-                    res.append((time_ms(lambda: fn(cfg), warmup=5, rep=40), (t, w, st)))
+                    res.append((time_ms(lambda: fn(cfg), warmup=5, rep=40), cfg))
                 except Exception as e:  # noqa: BLE001  (a config that does not compile or fit is reported)
-                    print(f"TUNE {name} {part} {(t, w, st)} failed: {type(e).__name__}", flush=True)
-            for ms, (t, w, st) in sorted(res)[:top]:
-                print(f"TUNE {name} {part} {ms:.4f} ms: tile {t}, warps {w}, stages {st}", flush=True)
+                    print(f"TUNE {name} {part} {cfg} failed: {type(e).__name__}", flush=True)
+            for ms, cfg in sorted(res, key=lambda r: r[0])[:top]:
+                print(f"TUNE {name} {part} {ms:.4f} ms: {cfg}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -171,7 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-flex", action="store_true")
     ap.add_argument("--no-ref", action="store_true")
     ap.add_argument("--flex-first-layout", action="store_true", help="only the first flex layout of each case")
-    ap.add_argument("--tune", action="store_true", help="sweep Triton configurations instead of the table")
+    ap.add_argument("--tune", nargs="?", const="fwd,dq,dkv", default="",
+                    help="sweep Triton configurations instead of the table: comma-separated parts of fwd, dq, dkv")
     ap.add_argument("--merge", default="", help="comma-separated JSON reports of earlier runs to merge into --out")
     args = ap.parse_args(argv)
     cmd = "python tools/bench_ops.py na " + " ".join(argv or [])
@@ -187,7 +195,10 @@ def main(argv: list[str] | None = None) -> None:
     if not torch.cuda.is_available():
         raise SystemExit("bench_ops.py na needs a CUDA GPU")
     if args.tune:
-        tune(names)
+        parts = args.tune.split(",")
+        if any(part not in ("fwd", "dq", "dkv") for part in parts):
+            raise SystemExit(f"--tune takes parts of fwd, dq, dkv; got {args.tune!r}")
+        tune(names, parts)
         return
     rows = []
     for n in names:  # the report is rewritten after each case, so that a cut-off run keeps what it measured

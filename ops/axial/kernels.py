@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._nd import next_pow2
+from .._nd import cdiv, next_pow2
 from .._triton import TL_DTYPE as _TL
 
 __all__ = ["axial_rel_fwd_triton", "axial_rel_bwd_triton"]
@@ -277,7 +277,7 @@ def axial_rel_fwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_
     lse = torch.empty(N, M, L, device=q.device, dtype=torch.float32)
     bm, bd, wp = _blocks(L, D, CFG["bm"] if D <= 32 else CFG["bm_large_d"], q.dtype)
     rq, rk, rv = (r.contiguous() for r in (rel_q, rel_k, rel_v))
-    grid = (triton.cdiv(L, bm), M, N)
+    grid = (cdiv(L, bm), M, N)
     _axial_rel_fwd_kernel[grid](q, k, v, rq, rk, rv, gates, out, lse, L, D, scale,
                                 *_strides(q), *_strides(k), *_strides(v), *_strides(out),
                                 BM=bm, BN=bm, BD=bd, WP=wp, DT=_TL[q.dtype],
@@ -295,7 +295,7 @@ def axial_rel_bwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_
         raise ValueError("dout and out must have q's strides")
     cfg = {k: BWD_CFG[k if D <= 32 else f"{k}_large_d"] for k in ("bm", "warps", "dq_bm", "dq_warps")}
     bm, bd, wp = _blocks(L, D, cfg["bm"], q.dtype)
-    grid = (triton.cdiv(L, bm), M, N)
+    grid = (cdiv(L, bm), M, N)
     delta = torch.empty(N, M, L, device=q.device, dtype=torch.float32)
     _axial_rel_bwd_pre_kernel[grid](out, dout, delta, L, D, *_strides(out), BM=bm, BD=bd)
     rq, rk, rv = (r.contiguous() for r in (rel_q, rel_k, rel_v))
@@ -307,7 +307,7 @@ def axial_rel_bwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_
                                     slots, *_strides(q), *_strides(k), *_strides(v), BM=bm, BN=bm, BD=bd, WP=wp,
                                     DT=_TL[q.dtype], num_warps=cfg["warps"])
     bm, bd, wp = _blocks(L, D, cfg["dq_bm"], q.dtype)
-    _axial_rel_bwd_dq_kernel[(triton.cdiv(L, bm), M, N)](
+    _axial_rel_bwd_dq_kernel[(cdiv(L, bm), M, N)](
         q, k, v, rq, rk, rv, gates, dout, lse, delta, dq, L, D, scale, *_strides(q), *_strides(k), *_strides(v),
         BM=bm, BN=bm, BD=bd, WP=wp, DT=_TL[q.dtype], num_warps=cfg["dq_warps"])
     drq, drk, drv = dtab.sum(0).unbind(0)

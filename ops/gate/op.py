@@ -34,7 +34,7 @@ def _launch_bwd(x: Tensor, g: Tensor, wx: Tensor, bx: Optional[Tensor], wg: Tens
     from .kernels import gate_bwd_triton, wgrad_sizes
 
     dx, dg, flat = gate_bwd_triton(x, g, wx, wg, bx, bg, wpsi, bpsi, dout, dalpha)
-    dwx, dwg, dbx, dbg, dwpsi, dbpsi = flat.to(wx.dtype).split(wgrad_sizes(wx.shape[0], x.shape[1], g.shape[1]))
+    dwx, dwg, dbx, dbg, dwpsi, dbpsi = flat.split(wgrad_sizes(wx.shape[0], x.shape[1], g.shape[1]))
     wgrads = [d if ref is None else _as(d.view(ref.shape), ref)
               for d, ref in ((dwx, wx), (dbx, bx), (dwg, wg), (dbg, bg), (dwpsi, wpsi), (dbpsi, bpsi))]
     return (dx, dg, *wgrads)

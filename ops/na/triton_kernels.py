@@ -8,6 +8,7 @@ kernel walks the inverse box (queries whose windows can reach a key tile). Tenso
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -15,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._nd import next_pow2
+from .._nd import cdiv, next_pow2
 from .params import NAParams
 
 __all__ = ["na_fwd_triton", "na_bwd_triton", "INTERPRET"]
@@ -396,7 +397,7 @@ def fit_tile(lg_max: tuple[int, ...], target: tuple[int, ...], min_tokens: int =
 
 def _geometry(p: NAParams, tile: tuple[int, int, int]) -> tuple[list, tuple[int, int, int], int]:
     """Per-axis runtime ints, tiles-per-group and the number of tiles for a padded 3-axis problem."""
-    tpg = tuple(triton.cdiv(triton.cdiv(L, d), t) for L, d, t in zip(p.shape, p.dilation, tile))
+    tpg = tuple(cdiv(cdiv(L, d), t) for L, d, t in zip(p.shape, p.dilation, tile))
     ints = [*p.shape, *p.kernel_size, *p.dilation, *p.stride, *tpg]
     ntiles = math.prod(d * n for d, n in zip(p.dilation, tpg))
     return ints, tpg, ntiles
@@ -415,15 +416,17 @@ def _flags(p: NAParams) -> dict:
 def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
     """Tile shapes, block sizes, warps and pipeline stages, from config sweeps on an H100 (`tools/bench_ops.py na
     --tune`; S1-S7, N2, N3). The forward takes the first of two candidate tiles whose key rows fill whole blocks
-    (ROWS mode: interior blocks skip the mask), which is what made k=31 d64 1.5x and N3 2.2x faster."""
-    lg = tuple(triton.cdiv(L, d) for L, d in zip(p.shape, p.dilation))
+    (ROWS mode: interior blocks skip the mask), which is what made k=31 d64 1.5x and N3 2.2x faster. The backward's
+    dQ and dK/dV tiles were swept apart (S2, S6): 8x8 in 2-D; in 3-D with head_dim <= 32, 2x8x8 queries for dQ and
+    2x2x16 keys for dK/dV."""
+    lg = tuple(cdiv(L, d) for L, d in zip(p.shape, p.dilation))
     small = head_dim <= 32
     if ndim == 2:
         fwd_opts = ((1, 4, 16), (1, 4, 32)) if small else ((1, 8, 16), (1, 4, 32))
-        dq = dkv = (1, 4, 16) if small else (1, 8, 8)
+        dq = dkv = (1, 8, 8)
     else:
         fwd_opts = (_TILE_64[ndim], (2, 8, 8)) if ndim == 3 else (_TILE_64[ndim],)
-        dq = dkv = _TILE_64[ndim]
+        dq, dkv = ((2, 8, 8), (2, 2, 16)) if ndim == 3 and small else (_TILE_64[ndim],) * 2
     block_n = 128 if ndim == 3 and small else 64
     fits = [fit_tile(lg, t) for t in fwd_opts]
     fwd, rows = next(((t, True) for t in fits if _rows_mode(p, t, block_n, None)[0]), (fits[0], False))
@@ -437,40 +440,56 @@ def _rows_mode(pp: NAParams, tile: tuple[int, int, int], block: int, rows: bool 
     whole blocks with little padding (<= 12.5 %); `rows` forces the mode."""
     extent = tile[2] + pp.kernel_size[2] + pp.stride[2] - 2
     for bn in (block, 32) if block > 32 else (block,):
-        if triton.cdiv(extent, bn) * bn <= 1.125 * extent and rows is not False:
+        if cdiv(extent, bn) * bn <= 1.125 * extent and rows is not False:
             return True, bn
     return bool(rows), block
 
 
-def _prep(q: torch.Tensor, p: NAParams, config: dict | None, ndim: int) -> tuple[NAParams, dict, int]:
+def _check_index_range(q: torch.Tensor) -> None:
     per_sample = math.prod(q.shape[1:])
     if per_sample >= 2**31:
         raise ValueError(f"backend='triton' indexes one sample with int32: tokens*heads*head_dim must be < 2**31, "
                          f"got {per_sample} for q of shape {tuple(q.shape)}")
+
+
+@functools.lru_cache(maxsize=256)
+def _plans(p: NAParams, B: int, H: int, D: int, dtype: torch.dtype, config: tuple | None
+           ) -> tuple[tuple, tuple, tuple, tuple]:
+    """Grids and launch arguments (the ints after the tensors and scales, then the keywords) of the forward, dQ and
+    dK/dV kernels, and the delta kernel's grid. Cached: host time per call matters for small problems, and these
+    depend only on the problem and the config (`config` as sorted items, or None for the defaults)."""
     pp = p if p.ndim == 3 else p.padded()
-    cfg = default_config(pp, ndim, q.shape[-1])
-    if config:
-        cfg.update(config)
-    return pp, cfg, next_pow2(max(16, q.shape[-1]))
+    cfg = default_config(pp, p.ndim, D)
+    cfg.update(config or ())
+    N = math.prod(p.shape)
+    common = dict(_flags(pp), HEAD_DIM=next_pow2(max(16, D)), PREC="ieee" if dtype == torch.float32 else "tf32")
+
+    def plan(tile: tuple[int, int, int], block: int, block_name: str, warps: int, stages: int) -> tuple:
+        ints, _, ntiles = _geometry(pp, tile)
+        rows, blk = _rows_mode(pp, tile, block, cfg.get("rows"))
+        kw = dict(common, TX=tile[0], TY=tile[1], TZ=tile[2], ROWS=rows, HEADS_FAST=ntiles <= 65535,
+                  num_warps=warps, num_stages=stages, **{block_name: blk})
+        return _grid(ntiles, B * H), (H, N, D, *ints), kw
+
+    return (plan(cfg["fwd_tile"], cfg["fwd_block_n"], "BLOCK_N", cfg["fwd_warps"], cfg["fwd_stages"]),
+            plan(cfg["dq_tile"], cfg["dq_block_n"], "BLOCK_N", cfg["dq_warps"], cfg["bwd_stages"]),
+            plan(cfg["dkv_tile"], cfg["dkv_block_m"], "BLOCK_M", cfg["dkv_warps"], cfg["bwd_stages"]),
+            (B * H, cdiv(N, 128)))
+
+
+def _plan(q: torch.Tensor, p: NAParams, config: dict | None) -> tuple[tuple, tuple, tuple, tuple]:
+    return _plans(p, q.shape[0], q.shape[-2], q.shape[-1], q.dtype,
+                  tuple(sorted(config.items())) if config else None)
 
 
 def na_fwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: NAParams, scale: float,
                   config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward on contiguous `[B, *spatial, H, D]`; returns (out, logsumexp base 2 `[B, H, N]` fp32)."""
-    ndim = p.ndim
-    pp, cfg, hd_pad = _prep(q, p, config, ndim)
-    B, H, D = q.shape[0], q.shape[-2], q.shape[-1]
-    N = math.prod(p.shape)
+    _check_index_range(q)
+    (grid, ints, kw), *_ = _plan(q, p, config)
     out = torch.empty_like(q)
-    lse = torch.empty((B, H, N), device=q.device, dtype=torch.float32)
-    tile = cfg["fwd_tile"]
-    ints, _, ntiles = _geometry(pp, tile)
-    prec = "ieee" if q.dtype == torch.float32 else "tf32"
-    rows, bn = _rows_mode(pp, tile, cfg["fwd_block_n"], cfg.get("rows"))
-    _na_fwd_kernel[_grid(ntiles, B * H)](
-        q, k, v, out, lse, scale * LOG2E, H, N, D, *ints, **_flags(pp), TX=tile[0], TY=tile[1], TZ=tile[2],
-        ROWS=rows, BLOCK_N=bn, HEAD_DIM=hd_pad, PREC=prec, HEADS_FAST=ntiles <= 65535,
-        num_warps=cfg["fwd_warps"], num_stages=cfg["fwd_stages"])
+    lse = torch.empty((q.shape[0], q.shape[-2], ints[1]), device=q.device, dtype=torch.float32)
+    _na_fwd_kernel[grid](q, k, v, out, lse, scale * LOG2E, *ints, **kw)
     return out, lse
 
 
@@ -478,27 +497,12 @@ def na_bwd_triton(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
                   lse: torch.Tensor, p: NAParams, scale: float, config: dict | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Backward (dq, dk, dv) from the forward's output and logsumexp; all tensors contiguous `[B, *spatial, H, D]`."""
-    ndim = p.ndim
-    pp, cfg, hd_pad = _prep(q, p, config, ndim)
-    B, H, D = q.shape[0], q.shape[-2], q.shape[-1]
-    N = math.prod(p.shape)
-    delta = torch.empty((B, H, N), device=q.device, dtype=torch.float32)
-    _delta_kernel[(B * H, triton.cdiv(N, 128))](out, do, delta, H, N, D, BLOCK=128, HEAD_DIM=hd_pad, num_warps=4)
+    _check_index_range(q)
+    _, (dq_grid, ints, dq_kw), (dkv_grid, ints, dkv_kw), delta_grid = _plan(q, p, config)
+    H, N, D = ints[:3]
+    delta = torch.empty_like(lse)
+    _delta_kernel[delta_grid](out, do, delta, H, N, D, BLOCK=128, HEAD_DIM=dq_kw["HEAD_DIM"], num_warps=4)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    prec = "ieee" if q.dtype == torch.float32 else "tf32"
-    flags = _flags(pp)
-    tile = cfg["dq_tile"]
-    ints, _, ntiles = _geometry(pp, tile)
-    rows, bn = _rows_mode(pp, tile, cfg["dq_block_n"], cfg.get("rows"))
-    _na_bwd_dq_kernel[_grid(ntiles, B * H)](
-        q, k, v, do, lse, delta, dq, scale * LOG2E, scale, H, N, D, *ints, **flags, TX=tile[0], TY=tile[1],
-        TZ=tile[2], ROWS=rows, BLOCK_N=bn, HEAD_DIM=hd_pad, PREC=prec, HEADS_FAST=ntiles <= 65535,
-        num_warps=cfg["dq_warps"], num_stages=cfg["bwd_stages"])
-    tile = cfg["dkv_tile"]
-    ints, _, ntiles = _geometry(pp, tile)
-    rows, bm = _rows_mode(pp, tile, cfg["dkv_block_m"], cfg.get("rows"))
-    _na_bwd_dkv_kernel[_grid(ntiles, B * H)](
-        q, k, v, do, lse, delta, dk, dv, scale * LOG2E, scale, H, N, D, *ints, **flags, TX=tile[0], TY=tile[1],
-        TZ=tile[2], ROWS=rows, BLOCK_M=bm, HEAD_DIM=hd_pad, PREC=prec, HEADS_FAST=ntiles <= 65535,
-        num_warps=cfg["dkv_warps"], num_stages=cfg["bwd_stages"])
+    _na_bwd_dq_kernel[dq_grid](q, k, v, do, lse, delta, dq, scale * LOG2E, scale, *ints, **dq_kw)
+    _na_bwd_dkv_kernel[dkv_grid](q, k, v, do, lse, delta, dk, dv, scale * LOG2E, scale, *ints, **dkv_kw)
     return dq, dk, dv

@@ -62,6 +62,23 @@ def test_triton_matches_reference(size, cx, cg, f, cl):
         assert got[0].stride() == x.stride()
 
 
+def test_triton_mixed_layouts():
+    """x channels-last with g contiguous, a non-dense (sliced) x and a transposed output gradient: the kernels take
+    dense maps of one layout, so the launcher must bring every input into x's."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 12, 7, 5).to(memory_format=torch.channels_last)[:, 2:9]   # not dense
+    g = torch.randn(2, 4, 7, 5)                                                   # contiguous
+    inputs = [x.requires_grad_(), g.requires_grad_(), *_params(2, 7, 4, 3)]
+    dout = torch.randn(2, 7, 5, 7).transpose(2, 3)
+    for fn in (attention_gate_triton, attention_gate_reference):
+        out, alpha = fn(*inputs)
+        got = [out, alpha, *torch.autograd.grad((out * dout).sum() + alpha.sum(), inputs)]
+        if fn is attention_gate_triton:
+            first = got
+    for a, b in zip(first, got):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
 def _check_triton(size, cx, cg, f, b=2, dtype=torch.float32, cl=False, bias=(True, True, True),
                   on=("out", "alpha"), tol=1e-4):
     """Triton forward and gradients (of the outputs in `on`) against the fp32 reference."""
@@ -85,10 +102,11 @@ def _check_triton(size, cx, cg, f, b=2, dtype=torch.float32, cl=False, bias=(Tru
 
 
 @pytest.mark.parametrize("cfg,size,b,cx,cg,f", [
-    ({"bn_small_f": 16}, (9, 7), 3, 5, 3, 6),                 # 12 tiles of 16 px (last ragged), 3 programs
-    ({"bn_small_f": 16, "interp_programs": 2}, (5, 3, 3), 2, 3, 7, 1),  # F = 1, 3-D, tiles across batches
+    ({"bn_small_f": 16, "bwd_bn": 16}, (9, 7), 3, 5, 3, 6),   # 12 tiles of 16 px (last ragged), 3 programs
+    ({"bwd_bn": 16, "interp_programs": 2}, (5, 3, 3), 2, 3, 7, 1),     # F = 1, 3-D, tiles across batches
     ({"acc_elems": 256, "interp_programs": 6}, (6, 7), 3, 40, 20, 9),  # 3 channel blocks of 16, 2 programs
-    ({"bn_small_f": 16, "acc_elems": 256}, (13, 3), 2, 17, 33, 3),    # more Cg blocks than Cx blocks, 1 program
+    ({"bwd_bn": 16, "acc_elems": 256}, (13, 3), 2, 17, 33, 3),         # more Cg blocks than Cx blocks, 1 program
+    ({"bwd_bn": 16, "acc_elems_large_f": 1024}, (5, 7), 2, 40, 20, 33),  # F > 32: its own budget, 3 blocks
 ])
 def test_triton_persistent_backward(monkeypatch, cfg, size, b, cx, cg, f):
     for k, v in cfg.items():
@@ -110,6 +128,7 @@ def test_triton_some_biases_absent(bias):
 @pytest.mark.parametrize("cl", [False, True])
 def test_triton_fp16_forward_backward(monkeypatch, cl):
     monkeypatch.setitem(kernels.CFG, "bn_small_f", 16)
+    monkeypatch.setitem(kernels.CFG, "bwd_bn", 16)
     _check_triton((7, 5), 16, 8, 12, b=2, dtype=torch.float16, cl=cl, tol=2e-2)
 
 
