@@ -173,14 +173,16 @@ def _gate_bwd_kernel(x_ptr, g_ptr, wx_ptr, wg_ptr, bx_ptr, bg_ptr, wpsi_ptr, bps
 
 
 @triton.jit
-def _sum_rows_kernel(part_ptr, out_ptr, ROWS, COLS, BLOCK: tl.constexpr):
-    """out[j] = sum_r part[r, j] (fp32, in row order: deterministic), stored in out's dtype."""
+def _sum_rows_kernel(part_ptr, out_ptr, ROWS, COLS, BR: tl.constexpr, BLOCK: tl.constexpr):
+    """out[j] = sum_r part[r, j] in fp32 (fixed order: deterministic), stored in out's dtype; BR rows per step."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < COLS
-    acc = tl.zeros([BLOCK], dtype=tl.float32)
-    for r in range(ROWS):
-        acc += tl.load(part_ptr + r * COLS + offs, mask=mask, other=0.0)
-    tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
+    acc = tl.zeros([BR, BLOCK], dtype=tl.float32)
+    for r0 in range(0, ROWS, BR):
+        r = r0 + tl.arange(0, BR)
+        acc += tl.load(part_ptr + r[:, None].to(tl.int64) * COLS + offs[None, :], mask=(r < ROWS)[:, None] & mask,
+                       other=0.0)
+    tl.store(out_ptr + offs, tl.sum(acc, axis=0).to(out_ptr.dtype.element_ty), mask=mask)
 
 
 # Tile sizes (tuned on an H100; any powers of two >= 16 are valid). Forward: pixels per tile for F <= 32 / F > 32,
@@ -286,7 +288,7 @@ def gate_bwd_triton(x: torch.Tensor, g: torch.Tensor, wx: torch.Tensor, wg: torc
         N, CX, CG, F, B, nprog, blocks, CL=cl, HAS_DALPHA=dalpha is not None, **flags, BN=bn, BF=bf, BKX=bkx,
         BKG=bkg, BWX=bwx, BWG=bwg, DT=_TL[x.dtype], num_warps=warps)
     wgrads = torch.empty(cols, device=x.device, dtype=wx.dtype)
-    _sum_rows_kernel[(cdiv(cols, 1024),)](part, wgrads, nprog, cols, BLOCK=1024, num_warps=4)
+    _sum_rows_kernel[(cdiv(cols, 64),)](part, wgrads, nprog, cols, BR=32, BLOCK=64, num_warps=4)
     return dx, dg, wgrads
 
 

@@ -416,17 +416,15 @@ def _flags(p: NAParams) -> dict:
 def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
     """Tile shapes, block sizes, warps and pipeline stages, from config sweeps on an H100 (`tools/bench_ops.py na
     --tune`; S1-S7, N2, N3). The forward takes the first of two candidate tiles whose key rows fill whole blocks
-    (ROWS mode: interior blocks skip the mask), which is what made k=31 d64 1.5x and N3 2.2x faster. The backward's
-    dQ and dK/dV tiles were swept apart (S2, S6): 8x8 in 2-D; in 3-D with head_dim <= 32, 2x8x8 queries for dQ and
-    2x2x16 keys for dK/dV."""
+    (ROWS mode: interior blocks skip the mask), which is what made k=31 d64 1.5x and N3 2.2x faster."""
     lg = tuple(cdiv(L, d) for L, d in zip(p.shape, p.dilation))
     small = head_dim <= 32
     if ndim == 2:
         fwd_opts = ((1, 4, 16), (1, 4, 32)) if small else ((1, 8, 16), (1, 4, 32))
-        dq = dkv = (1, 8, 8)
+        dq = dkv = (1, 4, 16) if small else (1, 8, 8)
     else:
         fwd_opts = (_TILE_64[ndim], (2, 8, 8)) if ndim == 3 else (_TILE_64[ndim],)
-        dq, dkv = ((2, 8, 8), (2, 2, 16)) if ndim == 3 and small else (_TILE_64[ndim],) * 2
+        dq = dkv = _TILE_64[ndim]
     block_n = 128 if ndim == 3 and small else 64
     fits = [fit_tile(lg, t) for t in fwd_opts]
     fwd, rows = next(((t, True) for t in fits if _rows_mode(p, t, block_n, None)[0]), (fits[0], False))
@@ -498,11 +496,11 @@ def na_bwd_triton(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Backward (dq, dk, dv) from the forward's output and logsumexp; all tensors contiguous `[B, *spatial, H, D]`."""
     _check_index_range(q)
-    _, (dq_grid, ints, dq_kw), (dkv_grid, ints, dkv_kw), delta_grid = _plan(q, p, config)
-    H, N, D = ints[:3]
+    _, (dq_grid, dq_ints, dq_kw), (dkv_grid, dkv_ints, dkv_kw), delta_grid = _plan(q, p, config)
+    H, N, D = dq_ints[:3]
     delta = torch.empty_like(lse)
     _delta_kernel[delta_grid](out, do, delta, H, N, D, BLOCK=128, HEAD_DIM=dq_kw["HEAD_DIM"], num_warps=4)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    _na_bwd_dq_kernel[dq_grid](q, k, v, do, lse, delta, dq, scale * LOG2E, scale, *ints, **dq_kw)
-    _na_bwd_dkv_kernel[dkv_grid](q, k, v, do, lse, delta, dk, dv, scale * LOG2E, scale, *ints, **dkv_kw)
+    _na_bwd_dq_kernel[dq_grid](q, k, v, do, lse, delta, dq, scale * LOG2E, scale, *dq_ints, **dq_kw)
+    _na_bwd_dkv_kernel[dkv_grid](q, k, v, do, lse, delta, dk, dv, scale * LOG2E, scale, *dkv_ints, **dkv_kw)
     return dq, dk, dv

@@ -107,6 +107,7 @@ def _check_triton(size, cx, cg, f, b=2, dtype=torch.float32, cl=False, bias=(Tru
     ({"acc_elems": 256, "interp_programs": 6}, (6, 7), 3, 40, 20, 9),  # 3 channel blocks of 16, 2 programs
     ({"bwd_bn": 16, "acc_elems": 256}, (13, 3), 2, 17, 33, 3),         # more Cg blocks than Cx blocks, 1 program
     ({"bwd_bn": 16, "acc_elems_large_f": 1024}, (5, 7), 2, 40, 20, 33),  # F > 32: its own budget, 3 blocks
+    ({"bwd_bn": 16, "interp_programs": 40}, (16, 12), 4, 5, 3, 6),  # 40 partial rows: 2 steps of the row sum
 ])
 def test_triton_persistent_backward(monkeypatch, cfg, size, b, cx, cg, f):
     for k, v in cfg.items():
