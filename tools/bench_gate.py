@@ -16,7 +16,8 @@ NOTES = ("bf16, channels_last, g at x's size with Cg = Cx. Floor = (bytes that m
          "fwd+bwd times the gradient of out only; it returns the gradients of every input (torch.autograd.grad), as a "
          "training step computes them, and adds nothing into existing .grad tensors. Plain columns "
          "time eager calls (CPU launch overhead included); 'graph' columns replay the same calls from "
-         "CUDA graphs.\n")
+         "CUDA graphs, fwd+bwd as the whole step (forward and torch.autograd.grad) captured in one graph: GPU time "
+         "only.\n")
 
 
 def main(argv: list[str] | None = None) -> None:

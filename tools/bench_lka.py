@@ -13,8 +13,8 @@ from benchlib import channels_last_leaf, cuda_leaves, floor_benchmark, op_args  
 CASES = [(16, 64, (128, 128)), (32, 128, (64, 64)), (8, 256, (64, 64)), (2, 32, (64, 64, 64))]
 NOTES = ("bf16, channels_last, kernels 5 then 7 with dilation 3. Floor = (bytes that must move) / measured copy "
          "bandwidth: fwd reads x and writes out; fwd+bwd also reads x and dout and writes dx. Plain columns time "
-         "eager calls (CPU launch overhead included); 'graph' columns replay the same calls from CUDA graphs "
-         "(torch.cuda.make_graphed_callables for fwd+bwd). "
+         "eager calls (CPU launch overhead included); 'graph' columns replay the same calls from CUDA graphs, "
+         "fwd+bwd as the whole step (forward and torch.autograd.grad) captured in one graph: GPU time only. "
          "fwd+bwd returns the gradients of every input (torch.autograd.grad), as a training step computes them, and "
          "adds nothing into existing .grad tensors.\n")
 

@@ -83,18 +83,11 @@ def graph_ms(fn: Callable[[], object]) -> float:
 
 
 def graph_fwd_bwd_ms(fn: Callable, inputs: list, grad: torch.Tensor) -> float:
-    """Median ms of forward+backward with both passes replayed from CUDA graphs (torch.cuda.make_graphed_callables)."""
-    pos = [i for i, t in enumerate(inputs) if isinstance(t, torch.Tensor)]
-
-    def tensors_only(*ts: torch.Tensor) -> torch.Tensor:
-        args = list(inputs)
-        for i, t in zip(pos, ts):
-            args[i] = t
-        return first(fn(*args))
-
-    graphed = torch.cuda.make_graphed_callables(tensors_only, tuple(inputs[i] for i in pos), allow_unused_input=True)
+    """Median ms of one forward+backward step (``torch.autograd.grad`` of every leaf, as in `run_cases`) captured
+    whole in one CUDA graph and replayed: its GPU time, without the per-launch and autograd-engine host time that
+    the plain timing pays (and that dominates small problems on a slow host)."""
     leaves = grad_leaves(inputs)
-    return time_ms(lambda: torch.autograd.grad(graphed(*(inputs[i] for i in pos)), leaves, grad))
+    return graph_ms(lambda: torch.autograd.grad(first(fn(*inputs)), leaves, grad))
 
 
 def grad_leaves(inputs: Sequence[object]) -> list[torch.Tensor]:
@@ -133,8 +126,8 @@ def floor_ms(nbytes: float, bw: float) -> float:
 def run_cases(fns: dict[str, Callable], make: Callable, cases: list, bw: float, bytes_fn: Callable,
               graphed: tuple[str, ...] = ("triton", "eager (cuDNN)")) -> list[dict]:
     """Time each implementation forward and forward+backward on each case; then, for the `graphed` ones, the same
-    replayed from CUDA graphs (no per-launch CPU overhead; run last, and ours first, because a failed capture leaves
-    the CUDA context unable to capture again: eager cuDNN's 3-D backward fails to capture).
+    replayed from CUDA graphs (no host overhead; run last, and ours first, because a failed capture leaves the CUDA
+    context unable to capture again).
     ``make(*case)`` gives (inputs, label), ``bytes_fn(*case)`` the bytes that fwd and fwd+bwd must move.
     Returns one row dict per case."""
     rows, made = [], []

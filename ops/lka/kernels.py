@@ -157,22 +157,14 @@ def _ksize(w: torch.Tensor) -> tuple[int, int, int]:
     return (1, *k) if len(k) == 2 else k
 
 
-def _bc(c: int, limit: int) -> int:
-    return min(limit, max(16, next_pow2(c)))
+def _bc(c: int) -> int:
+    return min(CFG["dw_bc"], max(16, next_pow2(c)))
 
 
 # Tile sizes (tuned on an H100 for C = 32..256): pixel tiles th x tw (powers of two, th * tw >= 16), channel
-# blocks (powers of two >= 16), warps. From `dw_wide_c` channels on, the depthwise kernel takes the dw_wide_*
-# tile: twice the programs at C = 256, which ran the 5x5 conv of B8 C256 64x64 in 0.051 ms instead of 0.082 ms.
-CFG = {"dw_th": 4, "dw_tw": 16, "dw_bc": 64, "dw_warps": 4, "dw_wide_c": 256, "dw_wide_th": 4, "dw_wide_tw": 32,
-       "dw_wide_bc": 32, "dw_wide_warps": 4, "pw_th": 2, "pw_tw": 64, "pw_bk": 64, "pw_warps": 4,
+# blocks (powers of two >= 16), warps.
+CFG = {"dw_th": 4, "dw_tw": 16, "dw_bc": 64, "dw_warps": 4, "pw_th": 2, "pw_tw": 64, "pw_bk": 64, "pw_warps": 4,
        "wg_th": 16, "wg_tw": 8, "wg_iters": 4, "wg_warps": 4}
-
-
-def _dw_cfg(c: int) -> tuple[int, int, int, int]:
-    """(th, tw, channel block limit, warps) of the depthwise kernel for c channels."""
-    p = "dw_wide_" if c >= CFG["dw_wide_c"] else "dw_"
-    return CFG[p + "th"], CFG[p + "tw"], CFG[p + "bc"], CFG[p + "warps"]
 
 
 def _tile(H: int, W: int, th: int, tw: int) -> tuple[int, int]:
@@ -195,12 +187,11 @@ def depthwise_triton(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
     y = torch.empty_like(x)
     _, sy = as_3d(y)
     w2 = (w.flip(list(range(2, w.dim()))) if flip else w).reshape(C, -1).contiguous()
-    th, tw, bc, warps = _dw_cfg(C)
-    (th, tw), bc = _tile(H, W, th, tw), _bc(C, bc)
+    (th, tw), bc = _tile(H, W, CFG["dw_th"], CFG["dw_tw"]), _bc(C)
     grid = (_ntiles(D, H, W, th, tw), cdiv(C, bc), x.shape[0])
     _dw_kernel[grid](x, w2, bias if bias is not None else w2, add if add is not None else y, y, C, D, H, W,
                      *sx, *sy, *_ksize(w), dilation, HAS_BIAS=bias is not None, HAS_ADD=add is not None,
-                     TH=th, TW=tw, BC=bc, num_warps=warps)
+                     TH=th, TW=tw, BC=bc, num_warps=CFG["dw_warps"])
     return y
 
 
@@ -234,7 +225,7 @@ def depthwise_wgrad_triton(x: torch.Tensor, dy: torch.Tensor, ksize: tuple[int, 
     k3 = (1, *ksize) if len(ksize) == 2 else tuple(ksize)
     dw = torch.zeros(C, k3[0] * k3[1] * k3[2], device=x.device, dtype=torch.float32)
     db = torch.zeros(C, device=x.device, dtype=torch.float32)
-    (th, tw), bc, iters = _tile(H, W, CFG["wg_th"], CFG["wg_tw"]), _bc(C, CFG["dw_bc"]), CFG["wg_iters"]
+    (th, tw), bc, iters = _tile(H, W, CFG["wg_th"], CFG["wg_tw"]), _bc(C), CFG["wg_iters"]
     grid = (cdiv(_ntiles(D, H, W, th, tw), iters), cdiv(C, bc), x.shape[0])
     _dw_wgrad_kernel[grid](x, dy, dw, db, C, D, H, W, *sx, *sy, *k3, dilation, TH=th, TW=tw, BC=bc, ITERS=iters,
                            num_warps=CFG["wg_warps"])

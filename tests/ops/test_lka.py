@@ -52,16 +52,6 @@ def test_triton_matches_reference(size, c, k, dil, cl, bias):
     _check(lka_triton, lka_reference, x.requires_grad_(), _params(c, *k, nd, bias), dil, 1e-4)
 
 
-def test_triton_wide_channel_tile(monkeypatch):
-    """The depthwise kernels' tile for many channels (from `dw_wide_c` on), lowered here to 18 channels in 16-blocks."""
-    from ops.lka import kernels
-    for k, v in {"dw_wide_c": 18, "dw_wide_th": 2, "dw_wide_tw": 8, "dw_wide_bc": 16}.items():
-        monkeypatch.setitem(kernels.CFG, k, v)
-    torch.manual_seed(0)
-    x = torch.randn(2, 18, 6, 13).to(memory_format=torch.channels_last)
-    _check(lka_triton, lka_reference, x.requires_grad_(), _params(18, 5, 3, 2), 3, 1e-4)
-
-
 def test_triton_fp16_forward():
     torch.manual_seed(0)
     x = torch.randn(1, 16, 6, 5).half()
