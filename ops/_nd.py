@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["conv_fn", "conv_module", "check_spatial_dims", "check_shape", "check_same", "next_pow2", "cdiv", "TRITON_DTYPES",
-           "channels_last_format", "memory_format_of", "eager_or_traced"]
+__all__ = ["conv_fn", "conv_module", "check_spatial_dims", "check_shape", "check_same", "next_pow2", "cdiv",
+           "TRITON_DTYPES", "channels_last_format", "memory_format_of", "eager_or_traced"]
 
 TRITON_DTYPES: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16, torch.float32)
 """The dtypes every fused Triton op takes; the public dispatchers send anything else to the reference."""

@@ -1,7 +1,8 @@
 """NA benchmark (GPU, bf16): fused Triton kernels vs dense SDPA (flash), FlexAttention (best token layout) and the
 reference on the issue's cases S1-S7 and NATTEN's published cases N1-N3.
 
-`python tools/bench_ops.py na [--cases S1,S2] [--out docs/benchmarks/na.md] [--no-flex] [--no-ref] [--tune [fwd,dq,dkv]]`
+`python tools/bench_ops.py na [--cases S1,S2] [--out docs/benchmarks/na.md] [--no-flex] [--no-ref]
+[--tune [fwd,dq,dkv]]`
 """
 from __future__ import annotations
 

@@ -54,15 +54,10 @@ def first(out: Any) -> Any:
     return out[0] if isinstance(out, tuple) else out
 
 
-def fwd_bwd(fn: Callable[[], Any], grad: Any, wrt: Optional[Sequence[torch.Tensor]] = None) -> Callable[[], object]:
+def fwd_bwd(fn: Callable[[], Any], grad: Any, wrt: Sequence[torch.Tensor]) -> Callable[[], tuple[torch.Tensor, ...]]:
     """A closure running ``fn()`` forward then backward with fixed output gradient(s) (a tensor, or a list matching a
-    list of outputs): into the leaves' ``.grad`` as a training step does, or, given ``wrt``, returning the gradients
-    of those tensors only (``torch.autograd.grad``, nothing accumulated)."""
-    if wrt is None:
-        def run() -> None:
-            torch.autograd.backward(fn(), grad)
-        return run
-
+    list of outputs) and returning the gradients of ``wrt`` (``torch.autograd.grad``: nothing accumulated into
+    ``.grad``, as a training step with ``zero_grad(set_to_none=True)`` computes them)."""
     def grads() -> tuple[torch.Tensor, ...]:
         return torch.autograd.grad(fn(), wrt, grad)
     return grads
@@ -86,8 +81,7 @@ def graph_fwd_bwd_ms(fn: Callable, inputs: list, grad: torch.Tensor) -> float:
     """Median ms of one forward+backward step (``torch.autograd.grad`` of every leaf, as in `run_cases`) captured
     whole in one CUDA graph and replayed: its GPU time, without the per-launch and autograd-engine host time that
     the plain timing pays (and that dominates small problems on a slow host)."""
-    leaves = grad_leaves(inputs)
-    return graph_ms(lambda: torch.autograd.grad(first(fn(*inputs)), leaves, grad))
+    return graph_ms(fwd_bwd(lambda: first(fn(*inputs)), grad, grad_leaves(inputs)))
 
 
 def grad_leaves(inputs: Sequence[object]) -> list[torch.Tensor]:

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._nd import cdiv, channels_last_format, memory_format_of, next_pow2
+from .._nd import cdiv, memory_format_of, next_pow2
 from .._triton import TL_DTYPE as _TL
 
 __all__ = ["gate_fwd_triton", "gate_bwd_triton", "wgrad_sizes"]
@@ -230,10 +230,8 @@ def _layout(x: torch.Tensor, *others: torch.Tensor) -> tuple[bool, list[torch.Te
     """(channels_last, tensors): x's layout when it is dense channels-last, else contiguous (x copied if neither);
     `others` ([B, C', *s] maps read or written alongside x) are brought into the same layout (no copy when they are
     already)."""
-    fmt = channels_last_format(x)
-    cl = not x.is_contiguous() and x.is_contiguous(memory_format=fmt)
-    fmt = fmt if cl else torch.contiguous_format
-    return cl, [t.contiguous(memory_format=fmt) for t in (x, *others)]
+    fmt = memory_format_of(x)
+    return fmt != torch.contiguous_format, [t.contiguous(memory_format=fmt) for t in (x, *others)]
 
 
 def _alpha_like(x: torch.Tensor) -> torch.Tensor:

@@ -70,12 +70,12 @@ def test_triton_mixed_layouts():
     g = torch.randn(2, 4, 7, 5)                                                   # contiguous
     inputs = [x.requires_grad_(), g.requires_grad_(), *_params(2, 7, 4, 3)]
     dout = torch.randn(2, 7, 5, 7).transpose(2, 3)
-    for fn in (attention_gate_triton, attention_gate_reference):
+
+    def outputs_and_grads(fn):
         out, alpha = fn(*inputs)
-        got = [out, alpha, *torch.autograd.grad((out * dout).sum() + alpha.sum(), inputs)]
-        if fn is attention_gate_triton:
-            first = got
-    for a, b in zip(first, got):
+        return [out, alpha, *torch.autograd.grad((out * dout).sum() + alpha.sum(), inputs)]
+
+    for a, b in zip(outputs_and_grads(attention_gate_triton), outputs_and_grads(attention_gate_reference)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
