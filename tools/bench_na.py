@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchlib import (env_header, fmt_num, fwd_bwd, fwd_ms, markdown_table, peak_mem_mb, ratio,  # noqa: E402
+from benchlib import (env_header, fmt_num, fwd_bwd, fwd_ms, graph_ms, markdown_table, peak_mem_mb, ratio,  # noqa: E402
                       tflops, time_ms, write_report)
 
 CASES = {  # name: (spatial shape, kernel, dilation, batch, heads, head_dim, flex tiles to try)
@@ -37,8 +37,9 @@ REF_LIMIT = 1 << 29  # gathered elements B*H*N*k^d*D above which the reference i
 NATTEN_H100 = {"N1": 8.3, "N2": 6.0, "N3": 3.6}
 
 
-def _measure(fn: Callable[[], object], q, k, v) -> dict:
-    """fwd ms, fwd+bwd ms and fwd+bwd peak MiB of an NA callable; None where it fails (OOM or unsupported)."""
+def _measure(fn: Callable[[], object], q, k, v, graph: bool = False) -> dict:
+    """fwd ms, fwd+bwd ms and fwd+bwd peak MiB of an NA callable, and with `graph` the fwd+bwd step replayed from
+    one CUDA graph (GPU time without host overhead); None where it fails (OOM or unsupported)."""
     res: dict = {"fwd": None, "fwdbwd": None, "mem": None, "err": None}
     try:
         res["fwd"] = fwd_ms(fn)
@@ -49,12 +50,17 @@ def _measure(fn: Callable[[], object], q, k, v) -> dict:
         res["err"] = "OOM"
     except Exception as e:  # noqa: BLE001  (any backend failure is reported as n/a with its reason)
         res["err"] = f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"
+    if graph and res["fwdbwd"] is not None:
+        try:
+            res["graph_fwdbwd"] = graph_ms(step)
+        except Exception as e:  # noqa: BLE001  (a failed capture is reported; the plain timings stand)
+            res["graph_err"] = f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"
     gc.collect()
     torch.cuda.empty_cache()
     return res
 
 
-def run_case(name: str, flex: bool, ref: bool, row_major_only: bool = False) -> dict:
+def run_case(name: str, flex: bool, ref: bool, row_major_only: bool = False, graph: bool = False) -> dict:
     from ops.na.flex import na_flex
     from ops.na.functional import neighborhood_attention
     from ops.na.params import make_params
@@ -67,7 +73,7 @@ def run_case(name: str, flex: bool, ref: bool, row_major_only: bool = False) -> 
     flops = 4 * B * H * N * kd * D
     row = {"case": name, "problem": f"{nd}-D {'x'.join(map(str, shape))} k={ks} dil={dil} B{B} h{H} d{D}",
            "useful_fwd_gflop": flops / 1e9}
-    row["triton"] = _measure(lambda: neighborhood_attention(q, k, v, nd, ks, dil, backend="triton"), q, k, v)
+    row["triton"] = _measure(lambda: neighborhood_attention(q, k, v, nd, ks, dil, backend="triton"), q, k, v, graph)
 
     qs, ks_, vs = (t.detach().flatten(1, nd).transpose(1, 2).requires_grad_() for t in (q, k, v))
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -81,7 +87,7 @@ def run_case(name: str, flex: bool, ref: bool, row_major_only: bool = False) -> 
     if flex:
         best = None
         for tile in tiles[:1] if row_major_only else tiles:
-            r = _measure(lambda: na_flex(q, k, v, p, tile=tile), q, k, v)
+            r = _measure(lambda: na_flex(q, k, v, p, tile=tile), q, k, v, graph)
             r["layout"] = "row-major" if tile is None else "x".join(map(str, tile)) + " tiles"
             print(f"  flex {name} {r['layout']}: {r}", flush=True)
             if r["fwdbwd"] is not None and (best is None or r["fwdbwd"] < best["fwdbwd"]):
@@ -124,18 +130,34 @@ def render(rows: list[dict]) -> str:
             notes.append(f"- {r['case']}: NATTEN's Hopper kernels reported {NATTEN_H100[r['case']]}x forward over "
                          f"dense cuDNN attention; here {fmt_num(ratio(r['sdpa'].get('fwd'), r['triton'].get('fwd')))}x "
                          f"over dense SDPA flash")
-    return markdown_table(head, out) + "\n" + "\n".join(notes) + "\n"
+    return markdown_table(head, out) + "\n" + "\n".join(notes) + "\n" + _render_graphed(rows)
+
+
+def _render_graphed(rows: list[dict]) -> str:
+    """The fwd+bwd steps replayed from CUDA graphs (runs with --graph): GPU time, without the host time that the plain
+    timing of small problems carries on a slow host."""
+    rows = [r for r in rows if "graph_fwdbwd" in r["triton"] or "graph_err" in r["triton"]]
+    if not rows:
+        return ""
+    head = ["case", "NA fwd+bwd graph ms", "flex layout", "flex fwd+bwd graph ms", "graph fwd+bwd vs flex"]
+    out = [[r["case"], r["triton"].get("graph_fwdbwd"), r["flex"].get("layout", "n/a"), r["flex"].get("graph_fwdbwd"),
+            ratio(r["flex"].get("graph_fwdbwd"), r["triton"].get("graph_fwdbwd"))] for r in rows]
+    errs = [f"- {r['case']} {be} graph: n/a, {r[be]['graph_err']}" for r in rows for be in ("triton", "flex")
+            if r[be].get("graph_err")]
+    return ("\n### fwd+bwd replayed from one CUDA graph (GPU time)\n\n" + markdown_table(head, out) + "\n"
+            + "".join(e + "\n" for e in errs))
 
 
 def tune(names: list[str], parts: list[str], top: int = 4) -> None:
     """Sweep Triton configurations on the given cases and print the defaults' raw kernel times and the `top` fastest
-    configurations of each part: "fwd" (tile, warps, pipeline stages), "dq" and "dkv" (the backward's two kernels
+    configurations of each part: "fwd" (tile, warps, pipeline stages, key block), "dq" and "dkv" (the backward's two kernels
     apart: tile, key/query block, warps; the other kernel keeps its default)."""
     from ops.na.params import make_params
     from ops.na.triton_kernels import default_config, na_bwd_triton, na_fwd_triton
 
-    tiles = {1: [(1, 1, 64), (1, 1, 128)], 2: [(1, 8, 8), (1, 4, 16), (1, 8, 16), (1, 16, 8), (1, 4, 32)],
-             3: [(4, 4, 4), (2, 4, 8), (4, 4, 8), (2, 8, 8), (1, 8, 8), (2, 2, 16)]}
+    tiles = {1: [(1, 1, 64), (1, 1, 128)],
+             2: [(1, 4, 8), (1, 2, 16), (1, 8, 8), (1, 4, 16), (1, 8, 16), (1, 16, 8), (1, 4, 32)],
+             3: [(2, 4, 4), (2, 2, 8), (4, 4, 4), (2, 4, 8), (4, 4, 8), (2, 8, 8), (1, 8, 8), (2, 2, 16)]}
     for name in names:
         shape, ks, dil, B, H, D, _ = CASES[name]
         p = make_params(shape, ks, dil)
@@ -152,11 +174,11 @@ def tune(names: list[str], parts: list[str], top: int = 4) -> None:
         print(f"DEFAULT {name} fwd {time_ms(fwd, warmup=5, rep=40):.4f} ms, bwd {time_ms(bwd, warmup=5, rep=40):.4f} "
               f"ms: {base}", flush=True)
         sweeps = {
-            "fwd": (fwd, itertools.product(tiles[len(shape)], (4, 8), (2, 3)),
-                    lambda t, w, st: dict(fwd_tile=t, fwd_warps=w, fwd_stages=st)),
-            "dq": (bwd, itertools.product(tiles[len(shape)], (4, 8), (32, 64, 128)),
+            "fwd": (fwd, itertools.product(tiles[len(shape)], (2, 4, 8), (2, 3), (32, 64, 128)),
+                    lambda t, w, st, bn: dict(fwd_tile=t, fwd_warps=w, fwd_stages=st, fwd_block_n=bn)),
+            "dq": (bwd, itertools.product(tiles[len(shape)], (2, 4, 8), (32, 64, 128)),
                    lambda t, w, bn: dict(dq_tile=t, dq_warps=w, dq_block_n=bn)),
-            "dkv": (bwd, itertools.product(tiles[len(shape)], (4, 8), (32, 64, 128)),
+            "dkv": (bwd, itertools.product(tiles[len(shape)], (2, 4, 8), (32, 64, 128)),
                     lambda t, w, bm: dict(dkv_tile=t, dkv_warps=w, dkv_block_m=bm)),
         }
         for part in parts:
@@ -179,6 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-flex", action="store_true")
     ap.add_argument("--no-ref", action="store_true")
     ap.add_argument("--flex-first-layout", action="store_true", help="only the first flex layout of each case")
+    ap.add_argument("--graph", action="store_true",
+                    help="also time NA's and flex's fwd+bwd step replayed from a CUDA graph (GPU time only)")
     ap.add_argument("--tune", nargs="?", const="fwd,dq,dkv", default="",
                     help="sweep Triton configurations instead of the table: comma-separated parts of fwd, dq, dkv")
     ap.add_argument("--merge", default="", help="comma-separated JSON reports of earlier runs to merge into --out")
@@ -186,7 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     cmd = "python tools/bench_ops.py na " + " ".join(argv or [])
     if args.merge:
         parts = [json.loads(Path(f).read_text()) for f in args.merge.split(",")]
-        _write(args.out, parts[0]["env"], [r for part in parts for r in part["rows"]],
+        rows = sorted((r for part in parts for r in part["rows"]), key=lambda r: list(CASES).index(r["case"]))
+        _write(args.out, parts[0]["env"], rows,
                [part["command"] for part in parts])
         return
     names = [c for c in args.cases.split(",") if c]
@@ -203,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     rows = []
     for n in names:  # the report is rewritten after each case, so that a cut-off run keeps what it measured
-        rows.append(run_case(n, not args.no_flex, not args.no_ref, args.flex_first_layout))
+        rows.append(run_case(n, not args.no_flex, not args.no_ref, args.flex_first_layout, args.graph))
         _write(args.out, env_header(cmd.strip()), rows, [cmd.strip()])
 
 

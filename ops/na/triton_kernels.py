@@ -246,7 +246,7 @@ def _na_fwd_kernel(
 
 @triton.jit
 def _na_bwd_dq_kernel(
-    Q, K, V, DO, LSE, DELTA, DQ, qk_scale, sm_scale, H, N, HD,
+    Q, K, V, O, DO, LSE, DELTA, DQ, qk_scale, sm_scale, H, N, HD,
     Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz,
     CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
     FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr, TRX: tl.constexpr, TRY: tl.constexpr,
@@ -263,7 +263,10 @@ def _na_bwd_dq_kernel(
     q = tl.load(Q + qptr, mask=qmask, other=0.0)
     do = tl.load(DO + qptr, mask=qmask, other=0.0)
     lse = tl.load(LSE + bh.to(tl.int64) * N + tok_q, mask=qvalid, other=0.0)
-    delta = tl.load(DELTA + bh.to(tl.int64) * N + tok_q, mask=qvalid, other=0.0)
+    # delta = rowsum(dO * O), the softmax-backward correction; stored for the dK/dV kernel, which runs after this one
+    o = tl.load(O + qptr, mask=qmask, other=0.0)
+    delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), 1)
+    tl.store(DELTA + bh.to(tl.int64) * N + tok_q, delta, mask=qvalid)
 
     dq = tl.zeros([TX * TY * TZ, HEAD_DIM], dtype=tl.float32)
     for it in range(0, nblocks):
@@ -359,21 +362,6 @@ def _na_bwd_dkv_kernel(
     tl.store(DV + kptr, dv.to(DV.dtype.element_ty), mask=kmask)
 
 
-@triton.jit
-def _delta_kernel(O, DO, DELTA, H, N, HD, BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr):
-    """delta = rowsum(dO * O) in fp32, `[B, H, N]` (the softmax-backward correction term)."""
-    bh = tl.program_id(0)
-    t = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    b = bh // H
-    h = bh % H
-    dofs = tl.arange(0, HEAD_DIM)
-    mask = (t[:, None] < N) & (dofs[None, :] < HD)
-    ptr = b.to(tl.int64) * N * H * HD + t[:, None] * (H * HD) + h * HD + dofs[None, :]
-    o = tl.load(O + ptr, mask=mask, other=0.0).to(tl.float32)
-    do = tl.load(DO + ptr, mask=mask, other=0.0).to(tl.float32)
-    tl.store(DELTA + bh.to(tl.int64) * N + t, tl.sum(o * do, 1), mask=t < N)
-
-
 # ----------------------------------------------------------------------------------------------- launch helpers
 
 _TILE_64 = {1: (1, 1, 64), 2: (1, 8, 8), 3: (4, 4, 4)}  # 64-token tiles (X, Y, Z) per number of real axes
@@ -395,12 +383,13 @@ def fit_tile(lg_max: tuple[int, ...], target: tuple[int, ...], min_tokens: int =
     return tuple(t)  # type: ignore[return-value]
 
 
-def _geometry(p: NAParams, tile: tuple[int, int, int]) -> tuple[list, tuple[int, int, int], int]:
-    """Per-axis runtime ints, tiles-per-group and the number of tiles for a padded 3-axis problem."""
+def _geometry(p: NAParams, tile: tuple[int, int, int]) -> tuple[list, int]:
+    """Per-axis runtime ints (shape, kernel, dilation, stride, tiles per dilation group) and the number of tiles
+    of a padded 3-axis problem."""
     tpg = tuple(cdiv(cdiv(L, d), t) for L, d, t in zip(p.shape, p.dilation, tile))
     ints = [*p.shape, *p.kernel_size, *p.dilation, *p.stride, *tpg]
     ntiles = math.prod(d * n for d, n in zip(p.dilation, tpg))
-    return ints, tpg, ntiles
+    return ints, ntiles
 
 
 def _grid(ntiles: int, bh: int) -> tuple[int, int]:
@@ -416,21 +405,28 @@ def _flags(p: NAParams) -> dict:
 def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
     """Tile shapes, block sizes, warps and pipeline stages, from config sweeps on an H100 (`tools/bench_ops.py na
     --tune`; S1-S7, N2, N3). The forward takes the first of two candidate tiles whose key rows fill whole blocks
-    (ROWS mode: interior blocks skip the mask), which is what made k=31 d64 1.5x and N3 2.2x faster."""
+    (ROWS mode: interior blocks skip the mask), which is what made k=31 d64 1.5x and N3 2.2x faster. Without
+    ROWS, small heads (d <= 32) run narrower programs: 2 warps over 32-key blocks in 2-D, and 3-D windows up to 7
+    take 2x4x4 query tiles (S6 forward 0.58 -> 0.42 ms, S7 1.33 -> 0.92 ms)."""
     lg = tuple(cdiv(L, d) for L, d in zip(p.shape, p.dilation))
     small = head_dim <= 32
+    small_3d = ndim == 3 and small and max(p.kernel_size) <= 7
     if ndim == 2:
         fwd_opts = ((1, 4, 16), (1, 4, 32)) if small else ((1, 8, 16), (1, 4, 32))
-        dq = dkv = (1, 4, 16) if small else (1, 8, 8)
+        dq, dkv = ((1, 4, 8), (1, 4, 16)) if small else ((1, 8, 8), (1, 8, 8))
     else:
-        fwd_opts = (_TILE_64[ndim], (2, 8, 8)) if ndim == 3 else (_TILE_64[ndim],)
-        dq = dkv = _TILE_64[ndim]
-    block_n = 128 if ndim == 3 and small else 64
+        fwd_opts = ((2, 4, 4),) if small_3d else (_TILE_64[ndim], (2, 8, 8)) if ndim == 3 else (_TILE_64[ndim],)
+        dq = (2, 4, 4) if small_3d else _TILE_64[ndim]
+        dkv = _TILE_64[ndim]
+    block_n = 128 if ndim == 3 and small and not small_3d else 64
     fits = [fit_tile(lg, t) for t in fwd_opts]
     fwd, rows = next(((t, True) for t in fits if _rows_mode(p, t, block_n, None)[0]), (fits[0], False))
-    return dict(fwd_tile=fwd, fwd_block_n=block_n, fwd_warps=4, fwd_stages=3 if ndim == 2 or rows else 2,
-                dq_tile=fit_tile(lg, dq), dq_block_n=64, dq_warps=4, dkv_tile=fit_tile(lg, dkv), dkv_block_m=64,
-                dkv_warps=4, bwd_stages=2 if ndim == 2 else 1)
+    narrow_fwd = ndim == 2 and small and not rows
+    narrow_dq = (ndim == 2 and small) or small_3d
+    return dict(fwd_tile=fwd, fwd_block_n=32 if narrow_fwd else block_n, fwd_warps=2 if narrow_fwd else 4,
+                fwd_stages=3 if ndim == 2 or rows else 2,
+                dq_tile=fit_tile(lg, dq), dq_block_n=32 if narrow_dq else 64, dq_warps=2 if narrow_dq else 4,
+                dkv_tile=fit_tile(lg, dkv), dkv_block_m=64, dkv_warps=4, bwd_stages=2 if ndim == 2 else 1)
 
 
 def _rows_mode(pp: NAParams, tile: tuple[int, int, int], block: int, rows: bool | None) -> tuple[bool, int]:
@@ -452,9 +448,9 @@ def _check_index_range(q: torch.Tensor) -> None:
 
 @functools.lru_cache(maxsize=256)
 def _plans(p: NAParams, B: int, H: int, D: int, dtype: torch.dtype, config: tuple | None
-           ) -> tuple[tuple, tuple, tuple, tuple]:
+           ) -> tuple[tuple, tuple, tuple]:
     """Grids and launch arguments (the ints after the tensors and scales, then the keywords) of the forward, dQ and
-    dK/dV kernels, and the delta kernel's grid. Cached: host time per call matters for small problems, and these
+    dK/dV kernels. Cached: host time per call matters for small problems, and these
     depend only on the problem and the config (`config` as sorted items, or None for the defaults)."""
     pp = p if p.ndim == 3 else p.padded()
     cfg = default_config(pp, p.ndim, D)
@@ -463,7 +459,7 @@ def _plans(p: NAParams, B: int, H: int, D: int, dtype: torch.dtype, config: tupl
     common = dict(_flags(pp), HEAD_DIM=next_pow2(max(16, D)), PREC="ieee" if dtype == torch.float32 else "tf32")
 
     def plan(tile: tuple[int, int, int], block: int, block_name: str, warps: int, stages: int) -> tuple:
-        ints, _, ntiles = _geometry(pp, tile)
+        ints, ntiles = _geometry(pp, tile)
         rows, blk = _rows_mode(pp, tile, block, cfg.get("rows"))
         kw = dict(common, TX=tile[0], TY=tile[1], TZ=tile[2], ROWS=rows, HEADS_FAST=ntiles <= 65535,
                   num_warps=warps, num_stages=stages, **{block_name: blk})
@@ -471,11 +467,10 @@ def _plans(p: NAParams, B: int, H: int, D: int, dtype: torch.dtype, config: tupl
 
     return (plan(cfg["fwd_tile"], cfg["fwd_block_n"], "BLOCK_N", cfg["fwd_warps"], cfg["fwd_stages"]),
             plan(cfg["dq_tile"], cfg["dq_block_n"], "BLOCK_N", cfg["dq_warps"], cfg["bwd_stages"]),
-            plan(cfg["dkv_tile"], cfg["dkv_block_m"], "BLOCK_M", cfg["dkv_warps"], cfg["bwd_stages"]),
-            (B * H, cdiv(N, 128)))
+            plan(cfg["dkv_tile"], cfg["dkv_block_m"], "BLOCK_M", cfg["dkv_warps"], cfg["bwd_stages"]))
 
 
-def _plan(q: torch.Tensor, p: NAParams, config: dict | None) -> tuple[tuple, tuple, tuple, tuple]:
+def _plan(q: torch.Tensor, p: NAParams, config: dict | None) -> tuple[tuple, tuple, tuple]:
     return _plans(p, q.shape[0], q.shape[-2], q.shape[-1], q.dtype,
                   tuple(sorted(config.items())) if config else None)
 
@@ -496,11 +491,9 @@ def na_bwd_triton(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Backward (dq, dk, dv) from the forward's output and logsumexp; all tensors contiguous `[B, *spatial, H, D]`."""
     _check_index_range(q)
-    _, (dq_grid, dq_ints, dq_kw), (dkv_grid, dkv_ints, dkv_kw), delta_grid = _plan(q, p, config)
-    H, N, D = dq_ints[:3]
+    _, (dq_grid, dq_ints, dq_kw), (dkv_grid, dkv_ints, dkv_kw) = _plan(q, p, config)
     delta = torch.empty_like(lse)
-    _delta_kernel[delta_grid](out, do, delta, H, N, D, BLOCK=128, HEAD_DIM=dq_kw["HEAD_DIM"], num_warps=4)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    _na_bwd_dq_kernel[dq_grid](q, k, v, do, lse, delta, dq, scale * LOG2E, scale, *dq_ints, **dq_kw)
+    _na_bwd_dq_kernel[dq_grid](q, k, v, out, do, lse, delta, dq, scale * LOG2E, scale, *dq_ints, **dq_kw)
     _na_bwd_dkv_kernel[dkv_grid](q, k, v, do, lse, delta, dk, dv, scale * LOG2E, scale, *dkv_ints, **dkv_kw)
     return dq, dk, dv
