@@ -18,8 +18,8 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchlib import (env_header, fmt_num, fwd_bwd, fwd_ms, graph_ms, markdown_table, peak_mem_mb, ratio,  # noqa: E402
-                      tflops, time_ms, write_report)
+from benchlib import (env_header, fmt_num, fwd_bwd, fwd_ms, graph_ms, markdown_table,  # noqa: E402
+                      peak_mem_mb, ratio, tflops, time_ms, write_report)
 
 CASES = {  # name: (spatial shape, kernel, dilation, batch, heads, head_dim, flex tiles to try)
     "S1": ((64, 64), 7, 1, 16, 4, 32, [None, (8, 8)]),
@@ -150,8 +150,8 @@ def _render_graphed(rows: list[dict]) -> str:
 
 def tune(names: list[str], parts: list[str], top: int = 4) -> None:
     """Sweep Triton configurations on the given cases and print the defaults' raw kernel times and the `top` fastest
-    configurations of each part: "fwd" (tile, warps, pipeline stages, key block), "dq" and "dkv" (the backward's two kernels
-    apart: tile, key/query block, warps; the other kernel keeps its default)."""
+    configurations of each part: "fwd" (tile, warps, pipeline stages, key block), "dq" and "dkv" (the backward's two
+    kernels apart: tile, key/query block, warps; the other kernel keeps its default)."""
     from ops.na.params import make_params
     from ops.na.triton_kernels import default_config, na_bwd_triton, na_fwd_triton
 

@@ -450,8 +450,8 @@ def _check_index_range(q: torch.Tensor) -> None:
 def _plans(p: NAParams, B: int, H: int, D: int, dtype: torch.dtype, config: tuple | None
            ) -> tuple[tuple, tuple, tuple]:
     """Grids and launch arguments (the ints after the tensors and scales, then the keywords) of the forward, dQ and
-    dK/dV kernels. Cached: host time per call matters for small problems, and these
-    depend only on the problem and the config (`config` as sorted items, or None for the defaults)."""
+    dK/dV kernels. Cached: host time per call matters for small problems, and these depend only on the problem and
+    the config (`config` as sorted items, or None for the defaults)."""
     pp = p if p.ndim == 3 else p.padded()
     cfg = default_config(pp, p.ndim, D)
     cfg.update(config or ())
