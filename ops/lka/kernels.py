@@ -75,84 +75,6 @@ def _dw_kernel(x_ptr, w_ptr, bias_ptr, add_ptr, y_ptr, C, D, H, W,
 
 
 @triton.jit
-def _roll_tap(acc, v, wb, P: tl.constexpr, KW: tl.constexpr, M: tl.constexpr, mask_c):
-    """acc += v * w[kw] for the output slot M of `_dw_roll_kernel` (kw = 3 + P - M); no-op when kw is out of range."""
-    if (3 + P - M >= 0) and (3 + P - M < KW):
-        acc += v * tl.load(wb + (3 + P - M), mask=mask_c, other=0.0).to(tl.float32)[None, :]
-    return acc
-
-
-@triton.jit
-def _dw_roll_kernel(x_ptr, w_ptr, bias_ptr, add_ptr, y_ptr, C, D, H, W, NJ,
-                    sxb, sxc, sxd, sxh, sxw, syb, syc, syd, syh, syw,
-                    KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr,
-                    HAS_BIAS: tl.constexpr, HAS_ADD: tl.constexpr, BH: tl.constexpr, BC: tl.constexpr):
-    """Depthwise 'same' conv (odd KW <= 7) that walks along w: a program owns BH rows x BC channels of NJ output
-    columns of one phase (w = r + DIL * j) and reads each input column once per (kd, kh) row, adding it into the 7
-    rolling accumulators of the outputs it touches (slot m holds output j = i - 3 + m while input column i is read).
-    Loads and converts per output and tap drop by KW against `_dw_kernel`; the FMAs stay."""
-    P: tl.constexpr = (KW - 1) // 2
-    pid, pid_c = tl.program_id(0), tl.program_id(1)
-    b = tl.program_id(2).to(tl.int64)
-    ncols = (W + DIL - 1) // DIL
-    nch = (ncols + NJ - 1) // NJ
-    nht = (H + BH - 1) // BH
-    chunk = pid % nch
-    r = (pid // nch) % DIL
-    ht = (pid // (nch * DIL)) % nht
-    rows = ht * BH + tl.arange(0, BH)
-    d = pid // (nch * DIL * nht) + rows * 0   # vectors like rows: the interpreter cannot mix scalar masks
-    offs_c = pid_c * BC + tl.arange(0, BC)
-    mask_c = offs_c < C
-    mask_r = rows < H
-    xb = x_ptr + b * sxb + offs_c[None, :] * sxc
-    wc = w_ptr + offs_c * (KD * KH * KW)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[None, :]
-    j0 = chunk * NJ
-    acc0 = tl.zeros([BH, BC], dtype=tl.float32)
-    acc1 = tl.zeros([BH, BC], dtype=tl.float32)
-    acc2 = tl.zeros([BH, BC], dtype=tl.float32)
-    acc3 = tl.zeros([BH, BC], dtype=tl.float32)
-    acc4 = tl.zeros([BH, BC], dtype=tl.float32)
-    acc5 = tl.zeros([BH, BC], dtype=tl.float32)
-    acc6 = tl.zeros([BH, BC], dtype=tl.float32)
-    for i in range(j0 - 3, j0 + NJ + 3):
-        u = r + DIL * i + rows * 0          # the input column
-        mu = mask_r & (u >= 0) & (u < W)
-        for kd in tl.static_range(KD):
-            dd = d + (kd * DIL - DIL * (KD - 1) // 2)
-            md = mu & (dd >= 0) & (dd < D)
-            for kh in tl.static_range(KH):
-                hh = rows + (kh * DIL - DIL * (KH - 1) // 2)
-                m = md & (hh >= 0) & (hh < H)
-                v = tl.load(xb + (dd * sxd + hh * sxh + u * sxw)[:, None], mask=m[:, None] & mask_c[None, :],
-                            other=0.0).to(tl.float32)
-                wb = wc + (kd * KH + kh) * KW
-                acc0 = _roll_tap(acc0, v, wb, P, KW, 0, mask_c)
-                acc1 = _roll_tap(acc1, v, wb, P, KW, 1, mask_c)
-                acc2 = _roll_tap(acc2, v, wb, P, KW, 2, mask_c)
-                acc3 = _roll_tap(acc3, v, wb, P, KW, 3, mask_c)
-                acc4 = _roll_tap(acc4, v, wb, P, KW, 4, mask_c)
-                acc5 = _roll_tap(acc5, v, wb, P, KW, 5, mask_c)
-                acc6 = _roll_tap(acc6, v, wb, P, KW, 6, mask_c)
-        # slot 0 (output j = i - 3) has all its taps now
-        j = i - 3 + rows * 0
-        col = r + DIL * j
-        mo = mask_r & (j >= j0) & (col < W)
-        out = acc0
-        if HAS_BIAS:
-            out += bias
-        off = b * syb + (d * syd + rows * syh + col * syw)[:, None] + offs_c[None, :] * syc
-        mo2 = mo[:, None] & mask_c[None, :]
-        if HAS_ADD:
-            out += tl.load(add_ptr + off, mask=mo2, other=0.0).to(tl.float32)
-        tl.store(y_ptr + off, out.to(y_ptr.dtype.element_ty), mask=mo2)
-        acc0, acc1, acc2, acc3, acc4, acc5 = acc1, acc2, acc3, acc4, acc5, acc6
-        acc6 = tl.zeros([BH, BC], dtype=tl.float32)
-
-
-@triton.jit
 def _pw_mul_kernel(a_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, mul_ptr, out_ptr, C, D, H, W,
                    sab, sac, sad, sah, saw, smb, smc, smd, smh, smw, sob, soc, sod, soh, sow,
                    KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr, HAS_DW: tl.constexpr,
@@ -235,19 +157,14 @@ def _ksize(w: torch.Tensor) -> tuple[int, int, int]:
     return (1, *k) if len(k) == 2 else k
 
 
-def _bc(c: int, cap: int | None = None) -> int:
-    """Channel block: a power of two >= 16 covering c, at most `cap` (default: the depthwise tile's)."""
-    return min(CFG["dw_bc"] if cap is None else cap, max(16, next_pow2(c)))
+def _bc(c: int) -> int:
+    return min(CFG["dw_bc"], max(16, next_pow2(c)))
 
 
 # Tile sizes (tuned on an H100 for C = 32..256): pixel tiles th x tw (powers of two, th * tw >= 16), channel
 # blocks (powers of two >= 16), warps.
 CFG = {"dw_th": 4, "dw_tw": 16, "dw_bc": 64, "dw_warps": 4, "pw_th": 2, "pw_tw": 64, "pw_bk": 64, "pw_warps": 4,
-       "wg_th": 16, "wg_tw": 8, "wg_iters": 4, "wg_warps": 4,
-       # depthwise along w with rolling accumulators (kernels up to 7 wide): rows, channels, columns per program
-       "roll": True, "roll_bh": 16, "roll_bc": 64, "roll_nj": 32, "roll_warps": 4,
-       # forward: the dilated depthwise fused into the pointwise GEMM (True) or run by the rolling kernel first
-       "fuse_dw1": True}
+       "wg_th": 16, "wg_tw": 8, "wg_iters": 4, "wg_warps": 4}
 
 
 def _tile(H: int, W: int, th: int, tw: int) -> tuple[int, int]:
@@ -270,18 +187,11 @@ def depthwise_triton(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
     y = torch.empty_like(x)
     _, sy = as_3d(y)
     w2 = (w.flip(list(range(2, w.dim()))) if flip else w).reshape(C, -1).contiguous()
-    ks = _ksize(w)
-    flags = dict(HAS_BIAS=bias is not None, HAS_ADD=add is not None)
-    args = (x, w2, bias if bias is not None else w2, add if add is not None else y, y, C, D, H, W)
-    if CFG["roll"] and ks[2] <= 7:
-        ncols = cdiv(W, dilation)                 # output columns per phase
-        bh, bc, nj = min(CFG["roll_bh"], max(16, next_pow2(H))), _bc(C, CFG["roll_bc"]), min(CFG["roll_nj"], ncols)
-        grid = (D * cdiv(H, bh) * dilation * cdiv(ncols, nj), cdiv(C, bc), x.shape[0])
-        _dw_roll_kernel[grid](*args, nj, *sx, *sy, *ks, dilation, **flags, BH=bh, BC=bc, num_warps=CFG["roll_warps"])
-        return y
     (th, tw), bc = _tile(H, W, CFG["dw_th"], CFG["dw_tw"]), _bc(C)
     grid = (_ntiles(D, H, W, th, tw), cdiv(C, bc), x.shape[0])
-    _dw_kernel[grid](*args, *sx, *sy, *ks, dilation, **flags, TH=th, TW=tw, BC=bc, num_warps=CFG["dw_warps"])
+    _dw_kernel[grid](x, w2, bias if bias is not None else w2, add if add is not None else y, y, C, D, H, W,
+                     *sx, *sy, *_ksize(w), dilation, HAS_BIAS=bias is not None, HAS_ADD=add is not None,
+                     TH=th, TW=tw, BC=bc, num_warps=CFG["dw_warps"])
     return y
 
 

@@ -21,12 +21,10 @@ def _channels_last(t: Tensor) -> Tensor:
 def _launch_fwd(x: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, dilation: int
                 ) -> tuple[Tensor, Tensor]:
     """(out, a1): the depthwise 5x5 result a1 is kept for the backward."""
-    from .kernels import CFG, depthwise_triton, pointwise_mul_triton
+    from .kernels import depthwise_triton, pointwise_mul_triton
 
     a1 = depthwise_triton(x, w0, b0, 1)
-    if CFG["fuse_dw1"]:
-        return pointwise_mul_triton(a1, w2, b2, x, w1, b1, dilation), a1
-    return pointwise_mul_triton(depthwise_triton(a1, w1, b1, dilation), w2, b2, x), a1
+    return pointwise_mul_triton(a1, w2, b2, x, w1, b1, dilation), a1
 
 
 def _launch_bwd(x: Tensor, a1: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,

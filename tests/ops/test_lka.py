@@ -123,37 +123,3 @@ def test_eager_path_is_autograd_function():
     grads = [torch.autograd.grad((o * dout).sum(), [x, *ps]) for o in (got, want)]
     for a, b in zip([got, *grads[0]], [want, *grads[1]]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize("k,dil,nd,roll", [(7, 3, 2, True), (5, 1, 2, True), (3, 2, 3, True), (1, 1, 2, True),
-                                           (7, 2, 2, False), (9, 1, 2, True)])
-def test_depthwise_kernels_match_conv(k, dil, nd, roll, monkeypatch):
-    """Both depthwise kernels (rolling along w for kernels up to 7 wide, and the tap-by-tap one; 9 wide falls back
-    to it) against grouped convs, with bias, the flipped kernel (the input gradient) and an added tensor, on odd
-    sizes with borders on every side."""
-    from ops.lka import kernels
-
-    monkeypatch.setitem(kernels.CFG, "roll", roll)
-    monkeypatch.setitem(kernels.CFG, "roll_nj", 4)   # several column chunks per phase
-    torch.manual_seed(0)
-    c, size = 5, ((19, 11) if nd == 2 else (3, 5, 7))
-    conv = F.conv2d if nd == 2 else F.conv3d
-    x = torch.randn(2, c, *size).to(memory_format=torch.channels_last if nd == 2 else torch.channels_last_3d)
-    w, b, add = torch.randn(c, 1, *(k,) * nd), torch.randn(c), torch.randn(2, c, *size)
-    pad = dil * (k // 2)
-    got = kernels.depthwise_triton(x, w, b, dil)
-    torch.testing.assert_close(got, conv(x, w, b, padding=pad, dilation=dil, groups=c), rtol=1e-4, atol=1e-4)
-    got = kernels.depthwise_triton(x.contiguous(), w, None, dil, add=add, flip=True)
-    want = conv(x, w.flip(list(range(2, 2 + nd))), None, padding=pad, dilation=dil, groups=c) + add
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize("fuse", [True, False])
-def test_triton_forward_fused_or_not(fuse, monkeypatch):
-    """The forward with the dilated depthwise fused into the pointwise GEMM, or run by the rolling kernel first."""
-    from ops.lka import kernels
-
-    monkeypatch.setitem(kernels.CFG, "fuse_dw1", fuse)
-    torch.manual_seed(0)
-    x = torch.randn(1, 3, 7, 8).requires_grad_()
-    _check(lka_triton, lka_reference, x, _params(3, 5, 7, 2), 3, 1e-4)
