@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchlib import fwd_bwd  # noqa: E402
 
 
 def _stub_launchers() -> None:
@@ -56,8 +57,8 @@ def main(argv: list[str] | None = None) -> None:
                                        torch.randn(4), torch.randn(1, 4, 1, 1), torch.randn(1))]
     dout, leaves = torch.randn_like(x), [x, g, *ps]
 
-    def fwd_bwd(fn: Callable) -> Callable[[], object]:
-        return lambda: torch.autograd.grad(fn(x, g, *ps)[0], leaves, dout)
+    def step(fn: Callable) -> Callable[[], object]:
+        return fwd_bwd(lambda: fn(x, g, *ps)[0], dout, leaves)
 
     def no_grad(fn: Callable) -> Callable[[], object]:
         def run() -> None:
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"stub forward launch alone (2x empty_like): {stub:.1f} us")
     for name, fn in (("attention_gate_triton (eager path)", attention_gate_triton), ("custom op directly", _gate_fwd)):
         print(f"{name}: fwd (no_grad) {_us(no_grad(fn), iters):.1f} us, "
-              f"fwd+bwd (autograd.grad of out) {_us(fwd_bwd(fn), iters):.1f} us")
+              f"fwd+bwd (autograd.grad of out) {_us(step(fn), iters):.1f} us")
 
 
 if __name__ == "__main__":
