@@ -133,7 +133,8 @@ def run_cases(fns: dict[str, Callable], make: Callable, cases: list, bw: float, 
         row["floor fwd"], row["floor fwd+bwd"] = floor_ms(nb_f, bw), floor_ms(nb_fb, bw)
         for name, fn in fns.items():
             try:
-                row[f"grad {name}"] = grad = torch.randn_like(first(fn(*inputs)))  # keeps no autograd graph alive
+                # no output kept: a live autograd graph of the last case made its CUDA-graph capture fail
+                row[f"grad {name}"] = grad = torch.randn_like(first(fn(*inputs)))
                 row[f"{name} fwd"] = fwd_ms(lambda: fn(*inputs))
                 row[f"{name} fwd+bwd"] = time_ms(fwd_bwd(lambda: first(fn(*inputs)), grad, grad_leaves(inputs)))
             except Exception as e:  # a failing baseline is reported, not hidden
