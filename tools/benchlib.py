@@ -120,8 +120,8 @@ def floor_ms(nbytes: float, bw: float) -> float:
 def run_cases(fns: dict[str, Callable], make: Callable, cases: list, bw: float, bytes_fn: Callable,
               graphed: tuple[str, ...] = ("triton", "eager (cuDNN)")) -> list[dict]:
     """Time each implementation forward and forward+backward on each case; then, for the `graphed` ones, the same
-    replayed from CUDA graphs (no host overhead; run last, and ours first, because a failed capture leaves the CUDA
-    context unable to capture again).
+    replayed from CUDA graphs (no host overhead; run last, so that a failing capture cannot spoil the plain timings,
+    and ours first).
     ``make(*case)`` gives (inputs, label), ``bytes_fn(*case)`` the bytes that fwd and fwd+bwd must move.
     Returns one row dict per case."""
     rows, made = [], []

@@ -161,7 +161,7 @@ def _gate_bwd_kernel(x_ptr, g_ptr, wx_ptr, wg_ptr, bx_ptr, bg_ptr, wpsi_ptr, bps
                              sxb, sxc, sxn, offs_f, mask_f, dout_ptr, alpha, True, DT)
         acc_wg = _input_grad(acc_wg, dg_ptr, g_ptr, wg_ptr, dh_lo, b, offs_n, mask_n, offs_cg, mask_cg, CG,
                              sgb, sgc, sgn, offs_f, mask_f, dout_ptr, alpha, False, DT)
-    row = part_ptr + pid.to(tl.int64) * (F * (CX + CG + 3) + 1)
+    row = part_ptr + pid.to(tl.int64) * (F * (CX + CG + 3) + 1)  # row length = sum(wgrad_sizes)
     tl.store(row + offs_f[:, None] * CX + offs_cx[None, :], acc_wx, mask=mask_f[:, None] & mask_cx[None, :])
     tl.store(row + F * CX + offs_f[:, None] * CG + offs_cg[None, :], acc_wg, mask=mask_f[:, None] & mask_cg[None, :])
     vec = row + F * (CX + CG)
@@ -278,7 +278,7 @@ def gate_bwd_triton(x: torch.Tensor, g: torch.Tensor, wx: torch.Tensor, wg: torc
     bwx, bwg = _grad_block(CX, bf, acc_elems), _grad_block(CG, bf, acc_elems)
     blocks = max(cdiv(CX, bwx), cdiv(CG, bwg))
     nprog = max(1, min(B * cdiv(N, bn), _target_programs(x.device, per_sm) // blocks))
-    cols = F * (CX + CG + 3) + 1
+    cols = sum(wgrad_sizes(F, CX, CG))
     part = torch.empty(nprog, cols, device=x.device, dtype=torch.float32)
     (bx, bg, bpsi), flags = _bias_args(bx, bg, bpsi, wpsi)
     _gate_bwd_kernel[(nprog * blocks,)](
