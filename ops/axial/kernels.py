@@ -20,6 +20,7 @@ import triton.language as tl
 
 from .._nd import cdiv, next_pow2
 from .._triton import TL_DTYPE as _TL
+from .._triton import launch
 
 __all__ = ["axial_rel_fwd_triton", "axial_rel_bwd_triton"]
 
@@ -278,10 +279,9 @@ def axial_rel_fwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_
     bm, bd, wp = _blocks(L, D, CFG["bm"] if D <= 32 else CFG["bm_large_d"], q.dtype)
     rq, rk, rv = (r.contiguous() for r in (rel_q, rel_k, rel_v))
     grid = (cdiv(L, bm), M, N)
-    _axial_rel_fwd_kernel[grid](q, k, v, rq, rk, rv, gates, out, lse, L, D, scale,
-                                *_strides(q), *_strides(k), *_strides(v), *_strides(out),
-                                BM=bm, BN=bm, BD=bd, WP=wp, DT=_TL[q.dtype],
-                                num_warps=CFG["warps"] if D <= 32 else CFG["warps_large_d"])
+    launch(_axial_rel_fwd_kernel, grid, (q, k, v, rq, rk, rv, gates, out, lse),
+           (L, D, scale, *_strides(q), *_strides(k), *_strides(v), *_strides(out)),
+           BM=bm, BN=bm, BD=bd, WP=wp, DT=_TL[q.dtype], num_warps=CFG["warps"] if D <= 32 else CFG["warps_large_d"])
     return out, lse
 
 
@@ -297,19 +297,19 @@ def axial_rel_bwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_
     bm, bd, wp = _blocks(L, D, cfg["bm"], q.dtype)
     grid = (cdiv(L, bm), M, N)
     delta = torch.empty(N, M, L, device=q.device, dtype=torch.float32)
-    _axial_rel_bwd_pre_kernel[grid](out, dout, delta, L, D, *_strides(out), BM=bm, BD=bd)
+    launch(_axial_rel_bwd_pre_kernel, grid, (out, dout, delta), (L, D, *_strides(out)), BM=bm, BD=bd)
     rq, rk, rv = (r.contiguous() for r in (rel_q, rel_k, rel_v))
     dq, dk, dv = (torch.empty_like(t) for t in (q, k, v))   # same strides: dense line views
     slots = min(BWD_CFG["slots"], N * M)
     dtab = torch.zeros(slots, 3, 2 * L - 1, D, device=q.device, dtype=torch.float32)
     dg = torch.zeros(slots, 4, device=q.device, dtype=torch.float32)
-    _axial_rel_bwd_dkv_kernel[grid](q, k, v, rq, rk, rv, gates, dout, lse, delta, dk, dv, dtab, dg, L, D, scale,
-                                    slots, *_strides(q), *_strides(k), *_strides(v), BM=bm, BN=bm, BD=bd, WP=wp,
-                                    DT=_TL[q.dtype], num_warps=cfg["warps"])
+    launch(_axial_rel_bwd_dkv_kernel, grid, (q, k, v, rq, rk, rv, gates, dout, lse, delta, dk, dv, dtab, dg),
+           (L, D, scale, slots, *_strides(q), *_strides(k), *_strides(v)), BM=bm, BN=bm, BD=bd, WP=wp,
+           DT=_TL[q.dtype], num_warps=cfg["warps"])
     bm, bd, wp = _blocks(L, D, cfg["dq_bm"], q.dtype)
-    _axial_rel_bwd_dq_kernel[(cdiv(L, bm), M, N)](
-        q, k, v, rq, rk, rv, gates, dout, lse, delta, dq, L, D, scale, *_strides(q), *_strides(k), *_strides(v),
-        BM=bm, BN=bm, BD=bd, WP=wp, DT=_TL[q.dtype], num_warps=cfg["dq_warps"])
+    launch(_axial_rel_bwd_dq_kernel, (cdiv(L, bm), M, N), (q, k, v, rq, rk, rv, gates, dout, lse, delta, dq),
+           (L, D, scale, *_strides(q), *_strides(k), *_strides(v)), BM=bm, BN=bm, BD=bd, WP=wp, DT=_TL[q.dtype],
+           num_warps=cfg["dq_warps"])
     drq, drk, drv = dtab.sum(0).unbind(0)
     g = gates.float()
     return dq, dk, dv, g[0] * drq, g[1] * drk, g[3] * drv, dg.sum(0)

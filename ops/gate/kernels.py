@@ -14,6 +14,7 @@ import triton.language as tl
 
 from .._nd import cdiv, memory_format_of, next_pow2
 from .._triton import TL_DTYPE as _TL
+from .._triton import launch
 
 __all__ = ["gate_fwd_triton", "gate_bwd_triton", "wgrad_sizes"]
 
@@ -259,8 +260,8 @@ def gate_fwd_triton(x: torch.Tensor, g: torch.Tensor, wx: torch.Tensor, wg: torc
     N = x.numel() // (B * CX)
     bn, bf, bkx, bkg = _blocks(N, CX, CG, F)
     (bx, bg, bpsi), flags = _bias_args(bx, bg, bpsi, wpsi)
-    _gate_fwd_kernel[(cdiv(N, bn), B)](x, g, wx, wg, bx, bg, wpsi, bpsi, out, alpha, N, CX, CG, F, CL=cl, **flags,
-                                       BN=bn, BF=bf, BKX=bkx, BKG=bkg, DT=_TL[x.dtype], num_warps=CFG["warps"])
+    launch(_gate_fwd_kernel, (cdiv(N, bn), B), (x, g, wx, wg, bx, bg, wpsi, bpsi, out, alpha), (N, CX, CG, F),
+           CL=cl, **flags, BN=bn, BF=bf, BKX=bkx, BKG=bkg, DT=_TL[x.dtype], num_warps=CFG["warps"])
     return out, alpha
 
 
@@ -281,12 +282,12 @@ def gate_bwd_triton(x: torch.Tensor, g: torch.Tensor, wx: torch.Tensor, wg: torc
     cols = sum(wgrad_sizes(F, CX, CG))
     part = torch.empty(nprog, cols, device=x.device, dtype=torch.float32)
     (bx, bg, bpsi), flags = _bias_args(bx, bg, bpsi, wpsi)
-    _gate_bwd_kernel[(nprog * blocks,)](
-        x, g, wx, wg, bx, bg, wpsi, bpsi, dout, dout if dalpha is None else dalpha.contiguous(), dx, dg, part,
-        N, CX, CG, F, B, nprog, blocks, CL=cl, HAS_DALPHA=dalpha is not None, **flags, BN=bn, BF=bf, BKX=bkx,
-        BKG=bkg, BWX=bwx, BWG=bwg, DT=_TL[x.dtype], num_warps=warps)
+    launch(_gate_bwd_kernel, (nprog * blocks,),
+           (x, g, wx, wg, bx, bg, wpsi, bpsi, dout, dout if dalpha is None else dalpha.contiguous(), dx, dg, part),
+           (N, CX, CG, F, B, nprog, blocks), CL=cl, HAS_DALPHA=dalpha is not None, **flags, BN=bn, BF=bf, BKX=bkx,
+           BKG=bkg, BWX=bwx, BWG=bwg, DT=_TL[x.dtype], num_warps=warps)
     wgrads = torch.empty(cols, device=x.device, dtype=wx.dtype)
-    _sum_rows_kernel[(cdiv(cols, 64),)](part, wgrads, nprog, cols, BR=32, BLOCK=64, num_warps=4)
+    launch(_sum_rows_kernel, (cdiv(cols, 64),), (part, wgrads), (nprog, cols), BR=32, BLOCK=64, num_warps=4)
     return dx, dg, wgrads
 
 

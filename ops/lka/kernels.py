@@ -14,6 +14,7 @@ import triton.language as tl
 
 from .._nd import cdiv, next_pow2
 from .._triton import TL_DTYPE as _TL
+from .._triton import launch
 
 __all__ = ["depthwise_triton", "pointwise_mul_triton", "depthwise_wgrad_triton", "as_3d"]
 
@@ -189,9 +190,9 @@ def depthwise_triton(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
     w2 = (w.flip(list(range(2, w.dim()))) if flip else w).reshape(C, -1).contiguous()
     (th, tw), bc = _tile(H, W, CFG["dw_th"], CFG["dw_tw"]), _bc(C)
     grid = (_ntiles(D, H, W, th, tw), cdiv(C, bc), x.shape[0])
-    _dw_kernel[grid](x, w2, bias if bias is not None else w2, add if add is not None else y, y, C, D, H, W,
-                     *sx, *sy, *_ksize(w), dilation, HAS_BIAS=bias is not None, HAS_ADD=add is not None,
-                     TH=th, TW=tw, BC=bc, num_warps=CFG["dw_warps"])
+    launch(_dw_kernel, grid, (x, w2, bias if bias is not None else w2, add if add is not None else y, y),
+           (C, D, H, W, *sx, *sy, *_ksize(w), dilation), HAS_BIAS=bias is not None, HAS_ADD=add is not None,
+           TH=th, TW=tw, BC=bc, num_warps=CFG["dw_warps"])
     return y
 
 
@@ -210,9 +211,9 @@ def pointwise_mul_triton(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, mu
     bco = min(256, max(16, next_pow2(C)))
     (th, tw), bk = _tile(H, W, CFG["pw_th"], CFG["pw_tw"]), min(CFG["pw_bk"], max(16, next_pow2(C)))
     grid = (_ntiles(D, H, W, th, tw), cdiv(C, bco), a.shape[0])
-    _pw_mul_kernel[grid](a, w1f, b1 if b1 is not None else b2, w2, b2, mul, out, C, D, H, W,
-                         *sa, *sm, *so, *(_ksize(w1) if has_dw else (1, 1, 1)), dilation, HAS_DW=has_dw,
-                         TH=th, TW=tw, BK=bk, BCO=bco, DT=_TL[a.dtype], num_warps=max(CFG["pw_warps"], bco // 32))
+    launch(_pw_mul_kernel, grid, (a, w1f, b1 if b1 is not None else b2, w2, b2, mul, out),
+           (C, D, H, W, *sa, *sm, *so, *(_ksize(w1) if has_dw else (1, 1, 1)), dilation), HAS_DW=has_dw,
+           TH=th, TW=tw, BK=bk, BCO=bco, DT=_TL[a.dtype], num_warps=max(CFG["pw_warps"], bco // 32))
     return out
 
 
@@ -227,6 +228,6 @@ def depthwise_wgrad_triton(x: torch.Tensor, dy: torch.Tensor, ksize: tuple[int, 
     db = torch.zeros(C, device=x.device, dtype=torch.float32)
     (th, tw), bc, iters = _tile(H, W, CFG["wg_th"], CFG["wg_tw"]), _bc(C), CFG["wg_iters"]
     grid = (cdiv(_ntiles(D, H, W, th, tw), iters), cdiv(C, bc), x.shape[0])
-    _dw_wgrad_kernel[grid](x, dy, dw, db, C, D, H, W, *sx, *sy, *k3, dilation, TH=th, TW=tw, BC=bc, ITERS=iters,
-                           num_warps=CFG["wg_warps"])
+    launch(_dw_wgrad_kernel, grid, (x, dy, dw, db), (C, D, H, W, *sx, *sy, *k3, dilation), TH=th, TW=tw, BC=bc,
+           ITERS=iters, num_warps=CFG["wg_warps"])
     return dw.reshape(C, 1, *ksize), db

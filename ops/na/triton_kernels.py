@@ -17,6 +17,7 @@ import triton
 import triton.language as tl
 
 from .._nd import cdiv, next_pow2
+from .._triton import Launch
 from .params import NAParams
 
 __all__ = ["na_fwd_triton", "na_bwd_triton", "INTERPRET"]
@@ -407,13 +408,17 @@ def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
     --tune`; S1-S7, N2, N3). The forward takes the first of two candidate tiles whose key rows fill whole blocks
     (ROWS mode: interior blocks skip the mask), which is what made k=31 d64 1.5x and N3 2.2x faster. Without
     ROWS, small heads (d <= 32) run narrower programs: 2 warps over 32-key blocks in 2-D, and 3-D windows up to 7
-    take 2x4x4 query tiles (S6 forward 0.58 -> 0.42 ms, S7 1.33 -> 0.92 ms)."""
+    take 2x4x4 query tiles (S6 forward 0.58 -> 0.42 ms, S7 1.33 -> 0.92 ms). The 2-D small-head backward runs
+    dK/dV on 1x4x8 key tiles, 32-query blocks and 2 warps (S1/S5/S2 backward 4.5/5.5/2.5 % faster), and dQ on
+    1x2x16 tiles when windows are short and undilated (S1 3 % faster; slower on S2 and S5)."""
     lg = tuple(cdiv(L, d) for L, d in zip(p.shape, p.dilation))
     small = head_dim <= 32
     small_3d = ndim == 3 and small and max(p.kernel_size) <= 7
     if ndim == 2:
         fwd_opts = ((1, 4, 16), (1, 4, 32)) if small else ((1, 8, 16), (1, 4, 32))
-        dq, dkv = ((1, 4, 8), (1, 4, 16)) if small else ((1, 8, 8), (1, 8, 8))
+        short_rows = small and max(p.kernel_size) <= 7 and max(p.dilation) == 1
+        dq = ((1, 2, 16) if short_rows else (1, 4, 8)) if small else (1, 8, 8)
+        dkv = (1, 4, 8) if small else (1, 8, 8)
     else:
         fwd_opts = ((2, 4, 4),) if small_3d else (_TILE_64[ndim], (2, 8, 8)) if ndim == 3 else (_TILE_64[ndim],)
         dq = (2, 4, 4) if small_3d else _TILE_64[ndim]
@@ -426,7 +431,8 @@ def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
     return dict(fwd_tile=fwd, fwd_block_n=32 if narrow_fwd else block_n, fwd_warps=2 if narrow_fwd else 4,
                 fwd_stages=3 if ndim == 2 or rows else 2,
                 dq_tile=fit_tile(lg, dq), dq_block_n=32 if narrow_dq else 64, dq_warps=2 if narrow_dq else 4,
-                dkv_tile=fit_tile(lg, dkv), dkv_block_m=64, dkv_warps=4, bwd_stages=2 if ndim == 2 else 1)
+                dkv_tile=fit_tile(lg, dkv), dkv_block_m=32 if ndim == 2 and small else 64,
+                dkv_warps=2 if ndim == 2 and small else 4, bwd_stages=2 if ndim == 2 else 1)
 
 
 def _rows_mode(pp: NAParams, tile: tuple[int, int, int], block: int, rows: bool | None) -> tuple[bool, int]:
@@ -448,29 +454,31 @@ def _check_index_range(q: torch.Tensor) -> None:
 
 @functools.lru_cache(maxsize=256)
 def _plans(p: NAParams, B: int, H: int, D: int, dtype: torch.dtype, config: tuple | None
-           ) -> tuple[tuple, tuple, tuple]:
-    """Grids and launch arguments (the ints after the tensors and scales, then the keywords) of the forward, dQ and
-    dK/dV kernels. Cached: host time per call matters for small problems, and these depend only on the problem and
-    the config (`config` as sorted items, or None for the defaults)."""
+           ) -> tuple[Launch, Launch, Launch]:
+    """The forward, dQ and dK/dV launches (grids, the ints after the tensors and scales, constexprs, options).
+    Cached: host time per call matters for small problems, and these depend only on the problem and the config
+    (`config` as sorted items, or None for the defaults)."""
     pp = p if p.ndim == 3 else p.padded()
     cfg = default_config(pp, p.ndim, D)
     cfg.update(config or ())
     N = math.prod(p.shape)
     common = dict(_flags(pp), HEAD_DIM=next_pow2(max(16, D)), PREC="ieee" if dtype == torch.float32 else "tf32")
 
-    def plan(tile: tuple[int, int, int], block: int, block_name: str, warps: int, stages: int) -> tuple:
+    def plan(kernel, tile: tuple[int, int, int], block: int, block_name: str, warps: int, stages: int) -> Launch:
         ints, ntiles = _geometry(pp, tile)
         rows, blk = _rows_mode(pp, tile, block, cfg.get("rows"))
         kw = dict(common, TX=tile[0], TY=tile[1], TZ=tile[2], ROWS=rows, HEADS_FAST=ntiles <= 65535,
                   num_warps=warps, num_stages=stages, **{block_name: blk})
-        return _grid(ntiles, B * H), (H, N, D, *ints), kw
+        return Launch(kernel, _grid(ntiles, B * H), (H, N, D, *ints), **kw)
 
-    return (plan(cfg["fwd_tile"], cfg["fwd_block_n"], "BLOCK_N", cfg["fwd_warps"], cfg["fwd_stages"]),
-            plan(cfg["dq_tile"], cfg["dq_block_n"], "BLOCK_N", cfg["dq_warps"], cfg["bwd_stages"]),
-            plan(cfg["dkv_tile"], cfg["dkv_block_m"], "BLOCK_M", cfg["dkv_warps"], cfg["bwd_stages"]))
+    return (plan(_na_fwd_kernel, cfg["fwd_tile"], cfg["fwd_block_n"], "BLOCK_N", cfg["fwd_warps"],
+                 cfg["fwd_stages"]),
+            plan(_na_bwd_dq_kernel, cfg["dq_tile"], cfg["dq_block_n"], "BLOCK_N", cfg["dq_warps"], cfg["bwd_stages"]),
+            plan(_na_bwd_dkv_kernel, cfg["dkv_tile"], cfg["dkv_block_m"], "BLOCK_M", cfg["dkv_warps"],
+                 cfg["bwd_stages"]))
 
 
-def _plan(q: torch.Tensor, p: NAParams, config: dict | None) -> tuple[tuple, tuple, tuple]:
+def _plan(q: torch.Tensor, p: NAParams, config: dict | None) -> tuple[Launch, Launch, Launch]:
     return _plans(p, q.shape[0], q.shape[-2], q.shape[-1], q.dtype,
                   tuple(sorted(config.items())) if config else None)
 
@@ -479,10 +487,10 @@ def na_fwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: NAParams
                   config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward on contiguous `[B, *spatial, H, D]`; returns (out, logsumexp base 2 `[B, H, N]` fp32)."""
     _check_index_range(q)
-    (grid, ints, kw), *_ = _plan(q, p, config)
+    fwd, _, _ = _plan(q, p, config)
     out = torch.empty_like(q)
-    lse = torch.empty((q.shape[0], q.shape[-2], ints[1]), device=q.device, dtype=torch.float32)
-    _na_fwd_kernel[grid](q, k, v, out, lse, scale * LOG2E, *ints, **kw)
+    lse = torch.empty((q.shape[0], q.shape[-2], math.prod(p.shape)), device=q.device, dtype=torch.float32)
+    fwd(q, k, v, out, lse, scale * LOG2E)
     return out, lse
 
 
@@ -491,9 +499,9 @@ def na_bwd_triton(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Backward (dq, dk, dv) from the forward's output and logsumexp; all tensors contiguous `[B, *spatial, H, D]`."""
     _check_index_range(q)
-    _, (dq_grid, dq_ints, dq_kw), (dkv_grid, dkv_ints, dkv_kw) = _plan(q, p, config)
+    _, dq_launch, dkv_launch = _plan(q, p, config)
     delta = torch.empty_like(lse)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    _na_bwd_dq_kernel[dq_grid](q, k, v, out, do, lse, delta, dq, scale * LOG2E, scale, *dq_ints, **dq_kw)
-    _na_bwd_dkv_kernel[dkv_grid](q, k, v, do, lse, delta, dk, dv, scale * LOG2E, scale, *dkv_ints, **dkv_kw)
+    dq_launch(q, k, v, out, do, lse, delta, dq, scale * LOG2E, scale)
+    dkv_launch(q, k, v, do, lse, delta, dk, dv, scale * LOG2E, scale)
     return dq, dk, dv
