@@ -27,14 +27,14 @@ def _hooks_set(fn: Any) -> bool:
 class Launch:
     """One Triton kernel at a fixed grid, trailing runtime arguments, constexprs and options (a launch plan).
 
-    `launch(*args)` runs `fn[grid](*args, *fixed, **kwargs)`. The first launch per device and per pointer
-    alignment of `args`' tensors goes through `JITFunction.run`, which compiles and returns the kernel; later ones
-    call that compiled kernel's launcher directly, skipping the per-call argument binding, specialization and
-    cache-key work of `JITFunction.run`, which costs tens of microseconds of host time per launch and dominates
-    small problems. Everything the compiled kernel was specialized on is fixed by the plan except the tensors'
-    16-byte alignment and the device, which form the cache key. The tensors in `args` are the only per-call values
-    Triton specializes on; per-call scalars must be floats (never specialized). Launches under the interpreter,
-    on CPU tensors or with launch hooks set always take Triton's own path."""
+    `launch(*args)` runs `fn[grid](*args, *fixed, **kwargs)`. The first launch per device and per dtype and
+    16-byte alignment of each tensor in `args` goes through `JITFunction.run`, which compiles and returns the
+    kernel; later ones call that compiled kernel's launcher directly, skipping the per-call argument binding,
+    specialization and cache-key work of `JITFunction.run`, which costs tens of microseconds of host time per launch
+    and dominates small problems. Everything else the compiled kernel was specialized on is fixed by the plan, so
+    the tensors in `args` must be the only per-call values Triton specializes on: per-call scalars must be floats
+    (never specialized). Launches under the interpreter, on CPU tensors or with launch hooks set always take
+    Triton's own path."""
 
     __slots__ = ("fn", "grid", "fixed", "kwargs", "_tail", "_kernels")
 
@@ -61,7 +61,7 @@ class Launch:
             self.fn[self.grid](*args, *self.fixed, **self.kwargs)
             return
         device = driver.active.get_current_device()
-        key = (device, *[a.data_ptr() % 16 == 0 for a in args if isinstance(a, torch.Tensor)])
+        key = (device, *[(a.dtype, a.data_ptr() % 16 == 0) for a in args if isinstance(a, torch.Tensor)])
         compiled = self._kernels.get(key)
         if compiled is None:
             self._first_launch(key, args)

@@ -87,6 +87,17 @@ def test_launch_keys_on_pointer_alignment(fake_driver):
     assert [entry[0] for entry in fn.log] == ["jit", "jit", "fast", "fast"]
 
 
+def test_launch_keys_on_dtype(fake_driver):
+    """A kernel compiled for bf16 pointers must not be relaunched on fp16 tensors of the same shape."""
+    fn = _FakeJit()
+    launch = Launch(fn, (1,), (1, 1), BLOCK=16)
+    bf16, fp16 = (torch.zeros(32, dtype=dt).as_subclass(_CudaLike) for dt in (torch.bfloat16, torch.float16))
+    launch(bf16, bf16, 1.0)
+    launch(fp16, fp16, 1.0)
+    launch(fp16, fp16, 1.0)
+    assert [entry[0] for entry in fn.log] == ["jit", "jit", "fast"]
+
+
 def test_launch_takes_jit_path_with_hooks_or_cpu_tensors(fake_driver):
     fn = _FakeJit()
     launch = Launch(fn, (1,), (1, 1), BLOCK=16)
