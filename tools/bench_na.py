@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         parts = [json.loads(Path(f).read_text()) for f in args.merge.split(",")]
         rows = sorted((r for part in parts for r in part["rows"]), key=lambda r: list(CASES).index(r["case"]))
         _write(args.out, parts[0]["env"], rows,
-               [part["command"] for part in parts])
+               [c for part in parts for c in (part["command"], *part.get("runs", ()))])
         return
     names = [c for c in args.cases.split(",") if c]
     unknown = [c for c in names if c not in CASES]
@@ -238,7 +238,8 @@ def _write(out: str, env: str, rows: list[dict], commands: list[str]) -> None:
             "forward, 3.5x that for forward+backward); ratios are other time / fused NA time (> 1: NA faster); "
             "flex = FlexAttention compiled, best of the listed token layouts by fwd+bwd time.\n\n" + render(rows))
     write_report(out, "Neighborhood attention benchmark", commands[0], body,
-                 data={"env": env, "command": commands[0], "rows": rows}, env=env, runs=commands[1:])
+                 data={"env": env, "command": commands[0], "runs": commands[1:], "rows": rows}, env=env,
+                 runs=commands[1:])
 
 
 if __name__ == "__main__":
