@@ -27,7 +27,7 @@ def _hooks_set(fn: Any) -> bool:
 class Launch:
     """One Triton kernel at a fixed grid, trailing runtime arguments, constexprs and options (a launch plan).
 
-    `launch(*args)` runs `fn[grid](*args, *fixed, **kwargs)`. The first launch per device and per dtype and
+    Calling it with `*args` runs `fn[grid](*args, *fixed, **kwargs)`. The first launch per device and per dtype and
     16-byte alignment of each tensor in `args` goes through `JITFunction.run`, which compiles and returns the
     kernel; later ones call that compiled kernel's launcher directly, skipping the per-call argument binding,
     specialization and cache-key work of `JITFunction.run`, which costs tens of microseconds of host time per launch
