@@ -1,0 +1,84 @@
+"""Host (CPU) time of the fused ops on the GPU machine: one NA kernel launch through Triton's `JITFunction.run`
+against the cached `ops._triton.Launch` path, and whole forward+backward steps of NA S1 and the 3-D attention gate
+against a bare one-op autograd step. Small problems are bound by this time when it exceeds their GPU time.
+`python tools/host_cost.py [--iters N]` (CUDA GPU)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchlib import channels_last_leaf, cuda_leaves, env_header, first, fwd_bwd, markdown_table  # noqa: E402
+
+
+def host_us(fn: Callable[[], object], iters: int) -> tuple[float, float]:
+    """(host, wall) microseconds per call: the time to issue `iters` calls, and until the GPU has run them."""
+    for _ in range(max(iters // 10, 5)):
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    t1 = time.perf_counter()
+    torch.cuda.synchronize()
+    t2 = time.perf_counter()
+    return (t1 - t0) / iters * 1e6, (t2 - t0) / iters * 1e6
+
+
+def _na_s1() -> tuple[Callable, Callable, Callable]:
+    """NA S1 (2-D 64x64, k=7, B16 h4 d32, bf16): the forward launch via JITFunction.run and via Launch, and the
+    whole step."""
+    from ops.na import na2d
+    from ops.na.params import make_params
+    from ops.na.triton_kernels import LOG2E, _plan
+
+    q, k, v = (torch.randn(16, 64, 64, 4, 32, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+               for _ in range(3))
+    fwd = _plan(q, make_params((64, 64), 7), None)[0]
+    qd = q.detach()
+    args = (qd, k.detach(), v.detach(), torch.empty_like(qd), torch.empty(16, 4, 64 * 64, device="cuda"),
+            32 ** -0.5 * LOG2E)
+    step = fwd_bwd(lambda: na2d(q, k, v, 7, backend="triton"), torch.randn_like(q), (q, k, v))
+    return (lambda: fwd.fn[fwd.grid](*args, *fwd.fixed, **fwd.kwargs)), (lambda: fwd(*args)), step
+
+
+def _gate_3d() -> Callable:
+    """The gate benchmark's 3-D case (B2 C32 F16 64^3, bf16, channels-last): its whole step."""
+    from ops.gate import attention_gate_triton
+
+    dt = torch.bfloat16
+    x, g = channels_last_leaf(2, 32, 64, 64, 64, dtype=dt), channels_last_leaf(2, 32, 64, 64, 64, dtype=dt)
+    one = (1, 1, 1)
+    ps = cuda_leaves([torch.randn(16, 32, *one) / 32**0.5, torch.randn(16), torch.randn(16, 32, *one) / 32**0.5,
+                      torch.randn(16), torch.randn(1, 16, *one) / 4, torch.randn(1)], dt)
+    inputs = [x, g, *ps]
+    grad = torch.randn_like(first(attention_gate_triton(*inputs)))
+    return fwd_bwd(lambda: first(attention_gate_triton(*inputs)), grad, inputs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="host_cost.py", description=__doc__)
+    ap.add_argument("--iters", type=int, default=300)
+    iters = ap.parse_args(argv).iters
+    if not torch.cuda.is_available():
+        raise SystemExit("host_cost.py needs a CUDA GPU")
+    jit_launch, cached_launch, na_step = _na_s1()
+    y = torch.randn(16, 64, 64, 4, 32, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    gy = torch.randn_like(y)
+    cases = [("NA S1 forward launch, JITFunction.run", jit_launch),
+             ("NA S1 forward launch, ops._triton.Launch", cached_launch),
+             ("NA S1 fwd+bwd step", na_step), ("gate 3-D fwd+bwd step", _gate_3d()),
+             ("bare autograd step (x * 2, torch.autograd.grad)", lambda: torch.autograd.grad(y * 2.0, (y,), gy))]
+    rows = [(name, *(f"{t:.1f}" for t in host_us(fn, iters))) for name, fn in cases]
+    cmd = "python tools/host_cost.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    print(env_header(cmd.strip()))
+    print(markdown_table(("call", "host us per call", "wall us per call (host + GPU)"), rows))
+
+
+if __name__ == "__main__":
+    main()
