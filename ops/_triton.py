@@ -58,7 +58,7 @@ class Launch:
 
     def __call__(self, *args: Any) -> None:
         if not args[0].is_cuda or _hooks_set(self.fn):
-            self.fn[self.grid](*args, *self.fixed, **self.kwargs)
+            self._jit_launch(args)
             return
         device = driver.active.get_current_device()
         key = (device, *[(a.dtype, a.data_ptr() % 16 == 0) for a in args if isinstance(a, torch.Tensor)])
@@ -70,9 +70,13 @@ class Launch:
         run(*self.grid, driver.active.get_current_stream(device), function, metadata, None, None, None,
             *args, *self.fixed, *self._tail)
 
+    def _jit_launch(self, args: tuple) -> Any:
+        """Launch through `JITFunction.run` (compiling on a cache miss); returns what it returns."""
+        return self.fn[self.grid](*args, *self.fixed, **self.kwargs)
+
     def _first_launch(self, key: tuple, args: tuple) -> None:
         """Launch through `JITFunction.run` and keep the compiled kernel's launcher for `key`."""
-        kernel = self.fn[self.grid](*args, *self.fixed, **self.kwargs)
+        kernel = self._jit_launch(args)
         kernel = kernel.result() if hasattr(kernel, "result") else kernel
         if kernel is None or getattr(kernel, "function", None) is None:
             return

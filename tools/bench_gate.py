@@ -20,18 +20,19 @@ NOTES = ("bf16, channels_last, g at x's size with Cg = Cx. Floor = (bytes that m
          "only.\n")
 
 
+def make(b: int, c: int, f: int, s: tuple[int, ...]) -> tuple[list[torch.Tensor], str]:
+    """One case's inputs (x, g, wx, bx, wg, bg, wpsi, bpsi: bf16 CUDA leaves, x and g channels-last) and its label."""
+    dt = torch.bfloat16
+    x, g = channels_last_leaf(b, c, *s, dtype=dt), channels_last_leaf(b, c, *s, dtype=dt)
+    one = (1,) * len(s)
+    ps = cuda_leaves([torch.randn(f, c, *one) / c**0.5, torch.randn(f), torch.randn(f, c, *one) / c**0.5,
+                      torch.randn(f), torch.randn(1, f, *one) / f**0.5, torch.randn(1)], dt)
+    return [x, g, *ps], f"B{b} C{c} F{f} {'x'.join(map(str, s))}"
+
+
 def main(argv: list[str] | None = None) -> None:
     argv, args = op_args("gate", argv)
     from ops.gate import attention_gate_reference, attention_gate_triton
-
-    dt = torch.bfloat16
-
-    def make(b: int, c: int, f: int, s: tuple[int, ...]):
-        x, g = channels_last_leaf(b, c, *s, dtype=dt), channels_last_leaf(b, c, *s, dtype=dt)
-        one = (1,) * len(s)
-        ps = cuda_leaves([torch.randn(f, c, *one) / c**0.5, torch.randn(f), torch.randn(f, c, *one) / c**0.5,
-                          torch.randn(f), torch.randn(1, f, *one) / f**0.5, torch.randn(1)], dt)
-        return [x, g, *ps], f"B{b} C{c} F{f} {'x'.join(map(str, s))}"
 
     def nbytes(b: int, c: int, f: int, s: tuple[int, ...]) -> tuple[float, float]:
         n = b * torch.Size(s).numel() * 2

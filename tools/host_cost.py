@@ -5,6 +5,7 @@ against a bare one-op autograd step. Small problems are bound by this time when 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -13,7 +14,10 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchlib import channels_last_leaf, cuda_leaves, env_header, first, fwd_bwd, markdown_table  # noqa: E402
+from bench_gate import CASES as GATE_CASES  # noqa: E402
+from bench_gate import make as make_gate_case  # noqa: E402
+from bench_na import CASES as NA_CASES  # noqa: E402
+from benchlib import env_header, first, fwd_bwd, markdown_table  # noqa: E402
 
 
 def host_us(fn: Callable[[], object], iters: int) -> tuple[float, float]:
@@ -31,32 +35,26 @@ def host_us(fn: Callable[[], object], iters: int) -> tuple[float, float]:
 
 
 def _na_s1() -> tuple[Callable, Callable, Callable]:
-    """NA S1 (2-D 64x64, k=7, B16 h4 d32, bf16): the forward launch via JITFunction.run and via Launch, and the
-    whole step."""
+    """NA S1 of the NA benchmark (bf16): its forward launch via JITFunction.run and via Launch, and its whole step."""
     from ops.na import na2d
     from ops.na.params import make_params
     from ops.na.triton_kernels import LOG2E, _plan
 
-    q, k, v = (torch.randn(16, 64, 64, 4, 32, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-               for _ in range(3))
-    fwd = _plan(q, make_params((64, 64), 7), None)[0]
+    shape, ks, dil, B, H, D, _ = NA_CASES["S1"]
+    q, k, v = (torch.randn(B, *shape, H, D, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    fwd = _plan(q, make_params(shape, ks, dil), None)[0]
     qd = q.detach()
-    args = (qd, k.detach(), v.detach(), torch.empty_like(qd), torch.empty(16, 4, 64 * 64, device="cuda"),
-            32 ** -0.5 * LOG2E)
-    step = fwd_bwd(lambda: na2d(q, k, v, 7, backend="triton"), torch.randn_like(q), (q, k, v))
+    args = (qd, k.detach(), v.detach(), torch.empty_like(qd),
+            torch.empty(B, H, math.prod(shape), device="cuda"), D ** -0.5 * LOG2E)
+    step = fwd_bwd(lambda: na2d(q, k, v, ks, dil, backend="triton"), torch.randn_like(q), (q, k, v))
     return (lambda: fwd.fn[fwd.grid](*args, *fwd.fixed, **fwd.kwargs)), (lambda: fwd(*args)), step
 
 
 def _gate_3d() -> Callable:
-    """The gate benchmark's 3-D case (B2 C32 F16 64^3, bf16, channels-last): its whole step."""
+    """The gate benchmark's 3-D case: its whole step."""
     from ops.gate import attention_gate_triton
 
-    dt = torch.bfloat16
-    x, g = channels_last_leaf(2, 32, 64, 64, 64, dtype=dt), channels_last_leaf(2, 32, 64, 64, 64, dtype=dt)
-    one = (1, 1, 1)
-    ps = cuda_leaves([torch.randn(16, 32, *one) / 32**0.5, torch.randn(16), torch.randn(16, 32, *one) / 32**0.5,
-                      torch.randn(16), torch.randn(1, 16, *one) / 4, torch.randn(1)], dt)
-    inputs = [x, g, *ps]
+    inputs, _ = make_gate_case(*GATE_CASES[-1])
     grad = torch.randn_like(first(attention_gate_triton(*inputs)))
     return fwd_bwd(lambda: first(attention_gate_triton(*inputs)), grad, inputs)
 
