@@ -1,20 +1,38 @@
-"""Private host-side helpers shared by the Triton kernel modules (kept apart from `_nd` so the references never
-import Triton): the `tl` dtype map, and `Launch`/`launch`, kernel launches with a cached fast path."""
+"""Private helpers shared by the Triton kernel modules (kept apart from `_nd` so the references never import
+Triton): the `tl` dtype map, `Launch`/`launch` (kernel launches with a cached fast path) and the device-side
+`to_f32` conversion."""
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Any, Sequence
 
 import torch
+import triton
 import triton.language as tl
 from triton import knobs
 from triton.runtime.driver import driver
 
-__all__ = ["TL_DTYPE", "Launch", "launch"]
+__all__ = ["TL_DTYPE", "INTERPRET", "Launch", "launch", "to_f32"]
 
 TL_DTYPE: dict[torch.dtype, tl.dtype] = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16,
                                          torch.float32: tl.float32}
 """`torch` dtype -> the `tl` dtype passed as a kernel's `DT` constexpr; keys are `ops._nd.TRITON_DTYPES`."""
+
+INTERPRET: bool = os.environ.get("TRITON_INTERPRET", "0") == "1"
+"""Whether Triton runs kernels in its CPU interpreter (read once, as Triton does, before kernels are imported)."""
+
+
+@triton.jit
+def to_f32(v, FAST: tl.constexpr):
+    """`v.to(tl.float32)`; with FAST (pass `not INTERPRET`: the interpreter has no inline assembly) a bf16 pair
+    converts with one shift and one mask instead of the compiler's three ops, which counts in loops that
+    convert every loaded element once per multiply-add."""
+    if FAST and v.dtype == tl.bfloat16:
+        return tl.inline_asm_elementwise("shl.b32 $0, $2, 16; and.b32 $1, $2, 0xffff0000;", "=r,=r,r", [v],
+                                         dtype=tl.float32, is_pure=True, pack=2)
+    else:
+        return v.to(tl.float32)
 
 
 def _hooks_set(fn: Any) -> bool:

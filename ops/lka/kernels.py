@@ -5,7 +5,10 @@ Forward is two passes: (1) depthwise conv0 writes a1; (2) the dilated depthwise 
 the A operand of the pointwise GEMM (its halo re-read from L1/L2), and the epilogue multiplies by x. Backward
 recomputes a2 and uses the same kernels (depthwise input-gradient = depthwise conv with the flipped kernel, the
 'dx = dout * attn' term = the pointwise kernel with dout as multiplier) plus a depthwise weight-gradient kernel;
-the two pointwise GEMMs of the backward (dW2, W2^T dA) run in cuBLAS."""
+the two pointwise GEMMs of the backward (dW2, W2^T dA) run in cuBLAS.
+
+Depthwise weights reach the kernels tap-major in fp32 ([taps, C], see `tap_major`), so one tap's weights for a
+channel block are one contiguous vector load; `FAST` (CUDA) converts bf16 pairs with two integer ops.""" 
 from __future__ import annotations
 
 import torch
@@ -14,27 +17,43 @@ import triton.language as tl
 
 from .._nd import cdiv, next_pow2
 from .._triton import TL_DTYPE as _TL
-from .._triton import launch
+from .._triton import INTERPRET, launch, to_f32
 
-__all__ = ["depthwise_triton", "pointwise_mul_triton", "depthwise_wgrad_triton", "as_3d"]
+__all__ = ["depthwise_triton", "pointwise_mul_triton", "depthwise_wgrad_triton", "mul_colsum_triton",
+           "tap_major", "as_3d"]
+
+
+@triton.jit
+def _tile_origin(tile, H, W, TH: tl.constexpr, TW: tl.constexpr):
+    """(d, h0, w0) of the TH x TW pixel tile number `tile` (tiles ordered d, h, w)."""
+    nth, ntw = (H + TH - 1) // TH, (W + TW - 1) // TW
+    rem = tile % (nth * ntw)
+    return tile // (nth * ntw), (rem // ntw) * TH, (rem % ntw) * TW
+
+
+@triton.jit
+def _tile_pixels(d, h0, w0, D, H, W, TH: tl.constexpr, TW: tl.constexpr):
+    """Coordinates (d, h, w) and validity of the TH x TW pixels from (d, h0, w0)."""
+    loc = tl.arange(0, TH * TW)
+    pd = d + loc * 0    # a vector like ph and pw (the interpreter cannot mix scalar masks)
+    ph = h0 + loc // TW
+    pw = w0 + loc % TW
+    return pd, ph, pw, (pd < D) & (ph < H) & (pw < W)
 
 
 @triton.jit
 def _pixels(tile, D, H, W, TH: tl.constexpr, TW: tl.constexpr):
     """Coordinates (d, h, w) and validity of the TH x TW pixel tile number `tile` (tiles ordered d, h, w)."""
-    nth, ntw = (H + TH - 1) // TH, (W + TW - 1) // TW
-    loc = tl.arange(0, TH * TW)
-    pd = tile // (nth * ntw) + loc * 0    # a vector like ph and pw (the interpreter cannot mix scalar masks)
-    rem = tile % (nth * ntw)
-    ph = (rem // ntw) * TH + loc // TW
-    pw = (rem % ntw) * TW + loc % TW
-    return pd, ph, pw, (pd < D) & (ph < H) & (pw < W)
+    d, h0, w0 = _tile_origin(tile, H, W, TH, TW)
+    return _tile_pixels(d, h0, w0, D, H, W, TH, TW)
 
 
 @triton.jit
-def _dw_tile(src_ptr, w_ptr, b, pd, ph, pw, mask_p, offs_c, mask_c, D, H, W, s_b, s_c, s_d, s_h, s_w,
-             KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr):
-    """Depthwise 'same' convolution of src at pixels (pd, ph, pw) and channels offs_c -> [BP, BC] fp32."""
+def _dw_tile(src_ptr, wt_ptr, b, pd, ph, pw, mask_p, offs_c, mask_c, C, D, H, W, s_b, s_c, s_d, s_h, s_w,
+             KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr, FLIP: tl.constexpr,
+             FAST: tl.constexpr):
+    """Depthwise 'same' convolution of src at pixels (pd, ph, pw) and channels offs_c -> [BP, BC] fp32, with the
+    tap-major weights wt [taps, C] (mirrored when FLIP: the input-gradient of the same conv)."""
     base = src_ptr + b * s_b + offs_c[None, :] * s_c
     acc = tl.zeros([ph.shape[0], offs_c.shape[0]], dtype=tl.float32)
     for kd in range(KD):
@@ -48,8 +67,11 @@ def _dw_tile(src_ptr, w_ptr, b, pd, ph, pw, mask_p, offs_c, mask_c, D, H, W, s_b
                 m = mh & (iw >= 0) & (iw < W)
                 v = tl.load(base + (idd * s_d + ih * s_h + iw * s_w)[:, None], mask=m[:, None] & mask_c[None, :],
                             other=0.0)
-                wt = tl.load(w_ptr + offs_c * (KD * KH * KW) + (kd * KH + kh) * KW + kw, mask=mask_c, other=0.0)
-                acc += v.to(tl.float32) * wt.to(tl.float32)[None, :]
+                tap = (kd * KH + kh) * KW + kw
+                if FLIP:
+                    tap = KD * KH * KW - 1 - tap
+                wt = tl.load(wt_ptr + tap * C + offs_c, mask=mask_c, other=0.0)
+                acc += to_f32(v, FAST) * wt[None, :]
     return acc
 
 
@@ -57,15 +79,15 @@ def _dw_tile(src_ptr, w_ptr, b, pd, ph, pw, mask_p, offs_c, mask_c, D, H, W, s_b
 def _dw_kernel(x_ptr, w_ptr, bias_ptr, add_ptr, y_ptr, C, D, H, W,
                sxb, sxc, sxd, sxh, sxw, syb, syc, syd, syh, syw,
                KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr,
-               HAS_BIAS: tl.constexpr, HAS_ADD: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
-               BC: tl.constexpr):
+               HAS_BIAS: tl.constexpr, HAS_ADD: tl.constexpr, FLIP: tl.constexpr, TH: tl.constexpr,
+               TW: tl.constexpr, BC: tl.constexpr, FAST: tl.constexpr):
     pid_p, pid_c = tl.program_id(0), tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
     pd, ph, pw, mask_p = _pixels(pid_p, D, H, W, TH, TW)
     offs_c = pid_c * BC + tl.arange(0, BC)
     mask_c = offs_c < C
-    acc = _dw_tile(x_ptr, w_ptr, b, pd, ph, pw, mask_p, offs_c, mask_c, D, H, W, sxb, sxc, sxd, sxh, sxw,
-                   KD, KH, KW, DIL)
+    acc = _dw_tile(x_ptr, w_ptr, b, pd, ph, pw, mask_p, offs_c, mask_c, C, D, H, W, sxb, sxc, sxd, sxh, sxw,
+                   KD, KH, KW, DIL, FLIP, FAST)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[None, :]
     off = b * syb + (pd * syd + ph * syh + pw * syw)[:, None] + offs_c[None, :] * syc
@@ -76,11 +98,13 @@ def _dw_kernel(x_ptr, w_ptr, bias_ptr, add_ptr, y_ptr, C, D, H, W,
 
 
 @triton.jit
-def _pw_mul_kernel(a_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, mul_ptr, out_ptr, C, D, H, W,
+def _pw_mul_kernel(a_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, mul_ptr, out_ptr, a_out_ptr, C, D, H, W,
                    sab, sac, sad, sah, saw, smb, smc, smd, smh, smw, sob, soc, sod, soh, sow,
                    KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr, HAS_DW: tl.constexpr,
-                   TH: tl.constexpr, TW: tl.constexpr, BK: tl.constexpr, BCO: tl.constexpr, DT: tl.constexpr):
-    """out = mul * (W2 @ A + b2), A = dw1(a) + b1 computed on the fly when HAS_DW, else A = a."""
+                   STORE_A: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, BK: tl.constexpr, BCO: tl.constexpr,
+                   DT: tl.constexpr, FAST: tl.constexpr):
+    """out = mul * (W2 @ A + b2), A = dw1(a) + b1 computed on the fly when HAS_DW, else A = a; STORE_A also writes
+    A (in out's layout) for the backward."""
     pid_p, pid_co = tl.program_id(0), tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
     pd, ph, pw, mask_p = _pixels(pid_p, D, H, W, TH, TW)
@@ -91,15 +115,20 @@ def _pw_mul_kernel(a_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, mul_ptr, out_ptr, C, D
         offs_k = k0 + tl.arange(0, BK)
         mask_k = offs_k < C
         if HAS_DW:
-            a = _dw_tile(a_ptr, w1_ptr, b, pd, ph, pw, mask_p, offs_k, mask_k, D, H, W, sab, sac, sad, sah, saw,
-                         KD, KH, KW, DIL)
+            a = _dw_tile(a_ptr, w1_ptr, b, pd, ph, pw, mask_p, offs_k, mask_k, C, D, H, W, sab, sac, sad, sah,
+                         saw, KD, KH, KW, DIL, False, FAST)
             a += tl.load(b1_ptr + offs_k, mask=mask_k, other=0.0).to(tl.float32)[None, :]
         else:
             a = tl.load(a_ptr + b * sab + (pd * sad + ph * sah + pw * saw)[:, None] + offs_k[None, :] * sac,
                         mask=mask_p[:, None] & mask_k[None, :], other=0.0)
+        a = a.to(DT)
+        if STORE_A:
+            if pid_co == 0:
+                so_a = b * sob + (pd * sod + ph * soh + pw * sow)[:, None] + offs_k[None, :] * soc
+                tl.store(a_out_ptr + so_a, a, mask=mask_p[:, None] & mask_k[None, :])
         w = tl.load(w2_ptr + offs_k[:, None] + offs_co[None, :] * C, mask=mask_k[:, None] & mask_co[None, :],
                     other=0.0)
-        acc += tl.dot(a.to(DT), w.to(DT))
+        acc += tl.dot(a, w.to(DT))
     acc += tl.load(b2_ptr + offs_co, mask=mask_co, other=0.0).to(tl.float32)[None, :]
     m = mask_p[:, None] & mask_co[None, :]
     sp = pd * smd + ph * smh + pw * smw
@@ -113,37 +142,63 @@ def _pw_mul_kernel(a_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, mul_ptr, out_ptr, C, D
 def _dw_wgrad_kernel(x_ptr, dy_ptr, dw_ptr, db_ptr, C, D, H, W,
                      sxb, sxc, sxd, sxh, sxw, syb, syc, syd, syh, syw,
                      KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr,
-                     TH: tl.constexpr, TW: tl.constexpr, BC: tl.constexpr, ITERS: tl.constexpr):
-    """dw[c, tap] += sum_p dy[p, c] * x[p + offset(tap), c]; db[c] += sum_p dy[p, c] over ITERS pixel tiles."""
+                     TH: tl.constexpr, TW: tl.constexpr, BC: tl.constexpr, ITERS: tl.constexpr, FAST: tl.constexpr):
+    """dw[c, tap] += sum_p dy[p, c] * x[p + offset(tap), c]; db[c] += sum_p dy[p, c], over ITERS pixel tiles
+    stacked along h. A row of KW taps is one [KW, pixels, channels] load against one dy tile, so each loaded and
+    converted dy element serves KW multiply-adds instead of one."""
+    KWP: tl.constexpr = triton.next_power_of_2(KW)
     pid_p, pid_c = tl.program_id(0), tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
+    d, h0, w0 = _tile_origin(pid_p, H, W, TH * ITERS, TW)
     offs_c = pid_c * BC + tl.arange(0, BC)
     mask_c = offs_c < C
-    xb = x_ptr + b * sxb + offs_c[None, :] * sxc
+    kw = tl.arange(0, KWP)
+    dw_off = kw * DIL - DIL * (KW - 1) // 2
+    xb = x_ptr + b * sxb + offs_c[None, None, :] * sxc
     yb = dy_ptr + b * syb + offs_c[None, :] * syc
     dbias = tl.zeros([BC], dtype=tl.float32)
     for it in range(ITERS):
-        pd, ph, pw, mask_p = _pixels(pid_p * ITERS + it, D, H, W, TH, TW)
+        pd, ph, pw, mask_p = _tile_pixels(d, h0 + it * TH, w0, D, H, W, TH, TW)
         dy = tl.load(yb + (pd * syd + ph * syh + pw * syw)[:, None], mask=mask_p[:, None] & mask_c[None, :], other=0.0)
-        dbias += tl.sum(dy.to(tl.float32), axis=0)
+        dbias += tl.sum(to_f32(dy, FAST), axis=0)
     tl.atomic_add(db_ptr + offs_c, dbias, mask=mask_c, sem="relaxed")
     for kd in range(KD):
         for kh in range(KH):
-            for kw in range(KW):
-                part = tl.zeros([TH * TW, BC], dtype=tl.float32)
-                for it in range(ITERS):
-                    pd, ph, pw, mask_p = _pixels(pid_p * ITERS + it, D, H, W, TH, TW)
-                    dy = tl.load(yb + (pd * syd + ph * syh + pw * syw)[:, None],
-                                 mask=mask_p[:, None] & mask_c[None, :], other=0.0)
-                    idd = pd + (kd * DIL - DIL * (KD - 1) // 2)
-                    ih = ph + (kh * DIL - DIL * (KH - 1) // 2)
-                    iw = pw + (kw * DIL - DIL * (KW - 1) // 2)
-                    m = mask_p & (idd >= 0) & (idd < D) & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-                    v = tl.load(xb + (idd * sxd + ih * sxh + iw * sxw)[:, None], mask=m[:, None] & mask_c[None, :],
-                                other=0.0)
-                    part += v.to(tl.float32) * dy.to(tl.float32)
-                tl.atomic_add(dw_ptr + offs_c * (KD * KH * KW) + (kd * KH + kh) * KW + kw, tl.sum(part, axis=0),
-                              mask=mask_c, sem="relaxed")
+            part = tl.zeros([KWP, TH * TW, BC], dtype=tl.float32)
+            for it in range(ITERS):
+                pd, ph, pw, mask_p = _tile_pixels(d, h0 + it * TH, w0, D, H, W, TH, TW)
+                dy = tl.load(yb + (pd * syd + ph * syh + pw * syw)[:, None],
+                             mask=mask_p[:, None] & mask_c[None, :], other=0.0)
+                idd = pd + (kd * DIL - DIL * (KD - 1) // 2)
+                ih = ph + (kh * DIL - DIL * (KH - 1) // 2)
+                m = mask_p & (idd >= 0) & (idd < D) & (ih >= 0) & (ih < H)
+                iw = pw[None, :] + dw_off[:, None]
+                m = m[None, :] & (iw >= 0) & (iw < W) & (kw < KW)[:, None]
+                v = tl.load(xb + ((idd * sxd + ih * sxh)[None, :] + iw * sxw)[:, :, None],
+                            mask=m[:, :, None] & mask_c[None, None, :], other=0.0)
+                part += to_f32(v, FAST) * to_f32(dy, FAST)[None, :, :]
+            tl.atomic_add(dw_ptr + ((kd * KH + kh) * KW + kw)[:, None] * C + offs_c[None, :], tl.sum(part, axis=1),
+                          mask=(kw < KW)[:, None] & mask_c[None, :], sem="relaxed")
+
+
+@triton.jit
+def _mul_colsum_kernel(a_ptr, b_ptr, y_ptr, colsum_ptr, R, C, BR: tl.constexpr, BC: tl.constexpr,
+                       ITERS: tl.constexpr, FAST: tl.constexpr):
+    """y = a * b on contiguous [R, C] rows, and colsum[c] += sum_r y[r, c] (fp32), over ITERS row blocks."""
+    pid_r, pid_c = tl.program_id(0), tl.program_id(1)
+    offs_c = pid_c * BC + tl.arange(0, BC)
+    mask_c = offs_c < C
+    total = tl.zeros([BC], dtype=tl.float32)
+    for it in range(ITERS):
+        rows = (pid_r * ITERS + it) * BR + tl.arange(0, BR)
+        off = rows.to(tl.int64)[:, None] * C + offs_c[None, :]
+        m = (rows < R)[:, None] & mask_c[None, :]
+        y = to_f32(tl.load(a_ptr + off, mask=m, other=0.0), FAST) * to_f32(tl.load(b_ptr + off, mask=m, other=0.0),
+                                                                          FAST)
+        y = y.to(y_ptr.dtype.element_ty)
+        tl.store(y_ptr + off, y, mask=m)
+        total += tl.sum(y.to(tl.float32), axis=0)
+    tl.atomic_add(colsum_ptr + offs_c, total, mask=mask_c, sem="relaxed")
 
 
 def as_3d(t: torch.Tensor) -> tuple[tuple[int, int, int], tuple[int, ...]]:
@@ -153,9 +208,9 @@ def as_3d(t: torch.Tensor) -> tuple[tuple[int, int, int], tuple[int, ...]]:
     return tuple(t.shape[2:]), tuple(t.stride())
 
 
-def _ksize(w: torch.Tensor) -> tuple[int, int, int]:
-    k = tuple(w.shape[2:])
-    return (1, *k) if len(k) == 2 else k
+def _k3(ksize: tuple[int, ...]) -> tuple[int, int, int]:
+    """A 2-D or 3-D kernel size as (kd, kh, kw)."""
+    return (1, *ksize) if len(ksize) == 2 else tuple(ksize)
 
 
 def _bc(c: int) -> int:
@@ -163,9 +218,10 @@ def _bc(c: int) -> int:
 
 
 # Tile sizes (tuned on an H100 for C = 32..256): pixel tiles th x tw (powers of two, th * tw >= 16), channel
-# blocks (powers of two >= 16), warps.
+# blocks (powers of two >= 16), warps; the weight gradient sizes its pixel tile so that its [taps of a row, pixels,
+# channels] product tile holds wg_elems elements.
 CFG = {"dw_th": 4, "dw_tw": 16, "dw_bc": 64, "dw_warps": 4, "pw_th": 2, "pw_tw": 64, "pw_bk": 64, "pw_warps": 4,
-       "wg_th": 16, "wg_tw": 8, "wg_iters": 4, "wg_warps": 4}
+       "wg_elems": 16384, "wg_iters": 8, "wg_warps": 4, "ms_br": 64, "ms_iters": 8}
 
 
 def _tile(H: int, W: int, th: int, tw: int) -> tuple[int, int]:
@@ -179,55 +235,80 @@ def _ntiles(D: int, H: int, W: int, th: int, tw: int) -> int:
     return D * cdiv(H, th) * cdiv(W, tw)
 
 
-def depthwise_triton(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, dilation: int,
-                     add: torch.Tensor | None = None, flip: bool = False) -> torch.Tensor:
-    """Depthwise 'same' conv of x (weights w [C, 1, *k], odd k) + bias (+ add); flip=True mirrors the kernel,
-    which makes it the input-gradient of the same conv. Output in x's memory layout."""
+def tap_major(w: torch.Tensor) -> torch.Tensor:
+    """Depthwise weights [C, 1, *k] as the kernels read them: fp32 [taps, C], one contiguous vector per tap."""
+    taps = w.reshape(w.shape[0], -1).t()
+    return torch.empty(taps.shape, device=w.device, dtype=torch.float32).copy_(taps)
+
+
+def depthwise_triton(x: torch.Tensor, wt: torch.Tensor, ksize: tuple[int, ...], bias: torch.Tensor | None,
+                     dilation: int, add: torch.Tensor | None = None, flip: bool = False) -> torch.Tensor:
+    """Depthwise 'same' conv of x with the `tap_major` weights wt of a kernel of size ksize (odd) + bias (+ add);
+    flip=True mirrors the kernel, which makes it the input-gradient of the same conv. Output in x's layout."""
     C = x.shape[1]
     (D, H, W), sx = as_3d(x)
     y = torch.empty_like(x)
     _, sy = as_3d(y)
-    w2 = (w.flip(list(range(2, w.dim()))) if flip else w).reshape(C, -1).contiguous()
     (th, tw), bc = _tile(H, W, CFG["dw_th"], CFG["dw_tw"]), _bc(C)
     grid = (_ntiles(D, H, W, th, tw), cdiv(C, bc), x.shape[0])
-    launch(_dw_kernel, grid, (x, w2, bias if bias is not None else w2, add if add is not None else y, y),
-           (C, D, H, W, *sx, *sy, *_ksize(w), dilation), HAS_BIAS=bias is not None, HAS_ADD=add is not None,
-           TH=th, TW=tw, BC=bc, num_warps=CFG["dw_warps"])
+    launch(_dw_kernel, grid, (x, wt, bias if bias is not None else wt, add if add is not None else y, y),
+           (C, D, H, W, *sx, *sy, *_k3(ksize), dilation), HAS_BIAS=bias is not None, HAS_ADD=add is not None,
+           FLIP=flip, TH=th, TW=tw, BC=bc, FAST=not INTERPRET, num_warps=CFG["dw_warps"])
     return y
 
 
 def pointwise_mul_triton(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, mul: torch.Tensor,
-                         w1: torch.Tensor | None = None, b1: torch.Tensor | None = None, dilation: int = 1
-                         ) -> torch.Tensor:
-    """mul * (W2 @ A + b2) with A = dw_w1(a) + b1 (dilated depthwise computed on the fly) or A = a when w1 is None."""
+                         w1t: torch.Tensor | None = None, k1: tuple[int, ...] = (), b1: torch.Tensor | None = None,
+                         dilation: int = 1, keep_a: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(mul * (W2 @ A + b2), A if keep_a else None) with A = dw(a) + b1, the dilated depthwise conv of kernel size
+    k1 with `tap_major` weights w1t computed on the fly, or A = a when w1t is None."""
     C = a.shape[1]
     (D, H, W), sa = as_3d(a)
     _, sm = as_3d(mul)
     out = torch.empty_like(mul)
+    a_out = torch.empty_like(mul) if keep_a else None
     _, so = as_3d(out)
     w2 = w2.reshape(C, C).contiguous()
-    has_dw = w1 is not None
-    w1f = w1.reshape(C, -1).contiguous() if has_dw else w2
+    has_dw = w1t is not None
     bco = min(256, max(16, next_pow2(C)))
     (th, tw), bk = _tile(H, W, CFG["pw_th"], CFG["pw_tw"]), min(CFG["pw_bk"], max(16, next_pow2(C)))
     grid = (_ntiles(D, H, W, th, tw), cdiv(C, bco), a.shape[0])
-    launch(_pw_mul_kernel, grid, (a, w1f, b1 if b1 is not None else b2, w2, b2, mul, out),
-           (C, D, H, W, *sa, *sm, *so, *(_ksize(w1) if has_dw else (1, 1, 1)), dilation), HAS_DW=has_dw,
-           TH=th, TW=tw, BK=bk, BCO=bco, DT=_TL[a.dtype], num_warps=max(CFG["pw_warps"], bco // 32))
-    return out
+    launch(_pw_mul_kernel, grid, (a, w1t if has_dw else w2, b1 if b1 is not None else b2, w2, b2, mul, out,
+                                  a_out if keep_a else out),
+           (C, D, H, W, *sa, *sm, *so, *(_k3(k1) if has_dw else (1, 1, 1)), dilation), HAS_DW=has_dw,
+           STORE_A=keep_a, TH=th, TW=tw, BK=bk, BCO=bco, DT=_TL[a.dtype], FAST=not INTERPRET,
+           num_warps=max(CFG["pw_warps"], bco // 32))
+    return out, a_out
 
 
-def depthwise_wgrad_triton(x: torch.Tensor, dy: torch.Tensor, ksize: tuple[int, ...], dilation: int
-                           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight [C, 1, *ksize] and bias [C] gradients (fp32) of a depthwise 'same' conv with input x, output grad dy."""
+def depthwise_wgrad_triton(x: torch.Tensor, dy: torch.Tensor, ksize: tuple[int, ...], dilation: int,
+                           dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight [C, 1, *ksize] and bias [C] gradients, in `dtype`, of a depthwise 'same' conv with input x and output
+    gradient dy (accumulated in fp32)."""
     C = x.shape[1]
     (D, H, W), sx = as_3d(x)
     _, sy = as_3d(dy)
-    k3 = (1, *ksize) if len(ksize) == 2 else tuple(ksize)
-    dw = torch.zeros(C, k3[0] * k3[1] * k3[2], device=x.device, dtype=torch.float32)
+    k3 = _k3(ksize)
+    dw = torch.zeros(k3[0] * k3[1] * k3[2], C, device=x.device, dtype=torch.float32)
     db = torch.zeros(C, device=x.device, dtype=torch.float32)
-    (th, tw), bc, iters = _tile(H, W, CFG["wg_th"], CFG["wg_tw"]), _bc(C), CFG["wg_iters"]
-    grid = (cdiv(_ntiles(D, H, W, th, tw), iters), cdiv(C, bc), x.shape[0])
+    bc, iters = _bc(C), CFG["wg_iters"]
+    pixels = max(1, CFG["wg_elems"] // (next_pow2(k3[2]) * bc))
+    tw = min(pixels, next_pow2(W))
+    th = pixels // tw
+    grid = (_ntiles(D, H, W, th * iters, tw), cdiv(C, bc), x.shape[0])
     launch(_dw_wgrad_kernel, grid, (x, dy, dw, db), (C, D, H, W, *sx, *sy, *k3, dilation), TH=th, TW=tw, BC=bc,
-           ITERS=iters, num_warps=CFG["wg_warps"])
-    return dw.reshape(C, 1, *ksize), db
+           ITERS=iters, FAST=not INTERPRET, num_warps=CFG["wg_warps"])
+    return torch.empty(C, 1, *ksize, device=x.device, dtype=dtype).copy_(dw.t().view(C, 1, *ksize)), db.to(dtype)
+
+
+def mul_colsum_triton(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a * b, its fp32 sum over everything but the channels) for channels-last [B, C, *s] tensors a and b."""
+    C = a.shape[1]
+    y = torch.empty_like(a)
+    rows = a.numel() // max(C, 1)
+    colsum = torch.zeros(C, device=a.device, dtype=torch.float32)
+    flat = [t.movedim(1, -1).view(rows, C) for t in (a, b, y)]
+    bc, br, iters = min(CFG["dw_bc"], max(16, next_pow2(C))), CFG["ms_br"], CFG["ms_iters"]
+    launch(_mul_colsum_kernel, (cdiv(rows, br * iters), cdiv(C, bc)), (*flat, colsum), (rows, C), BR=br, BC=bc,
+           ITERS=iters, FAST=not INTERPRET)
+    return y, colsum

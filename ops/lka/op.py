@@ -18,75 +18,77 @@ def _channels_last(t: Tensor) -> Tensor:
     return t.contiguous(memory_format=channels_last_format(t))
 
 
-def _launch_fwd(x: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, dilation: int
-                ) -> tuple[Tensor, Tensor]:
-    """(out, a1): the depthwise 5x5 result a1 is kept for the backward."""
-    from .kernels import depthwise_triton, pointwise_mul_triton
+def _launch_fwd(x: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, dilation: int,
+                keep: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """(out, a1, a2): the two depthwise results, kept for the backward when `keep` (else a2 is empty)."""
+    from .kernels import depthwise_triton, pointwise_mul_triton, tap_major
 
-    a1 = depthwise_triton(x, w0, b0, 1)
-    return pointwise_mul_triton(a1, w2, b2, x, w1, b1, dilation), a1
+    a1 = depthwise_triton(x, tap_major(w0), tuple(w0.shape[2:]), b0, 1)
+    out, a2 = pointwise_mul_triton(a1, w2, b2, x, tap_major(w1), tuple(w1.shape[2:]), b1, dilation, keep_a=keep)
+    return out, a1, a2 if keep else x.new_empty(0)
 
 
-def _launch_bwd(x: Tensor, a1: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
-                dilation: int, dout: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _launch_bwd(x: Tensor, a1: Tensor, a2: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor,
+                b2: Tensor, dilation: int, dout: Tensor
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Gradients of x, w0, b0, w1, b1, w2, b2 (dout channels-last like x)."""
-    from .kernels import depthwise_triton, depthwise_wgrad_triton, pointwise_mul_triton
+    from .kernels import depthwise_triton, depthwise_wgrad_triton, mul_colsum_triton, pointwise_mul_triton, tap_major
 
-    B, C = x.shape[:2]
-    a2 = depthwise_triton(a1, w1, b1, dilation)
-    d_attn = (dout * x).flatten(2).transpose(1, 2)                      # [B, N, C], channels-last storage
-    a2_nc = a2.flatten(2).transpose(1, 2)
-    dw2 = torch.matmul(d_attn.transpose(1, 2), a2_nc).sum(0, dtype=torch.float32)
-    db2 = d_attn.sum((0, 1), dtype=torch.float32)
-    da2 = torch.matmul(d_attn, w2.reshape(C, C).to(x.dtype)).transpose(1, 2).view(x.shape)
-    dx_direct = pointwise_mul_triton(a2, w2, b2, dout)                  # dout * attn
-    da1 = depthwise_triton(da2, w1, None, dilation, flip=True)
-    dw1, db1 = depthwise_wgrad_triton(a1, da2, tuple(w1.shape[2:]), dilation)
-    dx = depthwise_triton(da1, w0, None, 1, add=dx_direct, flip=True)
-    dw0, db0 = depthwise_wgrad_triton(x, da1, tuple(w0.shape[2:]), 1)
-    return (dx, dw0.to(w0.dtype), db0.to(b0.dtype), dw1.to(w1.dtype), db1.to(b1.dtype),
-            dw2.reshape(w2.shape).to(w2.dtype), db2.to(b2.dtype))
+    C = x.shape[1]
+    k0, k1 = tuple(w0.shape[2:]), tuple(w1.shape[2:])
+    d_attn, db2 = mul_colsum_triton(dout, x)
+    d_attn = d_attn.movedim(1, -1).reshape(-1, C)                       # [B*N, C] view of channels-last storage
+    dw2 = torch.mm(d_attn.t(), a2.movedim(1, -1).reshape(-1, C))
+    da2 = torch.mm(d_attn, w2.reshape(C, C).to(x.dtype)).view(x.shape[0], *x.shape[2:], C).movedim(-1, 1)
+    dx_direct, _ = pointwise_mul_triton(a2, w2, b2, dout)              # dout * attn
+    da1 = depthwise_triton(da2, tap_major(w1), k1, None, dilation, flip=True)
+    dw1, db1 = depthwise_wgrad_triton(a1, da2, k1, dilation, w1.dtype)
+    dx = depthwise_triton(da1, tap_major(w0), k0, None, 1, add=dx_direct, flip=True)
+    dw0, db0 = depthwise_wgrad_triton(x, da1, k0, 1, w0.dtype)
+    return dx, dw0, db0.to(b0.dtype), dw1, db1.to(b1.dtype), dw2.reshape(w2.shape).to(w2.dtype), db2.to(b2.dtype)
 
 
 @torch.library.custom_op("segzoo::lka_fwd", mutates_args=())
-def _lka_fwd(x: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, dilation: int
-             ) -> tuple[Tensor, Tensor]:
-    return _launch_fwd(x, w0, b0, w1, b1, w2, b2, dilation)
+def _lka_fwd(x: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, dilation: int,
+             keep: bool) -> tuple[Tensor, Tensor, Tensor]:
+    return _launch_fwd(x, w0, b0, w1, b1, w2, b2, dilation, keep)
 
 
 @_lka_fwd.register_fake
-def _(x, w0, b0, w1, b1, w2, b2, dilation):
-    return torch.empty_like(x), torch.empty_like(x)
+def _(x, w0, b0, w1, b1, w2, b2, dilation, keep):
+    return torch.empty_like(x), torch.empty_like(x), torch.empty_like(x) if keep else x.new_empty(0)
 
 
 @torch.library.custom_op("segzoo::lka_bwd", mutates_args=())
-def _lka_bwd(x: Tensor, a1: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
-             dilation: int, dout: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    return _launch_bwd(x, a1, w0, b0, w1, b1, w2, b2, dilation, dout)
+def _lka_bwd(x: Tensor, a1: Tensor, a2: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor,
+             b2: Tensor, dilation: int, dout: Tensor
+             ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    return _launch_bwd(x, a1, a2, w0, b0, w1, b1, w2, b2, dilation, dout)
 
 
 @_lka_bwd.register_fake
-def _(x, a1, w0, b0, w1, b1, w2, b2, dilation, dout):
+def _(x, a1, a2, w0, b0, w1, b1, w2, b2, dilation, dout):
     return tuple(torch.empty_like(t) for t in (x, w0, b0, w1, b1, w2, b2))
 
 
-def _save(ctx, inputs: tuple, a1: Tensor) -> None:
-    """Keep what both backward paths need: x, a1 and the weights (in `_launch_bwd`'s order) and the dilation."""
-    x, *weights, dilation = inputs
-    ctx.save_for_backward(x, a1, *weights)
+def _save(ctx, inputs: tuple, a1: Tensor, a2: Tensor) -> None:
+    """Keep what both backward paths need: x, a1, a2 and the weights (in `_launch_bwd`'s order) and the
+    dilation."""
+    x, *weights, dilation, _keep = inputs
+    ctx.save_for_backward(x, a1, a2, *weights)
     ctx.dilation = dilation
 
 
 def _grads(bwd: Callable[..., tuple[Tensor, ...]], ctx, dout: Tensor) -> tuple[Tensor | None, ...]:
-    """Gradients of (x, w0, b0, w1, b1, w2, b2, dilation) by `bwd` (custom op or plain launcher)."""
-    return (*bwd(*ctx.saved_tensors, ctx.dilation, _channels_last(dout)), None)
+    """Gradients of (x, w0, b0, w1, b1, w2, b2, dilation, keep) by `bwd` (custom op or plain launcher)."""
+    return (*bwd(*ctx.saved_tensors, ctx.dilation, _channels_last(dout)), None, None)
 
 
 def _setup(ctx, inputs, output) -> None:
-    _save(ctx, inputs, output[1])
+    _save(ctx, inputs, output[1], output[2])
 
 
-def _op_backward(ctx, dout: Tensor, _da1: Tensor | None):
+def _op_backward(ctx, dout: Tensor, _da1: Tensor | None, _da2: Tensor | None):
     return _grads(_lka_bwd, ctx, dout)
 
 
@@ -97,14 +99,14 @@ class _LKAFunction(torch.autograd.Function):
     """The eager path: the same launchers as the custom ops, without the custom-op dispatch."""
 
     @staticmethod
-    def forward(ctx, *inputs) -> tuple[Tensor, Tensor]:
-        out, a1 = _launch_fwd(*inputs)
-        ctx.mark_non_differentiable(a1)
-        _save(ctx, inputs, a1)
-        return out, a1
+    def forward(ctx, *inputs) -> tuple[Tensor, Tensor, Tensor]:
+        out, a1, a2 = _launch_fwd(*inputs)
+        ctx.mark_non_differentiable(a1, a2)
+        _save(ctx, inputs, a1, a2)
+        return out, a1, a2
 
     @staticmethod
-    def backward(ctx, dout: Tensor, _da1: Tensor | None):
+    def backward(ctx, dout: Tensor, _da1: Tensor | None, _da2: Tensor | None):
         return _grads(_launch_bwd, ctx, dout)
 
 
@@ -120,7 +122,8 @@ def lka_triton(x: Tensor, w0: Tensor, b0: Tensor | None, w1: Tensor, b1: Tensor 
         raise TypeError(f"x must be one of {TRITON_DTYPES}, got {x.dtype}")
     c = x.shape[1]
     b0, b1, b2 = (w0.new_zeros(c) if b is None else b for b in (b0, b1, b2))
-    return _lka(_channels_last(x), w0, b0, w1, b1, w2, b2, dilation)[0]
+    keep = torch.is_grad_enabled() and any(t.requires_grad for t in (x, w0, b0, w1, b1, w2, b2))
+    return _lka(_channels_last(x), w0, b0, w1, b1, w2, b2, dilation, keep)[0]
 
 
 def lka(x: Tensor, w0: Tensor, b0: Tensor | None, w1: Tensor, b1: Tensor | None, w2: Tensor, b2: Tensor | None,

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 
 import torch
 import triton
 import triton.language as tl
 
 from .._nd import cdiv, next_pow2
-from .._triton import Launch
+from .._triton import INTERPRET, Launch
 from .params import NAParams
 
 __all__ = ["na_fwd_triton", "na_bwd_triton", "INTERPRET"]
 
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 LOG2E = 1.4426950408889634
 
 
