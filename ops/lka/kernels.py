@@ -220,7 +220,7 @@ def _bc(c: int) -> int:
 # Tile sizes (tuned on an H100 for C = 32..256): pixel tiles th x tw (powers of two, th * tw >= 16), channel
 # blocks (powers of two >= 16), warps; the weight gradient sizes its pixel tile so that its [taps of a row, pixels,
 # channels] product tile holds wg_elems elements.
-CFG = {"dw_th": 4, "dw_tw": 16, "dw_bc": 64, "dw_warps": 4, "pw_th": 2, "pw_tw": 64, "pw_bk": 64, "pw_warps": 4,
+CFG = {"dw_th": 2, "dw_tw": 32, "dw_bc": 64, "dw_warps": 4, "pw_th": 2, "pw_tw": 64, "pw_bk": 64, "pw_warps": 4,
        "wg_elems": 16384, "wg_iters": 8, "wg_warps": 4, "ms_br": 64, "ms_iters": 8}
 
 
