@@ -2,13 +2,15 @@
 2-D run as 3-D with depth 1.
 
 Forward is two passes: (1) depthwise conv0 writes a1; (2) the dilated depthwise conv1 is computed on the fly as
-the A operand of the pointwise GEMM (its halo re-read from L1/L2), and the epilogue multiplies by x. Backward
-recomputes a2 and uses the same kernels (depthwise input-gradient = depthwise conv with the flipped kernel, the
-'dx = dout * attn' term = the pointwise kernel with dout as multiplier) plus a depthwise weight-gradient kernel;
-the two pointwise GEMMs of the backward (dW2, W2^T dA) run in cuBLAS.
+the A operand of the pointwise GEMM (its halo re-read from L1/L2), and the epilogue multiplies by x; when training,
+pass (2) also writes that operand, a2, so the backward does not recompute it. The backward uses the same kernels
+(depthwise input-gradient = depthwise conv with the mirrored kernel, the 'dx = dout * attn' term = the pointwise
+kernel with dout as multiplier), a depthwise weight-gradient kernel and a fused 'dout * x' with its channel sums
+(db2); the two pointwise GEMMs of the backward (dW2, W2^T dA) run in cuBLAS.
 
 Depthwise weights reach the kernels tap-major in fp32 ([taps, C], see `tap_major`), so one tap's weights for a
-channel block are one contiguous vector load; `FAST` (CUDA) converts bf16 pairs with two integer ops.""" 
+channel block are one contiguous vector load; `FAST` (compiled, not interpreted) converts bf16 pairs with two
+integer ops (`to_f32`)."""
 from __future__ import annotations
 
 import torch

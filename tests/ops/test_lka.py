@@ -61,6 +61,25 @@ def test_triton_fp16_forward():
     torch.testing.assert_close(got.float(), want, rtol=2e-2, atol=2e-2)
 
 
+@pytest.mark.parametrize("keep", [True, False])
+def test_forward_keeps_a2_only_for_training(keep):
+    """The forward writes the dilated depthwise result a2 for the backward only when asked (training)."""
+    from ops.lka.op import _launch_fwd
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 9, 7).contiguous(memory_format=torch.channels_last)
+    w0, b0, w1, b1, w2, b2 = [p.detach() for p in _params(5, 3, 5, 2)]
+    out, a1, a2 = _launch_fwd(x, w0, b0, w1, b1, w2, b2, 2, keep)
+    want_a1 = F.conv2d(x, w0, b0, padding=1, groups=5)
+    want_a2 = F.conv2d(want_a1, w1, b1, padding=4, dilation=2, groups=5)
+    torch.testing.assert_close(a1, want_a1, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out, x * F.conv2d(want_a2, w2, b2), rtol=1e-4, atol=1e-4)
+    if keep:
+        torch.testing.assert_close(a2, want_a2, rtol=1e-4, atol=1e-4)
+    else:
+        assert a2.numel() == 0
+
+
 def test_errors():
     x = torch.randn(1, 4, 8, 8)
     w0, b0, w1, b1, w2, b2 = _params(4, 5, 7, 2)
