@@ -146,8 +146,8 @@ def _dw_wgrad_kernel(x_ptr, dy_ptr, dw_ptr, db_ptr, C, D, H, W,
                      KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr,
                      TH: tl.constexpr, TW: tl.constexpr, BC: tl.constexpr, ITERS: tl.constexpr, FAST: tl.constexpr):
     """dw[c, tap] += sum_p dy[p, c] * x[p + offset(tap), c]; db[c] += sum_p dy[p, c], over ITERS pixel tiles
-    stacked along h. A row of KW taps is one [KW, pixels, channels] load against one dy tile, so each loaded and
-    converted dy element serves KW multiply-adds instead of one."""
+    stacked along h. A row of KW taps is one [KW, pixels, channels] load of x and one of dy (the same dy address
+    for every tap, served from L1), so that the taps of a row share one loop iteration."""
     KWP: tl.constexpr = triton.next_power_of_2(KW)
     pid_p, pid_c = tl.program_id(0), tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
@@ -157,20 +157,23 @@ def _dw_wgrad_kernel(x_ptr, dy_ptr, dw_ptr, db_ptr, C, D, H, W,
     kw = tl.arange(0, KWP)
     dw_off = kw * DIL - DIL * (KW - 1) // 2
     xb = x_ptr + b * sxb + offs_c[None, None, :] * sxc
-    yb = dy_ptr + b * syb + offs_c[None, :] * syc
+    yb = dy_ptr + b * syb + offs_c[None, None, :] * syc
     dbias = tl.zeros([BC], dtype=tl.float32)
     for it in range(ITERS):
         pd, ph, pw, mask_p = _tile_pixels(d, h0 + it * TH, w0, D, H, W, TH, TW)
-        dy = tl.load(yb + (pd * syd + ph * syh + pw * syw)[:, None], mask=mask_p[:, None] & mask_c[None, :], other=0.0)
-        dbias += tl.sum(to_f32(dy, FAST), axis=0)
+        dy = tl.load(yb + (pd * syd + ph * syh + pw * syw)[None, :, None],
+                     mask=mask_p[None, :, None] & mask_c[None, None, :], other=0.0)
+        dbias += tl.sum(tl.sum(to_f32(dy, FAST), axis=1), axis=0)
     tl.atomic_add(db_ptr + offs_c, dbias, mask=mask_c, sem="relaxed")
     for kd in range(KD):
         for kh in range(KH):
             part = tl.zeros([KWP, TH * TW, BC], dtype=tl.float32)
             for it in range(ITERS):
                 pd, ph, pw, mask_p = _tile_pixels(d, h0 + it * TH, w0, D, H, W, TH, TW)
-                dy = tl.load(yb + (pd * syd + ph * syh + pw * syw)[:, None],
-                             mask=mask_p[:, None] & mask_c[None, :], other=0.0)
+                # dy loaded in the [taps, pixels, channels] shape itself (the same address for every tap): a 2-D
+                # tile broadcast over the taps costs a shared-memory layout conversion per iteration instead
+                dy = tl.load(yb + ((pd * syd + ph * syh + pw * syw)[None, :] + kw[:, None] * 0)[:, :, None],
+                             mask=(mask_p[None, :] & (kw < KW)[:, None])[:, :, None] & mask_c[None, None, :], other=0.0)
                 idd = pd + (kd * DIL - DIL * (KD - 1) // 2)
                 ih = ph + (kh * DIL - DIL * (KH - 1) // 2)
                 m = mask_p & (idd >= 0) & (idd < D) & (ih >= 0) & (ih < H)
@@ -178,7 +181,7 @@ def _dw_wgrad_kernel(x_ptr, dy_ptr, dw_ptr, db_ptr, C, D, H, W,
                 m = m[None, :] & (iw >= 0) & (iw < W) & (kw < KW)[:, None]
                 v = tl.load(xb + ((idd * sxd + ih * sxh)[None, :] + iw * sxw)[:, :, None],
                             mask=m[:, :, None] & mask_c[None, None, :], other=0.0)
-                part += to_f32(v, FAST) * to_f32(dy, FAST)[None, :, :]
+                part += to_f32(v, FAST) * to_f32(dy, FAST)
             tl.atomic_add(dw_ptr + ((kd * KH + kh) * KW + kw)[:, None] * C + offs_c[None, :], tl.sum(part, axis=1),
                           mask=(kw < KW)[:, None] & mask_c[None, :], sem="relaxed")
 
