@@ -22,7 +22,7 @@ from .._triton import TL_DTYPE as _TL
 from .._triton import INTERPRET, launch, to_f32
 
 __all__ = ["depthwise_triton", "pointwise_mul_triton", "depthwise_wgrad_triton", "mul_colsum_triton",
-           "tap_major", "as_3d"]
+           "tap_major", "as_3d", "as_rows"]
 
 
 @triton.jit
@@ -155,7 +155,7 @@ def _dw_wgrad_kernel(x_ptr, dy_ptr, dw_ptr, db_ptr, C, D, H, W,
     offs_c = pid_c * BC + tl.arange(0, BC)
     mask_c = offs_c < C
     kw = tl.arange(0, KWP)
-    dw_off = kw * DIL - DIL * (KW - 1) // 2
+    w_shift = kw * DIL - DIL * (KW - 1) // 2
     xb = x_ptr + b * sxb + offs_c[None, None, :] * sxc
     yb = dy_ptr + b * syb + offs_c[None, None, :] * syc
     dbias = tl.zeros([BC], dtype=tl.float32)
@@ -177,7 +177,7 @@ def _dw_wgrad_kernel(x_ptr, dy_ptr, dw_ptr, db_ptr, C, D, H, W,
                 idd = pd + (kd * DIL - DIL * (KD - 1) // 2)
                 ih = ph + (kh * DIL - DIL * (KH - 1) // 2)
                 m = mask_p & (idd >= 0) & (idd < D) & (ih >= 0) & (ih < H)
-                iw = pw[None, :] + dw_off[:, None]
+                iw = pw[None, :] + w_shift[:, None]
                 m = m[None, :] & (iw >= 0) & (iw < W) & (kw < KW)[:, None]
                 v = tl.load(xb + ((idd * sxd + ih * sxh)[None, :] + iw * sxw)[:, :, None],
                             mask=m[:, :, None] & mask_c[None, None, :], other=0.0)
@@ -213,6 +213,11 @@ def as_3d(t: torch.Tensor) -> tuple[tuple[int, int, int], tuple[int, ...]]:
     return tuple(t.shape[2:]), tuple(t.stride())
 
 
+def as_rows(t: torch.Tensor) -> torch.Tensor:
+    """The [pixels, C] view of a channels-last [B, C, *s] tensor (raises rather than copy if t is not one)."""
+    return t.movedim(1, -1).view(-1, t.shape[1])
+
+
 def _k3(ksize: tuple[int, ...]) -> tuple[int, int, int]:
     """A 2-D or 3-D kernel size as (kd, kh, kw)."""
     return (1, *ksize) if len(ksize) == 2 else tuple(ksize)
@@ -226,7 +231,7 @@ def _bc(c: int) -> int:
 # blocks (powers of two >= 16), warps; the weight gradient sizes its pixel tile so that its [taps of a row, pixels,
 # channels] product tile holds wg_elems elements.
 CFG = {"dw_th": 2, "dw_tw": 32, "dw_bc": 64, "dw_warps": 4, "pw_th": 2, "pw_tw": 64, "pw_bk": 64, "pw_warps": 4,
-       "wg_elems": 16384, "wg_iters": 8, "wg_warps": 4, "ms_br": 64, "ms_iters": 8}
+       "wg_elems": 16384, "wg_iters": 8, "wg_warps": 4, "colsum_rows": 64, "colsum_iters": 8}
 
 
 def _tile(H: int, W: int, th: int, tw: int) -> tuple[int, int]:
@@ -286,11 +291,11 @@ def pointwise_mul_triton(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, mu
     return out, a_out
 
 
-def depthwise_wgrad_triton(x: torch.Tensor, dy: torch.Tensor, ksize: tuple[int, ...], dilation: int,
-                           dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight [C, 1, *ksize] and bias [C] gradients, in `dtype`, of a depthwise 'same' conv with input x and output
-    gradient dy (accumulated in fp32)."""
-    C = x.shape[1]
+def depthwise_wgrad_triton(x: torch.Tensor, dy: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, dilation: int
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of the weight w [C, 1, *k] and the bias of a depthwise 'same' conv with input x and output gradient
+    dy, in w's and bias's dtypes (accumulated in fp32)."""
+    C, ksize = x.shape[1], tuple(w.shape[2:])
     (D, H, W), sx = as_3d(x)
     _, sy = as_3d(dy)
     k3 = _k3(ksize)
@@ -303,17 +308,17 @@ def depthwise_wgrad_triton(x: torch.Tensor, dy: torch.Tensor, ksize: tuple[int, 
     grid = (_ntiles(D, H, W, th * iters, tw), cdiv(C, bc), x.shape[0])
     launch(_dw_wgrad_kernel, grid, (x, dy, dw, db), (C, D, H, W, *sx, *sy, *k3, dilation), TH=th, TW=tw, BC=bc,
            ITERS=iters, FAST=not INTERPRET, num_warps=CFG["wg_warps"])
-    return torch.empty(C, 1, *ksize, device=x.device, dtype=dtype).copy_(dw.t().view(C, 1, *ksize)), db.to(dtype)
+    return torch.empty_like(w).copy_(dw.t().view(w.shape)), db.to(bias.dtype)
 
 
 def mul_colsum_triton(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(a * b, its fp32 sum over everything but the channels) for channels-last [B, C, *s] tensors a and b."""
     C = a.shape[1]
     y = torch.empty_like(a)
-    rows = a.numel() // max(C, 1)
     colsum = torch.zeros(C, device=a.device, dtype=torch.float32)
-    flat = [t.movedim(1, -1).view(rows, C) for t in (a, b, y)]
-    bc, br, iters = min(CFG["dw_bc"], max(16, next_pow2(C))), CFG["ms_br"], CFG["ms_iters"]
+    flat = [as_rows(t) for t in (a, b, y)]
+    rows = flat[0].shape[0]
+    bc, br, iters = _bc(C), CFG["colsum_rows"], CFG["colsum_iters"]
     launch(_mul_colsum_kernel, (cdiv(rows, br * iters), cdiv(C, bc)), (*flat, colsum), (rows, C), BR=br, BC=bc,
            ITERS=iters, FAST=not INTERPRET)
     return y, colsum

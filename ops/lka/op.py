@@ -32,20 +32,20 @@ def _launch_bwd(x: Tensor, a1: Tensor, a2: Tensor, w0: Tensor, b0: Tensor, w1: T
                 b2: Tensor, dilation: int, dout: Tensor
                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Gradients of x, w0, b0, w1, b1, w2, b2 (dout channels-last like x)."""
-    from .kernels import depthwise_triton, depthwise_wgrad_triton, mul_colsum_triton, pointwise_mul_triton, tap_major
+    from .kernels import (as_rows, depthwise_triton, depthwise_wgrad_triton, mul_colsum_triton, pointwise_mul_triton,
+                          tap_major)
 
     C = x.shape[1]
-    k0, k1 = tuple(w0.shape[2:]), tuple(w1.shape[2:])
     d_attn, db2 = mul_colsum_triton(dout, x)
-    d_attn = d_attn.movedim(1, -1).reshape(-1, C)                       # [B*N, C] view of channels-last storage
-    dw2 = torch.mm(d_attn.t(), a2.movedim(1, -1).reshape(-1, C))
+    d_attn = as_rows(d_attn)
+    dw2 = torch.mm(d_attn.t(), as_rows(a2))
     da2 = torch.mm(d_attn, w2.reshape(C, C).to(x.dtype)).view(x.shape[0], *x.shape[2:], C).movedim(-1, 1)
     dx_direct, _ = pointwise_mul_triton(a2, w2, b2, dout)              # dout * attn
-    da1 = depthwise_triton(da2, tap_major(w1), k1, None, dilation, flip=True)
-    dw1, db1 = depthwise_wgrad_triton(a1, da2, k1, dilation, w1.dtype)
-    dx = depthwise_triton(da1, tap_major(w0), k0, None, 1, add=dx_direct, flip=True)
-    dw0, db0 = depthwise_wgrad_triton(x, da1, k0, 1, w0.dtype)
-    return dx, dw0, db0.to(b0.dtype), dw1, db1.to(b1.dtype), dw2.reshape(w2.shape).to(w2.dtype), db2.to(b2.dtype)
+    da1 = depthwise_triton(da2, tap_major(w1), tuple(w1.shape[2:]), None, dilation, flip=True)
+    dw1, db1 = depthwise_wgrad_triton(a1, da2, w1, b1, dilation)
+    dx = depthwise_triton(da1, tap_major(w0), tuple(w0.shape[2:]), None, 1, add=dx_direct, flip=True)
+    dw0, db0 = depthwise_wgrad_triton(x, da1, w0, b0, 1)
+    return dx, dw0, db0, dw1, db1, dw2.reshape(w2.shape).to(w2.dtype), db2.to(b2.dtype)
 
 
 @torch.library.custom_op("segzoo::lka_fwd", mutates_args=())
