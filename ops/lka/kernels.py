@@ -141,49 +141,79 @@ def _pw_mul_kernel(a_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, mul_ptr, out_ptr, a_ou
 
 
 @triton.jit
+def _tap_x(xb, t, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw,
+           KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr, FAST: tl.constexpr):
+    """x at the pixels (pd, ph, pw) (offsets p_off) shifted by tap t's offset, fp32 [pixels, channels]; zero outside
+    the input and for t >= the number of taps."""
+    od = (t // (KH * KW)) * DIL - DIL * (KD - 1) // 2
+    oh = ((t // KW) % KH) * DIL - DIL * (KH - 1) // 2
+    ow = (t % KW) * DIL - DIL * (KW - 1) // 2
+    # one unsigned compare per axis tests 0 <= i < size
+    m = (mask_p & ((pd + od).to(tl.uint32, bitcast=True) < D) & ((ph + oh).to(tl.uint32, bitcast=True) < H)
+         & ((pw + ow).to(tl.uint32, bitcast=True) < W) & (t < KD * KH * KW))
+    v = tl.load(xb + (p_off + (od * sxd + oh * sxh + ow * sxw))[:, None], mask=m[:, None] & mask_c[None, :],
+                other=0.0)
+    return to_f32(v, FAST)
+
+
+@triton.jit
 def _dw_wgrad_kernel(x_ptr, dy_ptr, dw_ptr, db_ptr, C, D, H, W,
                      sxb, sxc, sxd, sxh, sxw, syb, syc, syd, syh, syw,
                      KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr,
                      TH: tl.constexpr, TW: tl.constexpr, BC: tl.constexpr, ITERS: tl.constexpr, FAST: tl.constexpr):
-    """dw[c, tap] += sum_p dy[p, c] * x[p + offset(tap), c]; db[c] += sum_p dy[p, c], over ITERS pixel tiles
-    stacked along h. A row of KW taps is one [KW, pixels, channels] load of x and one of dy (the same dy address
-    for every tap, served from L1), so that the taps of a row share one loop iteration."""
-    KWP: tl.constexpr = triton.next_power_of_2(KW)
+    """dw[tap, c] += sum_p dy[p, c] * x[p + offset(tap), c]; db[c] += sum_p dy[p, c], over ITERS pixel tiles
+    stacked along h. The taps (all axes flattened) go in groups of 8, each with its own [pixels, channels]
+    accumulator, so one dy tile serves 8 taps and every load is a plain 2-D tile in one layout."""
+    NT: tl.constexpr = KD * KH * KW
     pid_p, pid_c = tl.program_id(0), tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
     d, h0, w0 = _tile_origin(pid_p, H, W, TH * ITERS, TW)
     offs_c = pid_c * BC + tl.arange(0, BC)
     mask_c = offs_c < C
-    kw = tl.arange(0, KWP)
-    w_shift = kw * DIL - DIL * (KW - 1) // 2
-    xb = x_ptr + b * sxb + offs_c[None, None, :] * sxc
-    yb = dy_ptr + b * syb + offs_c[None, None, :] * syc
-    dbias = tl.zeros([BC], dtype=tl.float32)
-    for it in range(ITERS):
-        pd, ph, pw, mask_p = _tile_pixels(d, h0 + it * TH, w0, D, H, W, TH, TW)
-        dy = tl.load(yb + (pd * syd + ph * syh + pw * syw)[None, :, None],
-                     mask=mask_p[None, :, None] & mask_c[None, None, :], other=0.0)
-        dbias += tl.sum(tl.sum(to_f32(dy, FAST), axis=1), axis=0)
-    tl.atomic_add(db_ptr + offs_c, dbias, mask=mask_c, sem="relaxed")
-    for kd in range(KD):
-        for kh in range(KH):
-            part = tl.zeros([KWP, TH * TW, BC], dtype=tl.float32)
-            for it in range(ITERS):
-                pd, ph, pw, mask_p = _tile_pixels(d, h0 + it * TH, w0, D, H, W, TH, TW)
-                # dy loaded in the [taps, pixels, channels] shape itself (the same address for every tap): a 2-D
-                # tile broadcast over the taps costs a shared-memory layout conversion per iteration instead
-                dy = tl.load(yb + ((pd * syd + ph * syh + pw * syw)[None, :] + kw[:, None] * 0)[:, :, None],
-                             mask=(mask_p[None, :] & (kw < KW)[:, None])[:, :, None] & mask_c[None, None, :], other=0.0)
-                idd = pd + (kd * DIL - DIL * (KD - 1) // 2)
-                ih = ph + (kh * DIL - DIL * (KH - 1) // 2)
-                m = mask_p & (idd >= 0) & (idd < D) & (ih >= 0) & (ih < H)
-                iw = pw[None, :] + w_shift[:, None]
-                m = m[None, :] & (iw >= 0) & (iw < W) & (kw < KW)[:, None]
-                v = tl.load(xb + ((idd * sxd + ih * sxh)[None, :] + iw * sxw)[:, :, None],
-                            mask=m[:, :, None] & mask_c[None, None, :], other=0.0)
-                part += to_f32(v, FAST) * to_f32(dy, FAST)
-            tl.atomic_add(dw_ptr + ((kd * KH + kh) * KW + kw)[:, None] * C + offs_c[None, :], tl.sum(part, axis=1),
-                          mask=(kw < KW)[:, None] & mask_c[None, :], sem="relaxed")
+    xb = x_ptr + b * sxb + offs_c[None, :] * sxc
+    yb = dy_ptr + b * syb + offs_c[None, :] * syc
+    dbias = tl.zeros([TH * TW, BC], dtype=tl.float32)
+    for g in range(0, NT, 8):
+        a0 = tl.zeros([TH * TW, BC], dtype=tl.float32)
+        a1 = tl.zeros([TH * TW, BC], dtype=tl.float32)
+        a2 = tl.zeros([TH * TW, BC], dtype=tl.float32)
+        a3 = tl.zeros([TH * TW, BC], dtype=tl.float32)
+        a4 = tl.zeros([TH * TW, BC], dtype=tl.float32)
+        a5 = tl.zeros([TH * TW, BC], dtype=tl.float32)
+        a6 = tl.zeros([TH * TW, BC], dtype=tl.float32)
+        a7 = tl.zeros([TH * TW, BC], dtype=tl.float32)
+        for it in range(ITERS):
+            pd, ph, pw, mask_p = _tile_pixels(d, h0 + it * TH, w0, D, H, W, TH, TW)
+            dy = to_f32(tl.load(yb + (pd * syd + ph * syh + pw * syw)[:, None],
+                                mask=mask_p[:, None] & mask_c[None, :], other=0.0), FAST)
+            if g == 0:
+                dbias += dy
+            p_off = pd * sxd + ph * sxh + pw * sxw
+            a0 += dy * _tap_x(xb, g, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL, FAST)
+            a1 += dy * _tap_x(xb, g + 1, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
+                              FAST)
+            a2 += dy * _tap_x(xb, g + 2, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
+                              FAST)
+            a3 += dy * _tap_x(xb, g + 3, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
+                              FAST)
+            a4 += dy * _tap_x(xb, g + 4, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
+                              FAST)
+            a5 += dy * _tap_x(xb, g + 5, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
+                              FAST)
+            a6 += dy * _tap_x(xb, g + 6, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
+                              FAST)
+            a7 += dy * _tap_x(xb, g + 7, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
+                              FAST)
+        row = dw_ptr + offs_c
+        tl.atomic_add(row + g * C, tl.sum(a0, axis=0), mask=mask_c, sem="relaxed")
+        tl.atomic_add(row + (g + 1) * C, tl.sum(a1, axis=0), mask=mask_c & (g + 1 < NT), sem="relaxed")
+        tl.atomic_add(row + (g + 2) * C, tl.sum(a2, axis=0), mask=mask_c & (g + 2 < NT), sem="relaxed")
+        tl.atomic_add(row + (g + 3) * C, tl.sum(a3, axis=0), mask=mask_c & (g + 3 < NT), sem="relaxed")
+        tl.atomic_add(row + (g + 4) * C, tl.sum(a4, axis=0), mask=mask_c & (g + 4 < NT), sem="relaxed")
+        tl.atomic_add(row + (g + 5) * C, tl.sum(a5, axis=0), mask=mask_c & (g + 5 < NT), sem="relaxed")
+        tl.atomic_add(row + (g + 6) * C, tl.sum(a6, axis=0), mask=mask_c & (g + 6 < NT), sem="relaxed")
+        tl.atomic_add(row + (g + 7) * C, tl.sum(a7, axis=0), mask=mask_c & (g + 7 < NT), sem="relaxed")
+    tl.atomic_add(db_ptr + offs_c, tl.sum(dbias, axis=0), mask=mask_c, sem="relaxed")
 
 
 @triton.jit
@@ -228,10 +258,10 @@ def _bc(c: int) -> int:
 
 
 # Tile sizes (tuned on an H100 for C = 32..256): pixel tiles th x tw (powers of two, th * tw >= 16), channel
-# blocks (powers of two >= 16), warps; the weight gradient sizes its pixel tile so that its [taps of a row, pixels,
-# channels] product tile holds wg_elems elements.
+# blocks (powers of two >= 16), warps; the weight gradient sizes its pixel tile so that each of its 8 [pixels,
+# channels] accumulators holds wg_elems elements.
 CFG = {"dw_th": 2, "dw_tw": 32, "dw_bc": 64, "dw_warps": 4, "pw_th": 2, "pw_tw": 64, "pw_bk": 64, "pw_warps": 4,
-       "wg_elems": 16384, "wg_iters": 8, "wg_warps": 4, "colsum_rows": 64, "colsum_iters": 8}
+       "wg_elems": 1024, "wg_iters": 16, "wg_warps": 2, "colsum_rows": 64, "colsum_iters": 8}
 
 
 def _tile(H: int, W: int, th: int, tw: int) -> tuple[int, int]:
@@ -301,10 +331,11 @@ def depthwise_wgrad_triton(x: torch.Tensor, dy: torch.Tensor, w: torch.Tensor, b
     k3 = _k3(ksize)
     dw = torch.zeros(k3[0] * k3[1] * k3[2], C, device=x.device, dtype=torch.float32)
     db = torch.zeros(C, device=x.device, dtype=torch.float32)
-    bc, iters = _bc(C), CFG["wg_iters"]
-    pixels = max(1, CFG["wg_elems"] // (next_pow2(k3[2]) * bc))
+    bc = _bc(C)
+    pixels = max(1, CFG["wg_elems"] // bc)
     tw = min(pixels, next_pow2(W))
-    th = pixels // tw
+    th = min(pixels // tw, next_pow2(H))
+    iters = min(CFG["wg_iters"], cdiv(H, th))
     grid = (_ntiles(D, H, W, th * iters, tw), cdiv(C, bc), x.shape[0])
     launch(_dw_wgrad_kernel, grid, (x, dy, dw, db), (C, D, H, W, *sx, *sy, *k3, dilation), TH=th, TW=tw, BC=bc,
            ITERS=iters, FAST=not INTERPRET, num_warps=CFG["wg_warps"])
