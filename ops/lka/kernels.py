@@ -4,9 +4,9 @@
 Forward is two passes: (1) depthwise conv0 writes a1; (2) the dilated depthwise conv1 is computed on the fly as
 the A operand of the pointwise GEMM (its halo re-read from L1/L2), and the epilogue multiplies by x; when training,
 pass (2) also writes that operand, a2, so the backward does not recompute it. The backward uses the same kernels
-(depthwise input-gradient = depthwise conv with the mirrored kernel, the 'dx = dout * attn' term = the pointwise
-kernel with dout as multiplier), a depthwise weight-gradient kernel and a fused 'dout * x' with its channel sums
-(db2); the two pointwise GEMMs of the backward (dW2, W2^T dA) run in cuBLAS.
+(depthwise input-gradient = depthwise conv with the mirrored kernel; the 'dx = dout * attn' term = the pointwise
+kernel with dout as multiplier, whose epilogue also writes 'dout * x' and adds up its channel sums, db2) and a
+depthwise weight-gradient kernel; the two pointwise GEMMs of the backward (dW2, W2^T dA) run in cuBLAS.
 
 Depthwise weights reach the kernels tap-major in fp32 ([taps, C], see `tap_major`), so one tap's weights for a
 channel block are one contiguous vector load; `FAST` (compiled, not interpreted) converts bf16 pairs with two
@@ -21,7 +21,7 @@ from .._nd import cdiv, next_pow2
 from .._triton import TL_DTYPE as _TL
 from .._triton import INTERPRET, launch, to_f32
 
-__all__ = ["depthwise_triton", "pointwise_mul_triton", "depthwise_wgrad_triton", "mul_colsum_triton",
+__all__ = ["depthwise_triton", "pointwise_mul_triton", "pointwise_mul_grad_triton", "depthwise_wgrad_triton",
            "tap_major", "as_3d", "as_rows"]
 
 
@@ -100,13 +100,14 @@ def _dw_kernel(x_ptr, w_ptr, bias_ptr, add_ptr, y_ptr, C, D, H, W,
 
 
 @triton.jit
-def _pw_mul_kernel(a_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, mul_ptr, out_ptr, a_out_ptr, C, D, H, W,
-                   sab, sac, sad, sah, saw, smb, smc, smd, smh, smw, sob, soc, sod, soh, sow,
+def _pw_mul_kernel(a_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, mul_ptr, times_ptr, out_ptr, a_out_ptr, prod_ptr,
+                   colsum_ptr, C, D, H, W, sab, sac, sad, sah, saw, smb, smc, smd, smh, smw, sob, soc, sod, soh, sow,
                    KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr, HAS_DW: tl.constexpr,
-                   STORE_A: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, BK: tl.constexpr, BCO: tl.constexpr,
-                   DT: tl.constexpr, FAST: tl.constexpr):
+                   STORE_A: tl.constexpr, PROD: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, BK: tl.constexpr,
+                   BCO: tl.constexpr, DT: tl.constexpr, FAST: tl.constexpr):
     """out = mul * (W2 @ A + b2), A = dw1(a) + b1 computed on the fly when HAS_DW, else A = a; STORE_A also writes
-    A (in out's layout) for the backward."""
+    A (in out's layout) for the backward. PROD (the backward) also writes prod = mul * times (times in mul's layout,
+    prod in out's) and adds prod's fp32 sums over the pixels into colsum[c]."""
     pid_p, pid_co = tl.program_id(0), tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
     pd, ph, pw, mask_p = _pixels(pid_p, D, H, W, TH, TW)
@@ -136,8 +137,13 @@ def _pw_mul_kernel(a_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, mul_ptr, out_ptr, a_ou
     sp = pd * smd + ph * smh + pw * smw
     mul = tl.load(mul_ptr + b * smb + sp[:, None] + offs_co[None, :] * smc, mask=m, other=0.0)
     y = mul.to(tl.float32) * acc
-    so = pd * sod + ph * soh + pw * sow
-    tl.store(out_ptr + b * sob + so[:, None] + offs_co[None, :] * soc, y.to(out_ptr.dtype.element_ty), mask=m)
+    so = b * sob + (pd * sod + ph * soh + pw * sow)[:, None] + offs_co[None, :] * soc
+    tl.store(out_ptr + so, y.to(out_ptr.dtype.element_ty), mask=m)
+    if PROD:
+        t = tl.load(times_ptr + b * smb + sp[:, None] + offs_co[None, :] * smc, mask=m, other=0.0)
+        pr = (mul.to(tl.float32) * t.to(tl.float32)).to(prod_ptr.dtype.element_ty)
+        tl.store(prod_ptr + so, pr, mask=m)
+        tl.atomic_add(colsum_ptr + offs_co, tl.sum(pr.to(tl.float32), axis=0), mask=mask_co, sem="relaxed")
 
 
 @triton.jit
@@ -216,26 +222,6 @@ def _dw_wgrad_kernel(x_ptr, dy_ptr, dw_ptr, db_ptr, C, D, H, W,
     tl.atomic_add(db_ptr + offs_c, tl.sum(dbias, axis=0), mask=mask_c, sem="relaxed")
 
 
-@triton.jit
-def _mul_colsum_kernel(a_ptr, b_ptr, y_ptr, colsum_ptr, R, C, BR: tl.constexpr, BC: tl.constexpr,
-                       ITERS: tl.constexpr, FAST: tl.constexpr):
-    """y = a * b on contiguous [R, C] rows, and colsum[c] += sum_r y[r, c] (fp32), over ITERS row blocks."""
-    pid_r, pid_c = tl.program_id(0), tl.program_id(1)
-    offs_c = pid_c * BC + tl.arange(0, BC)
-    mask_c = offs_c < C
-    total = tl.zeros([BC], dtype=tl.float32)
-    for it in range(ITERS):
-        rows = (pid_r * ITERS + it) * BR + tl.arange(0, BR)
-        off = rows.to(tl.int64)[:, None] * C + offs_c[None, :]
-        m = (rows < R)[:, None] & mask_c[None, :]
-        y = to_f32(tl.load(a_ptr + off, mask=m, other=0.0), FAST) * to_f32(tl.load(b_ptr + off, mask=m, other=0.0),
-                                                                          FAST)
-        y = y.to(y_ptr.dtype.element_ty)
-        tl.store(y_ptr + off, y, mask=m)
-        total += tl.sum(y.to(tl.float32), axis=0)
-    tl.atomic_add(colsum_ptr + offs_c, total, mask=mask_c, sem="relaxed")
-
-
 def as_3d(t: torch.Tensor) -> tuple[tuple[int, int, int], tuple[int, ...]]:
     """(D, H, W) and the 5 strides (b, c, d, h, w) of a [B, C, H, W] or [B, C, D, H, W] tensor; 2-D has D = 1."""
     if t.dim() == 4:
@@ -253,15 +239,16 @@ def _k3(ksize: tuple[int, ...]) -> tuple[int, int, int]:
     return (1, *ksize) if len(ksize) == 2 else tuple(ksize)
 
 
-def _bc(c: int) -> int:
-    return min(CFG["dw_bc"], max(16, next_pow2(c)))
+def _bc(c: int, most: int) -> int:
+    """A channel block for c channels: a power of two from 16 to `most`."""
+    return min(most, max(16, next_pow2(c)))
 
 
 # Tile sizes (tuned on an H100 for C = 32..256): pixel tiles th x tw (powers of two, th * tw >= 16), channel
 # blocks (powers of two >= 16), warps; the weight gradient sizes its pixel tile so that each of its 8 [pixels,
 # channels] accumulators holds wg_elems elements.
 CFG = {"dw_th": 2, "dw_tw": 32, "dw_bc": 64, "dw_warps": 4, "pw_th": 2, "pw_tw": 64, "pw_bk": 64, "pw_warps": 4,
-       "wg_elems": 1024, "wg_iters": 16, "wg_warps": 2, "colsum_rows": 64, "colsum_iters": 8}
+       "wg_elems": 1024, "wg_bc": 64, "wg_iters": 16, "wg_warps": 2}
 
 
 def _tile(H: int, W: int, th: int, tw: int) -> tuple[int, int]:
@@ -289,7 +276,7 @@ def depthwise_triton(x: torch.Tensor, wt: torch.Tensor, ksize: tuple[int, ...], 
     (D, H, W), sx = as_3d(x)
     y = torch.empty_like(x)
     _, sy = as_3d(y)
-    (th, tw), bc = _tile(H, W, CFG["dw_th"], CFG["dw_tw"]), _bc(C)
+    (th, tw), bc = _tile(H, W, CFG["dw_th"], CFG["dw_tw"]), _bc(C, CFG["dw_bc"])
     grid = (_ntiles(D, H, W, th, tw), cdiv(C, bc), x.shape[0])
     launch(_dw_kernel, grid, (x, wt, bias if bias is not None else wt, add if add is not None else y, y),
            (C, D, H, W, *sx, *sy, *_k3(ksize), dilation), HAS_BIAS=bias is not None, HAS_ADD=add is not None,
@@ -297,28 +284,50 @@ def depthwise_triton(x: torch.Tensor, wt: torch.Tensor, ksize: tuple[int, ...], 
     return y
 
 
-def pointwise_mul_triton(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, mul: torch.Tensor,
-                         w1t: torch.Tensor | None = None, k1: tuple[int, ...] = (), b1: torch.Tensor | None = None,
-                         dilation: int = 1, keep_a: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(mul * (W2 @ A + b2), A if keep_a else None) with A = dw(a) + b1, the dilated depthwise conv of kernel size
-    k1 with `tap_major` weights w1t computed on the fly, or A = a when w1t is None."""
+def _pointwise(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, mul: torch.Tensor, w1t: torch.Tensor | None,
+               k1: tuple[int, ...], b1: torch.Tensor | None, dilation: int, keep_a: bool, times: torch.Tensor | None
+               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Launch `_pw_mul_kernel`: (out, A or None, mul * times or None, its channel sums or None)."""
     C = a.shape[1]
     (D, H, W), sa = as_3d(a)
     _, sm = as_3d(mul)
     out = torch.empty_like(mul)
     a_out = torch.empty_like(mul) if keep_a else None
+    prod = colsum = None
+    if times is not None:
+        if times.stride() != mul.stride():
+            raise ValueError(f"times must have mul's strides {mul.stride()}, got {times.stride()}")
+        prod, colsum = torch.empty_like(mul), torch.zeros(C, device=a.device, dtype=torch.float32)
     _, so = as_3d(out)
     w2 = w2.reshape(C, C).contiguous()
     has_dw = w1t is not None
     bco = min(256, max(16, next_pow2(C)))
     (th, tw), bk = _tile(H, W, CFG["pw_th"], CFG["pw_tw"]), min(CFG["pw_bk"], max(16, next_pow2(C)))
     grid = (_ntiles(D, H, W, th, tw), cdiv(C, bco), a.shape[0])
-    launch(_pw_mul_kernel, grid, (a, w1t if has_dw else w2, b1 if b1 is not None else b2, w2, b2, mul, out,
-                                  a_out if keep_a else out),
+    launch(_pw_mul_kernel, grid, (a, w1t if has_dw else w2, b1 if b1 is not None else b2, w2, b2, mul,
+                                  mul if times is None else times, out, out if a_out is None else a_out,
+                                  out if prod is None else prod, b2 if colsum is None else colsum),
            (C, D, H, W, *sa, *sm, *so, *(_k3(k1) if has_dw else (1, 1, 1)), dilation), HAS_DW=has_dw,
-           STORE_A=keep_a, TH=th, TW=tw, BK=bk, BCO=bco, DT=_TL[a.dtype], FAST=not INTERPRET,
-           num_warps=max(CFG["pw_warps"], bco // 32))
+           STORE_A=keep_a, PROD=times is not None, TH=th, TW=tw, BK=bk, BCO=bco, DT=_TL[a.dtype],
+           FAST=not INTERPRET, num_warps=max(CFG["pw_warps"], bco // 32))
+    return out, a_out, prod, colsum
+
+
+def pointwise_mul_triton(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, mul: torch.Tensor,
+                         w1t: torch.Tensor | None = None, k1: tuple[int, ...] = (), b1: torch.Tensor | None = None,
+                         dilation: int = 1, keep_a: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(mul * (W2 @ A + b2), A if keep_a else None) with A = dw(a) + b1, the dilated depthwise conv of kernel size
+    k1 with `tap_major` weights w1t computed on the fly, or A = a when w1t is None."""
+    out, a_out, _, _ = _pointwise(a, w2, b2, mul, w1t, k1, b1, dilation, keep_a, None)
     return out, a_out
+
+
+def pointwise_mul_grad_triton(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, dout: torch.Tensor,
+                              x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The backward's pointwise pass, for out = x * (W2 @ a + b2): (dout * (W2 @ a + b2), dout * x, the fp32 sums of
+    dout * x over everything but the channels = the gradient of b2); dout and x in one channels-last layout."""
+    dx, _, d_attn, db2 = _pointwise(a, w2, b2, dout, None, (), None, 1, False, x)
+    return dx, d_attn, db2
 
 
 def depthwise_wgrad_triton(x: torch.Tensor, dy: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, dilation: int
@@ -331,7 +340,7 @@ def depthwise_wgrad_triton(x: torch.Tensor, dy: torch.Tensor, w: torch.Tensor, b
     k3 = _k3(ksize)
     dw = torch.zeros(k3[0] * k3[1] * k3[2], C, device=x.device, dtype=torch.float32)
     db = torch.zeros(C, device=x.device, dtype=torch.float32)
-    bc = _bc(C)
+    bc = _bc(C, CFG["wg_bc"])
     pixels = max(1, CFG["wg_elems"] // bc)
     tw = min(pixels, next_pow2(W))
     th = min(pixels // tw, next_pow2(H))
@@ -340,16 +349,3 @@ def depthwise_wgrad_triton(x: torch.Tensor, dy: torch.Tensor, w: torch.Tensor, b
     launch(_dw_wgrad_kernel, grid, (x, dy, dw, db), (C, D, H, W, *sx, *sy, *k3, dilation), TH=th, TW=tw, BC=bc,
            ITERS=iters, FAST=not INTERPRET, num_warps=CFG["wg_warps"])
     return torch.empty_like(w).copy_(dw.t().view(w.shape)), db.to(bias.dtype)
-
-
-def mul_colsum_triton(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(a * b, its fp32 sum over everything but the channels) for channels-last [B, C, *s] tensors a and b."""
-    C = a.shape[1]
-    y = torch.empty_like(a)
-    colsum = torch.zeros(C, device=a.device, dtype=torch.float32)
-    flat = [as_rows(t) for t in (a, b, y)]
-    rows = flat[0].shape[0]
-    bc, br, iters = _bc(C), CFG["colsum_rows"], CFG["colsum_iters"]
-    launch(_mul_colsum_kernel, (cdiv(rows, br * iters), cdiv(C, bc)), (*flat, colsum), (rows, C), BR=br, BC=bc,
-           ITERS=iters, FAST=not INTERPRET)
-    return y, colsum

@@ -19,63 +19,64 @@ def _channels_last(t: Tensor) -> Tensor:
 
 
 def _launch_fwd(x: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, dilation: int,
-                keep: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """(out, a1, a2): the two depthwise results, kept for the backward when `keep` (else a2 is empty)."""
+                keep: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(out, a1, a2, w0t, w1t): the two depthwise results (a2 is kept for the backward only when `keep`, else
+    empty) and the depthwise weights as the kernels read them (`tap_major`), which the backward reuses."""
     from .kernels import depthwise_triton, pointwise_mul_triton, tap_major
 
-    a1 = depthwise_triton(x, tap_major(w0), tuple(w0.shape[2:]), b0, 1)
-    out, a2 = pointwise_mul_triton(a1, w2, b2, x, tap_major(w1), tuple(w1.shape[2:]), b1, dilation, keep_a=keep)
-    return out, a1, a2 if keep else x.new_empty(0)
+    w0t, w1t = tap_major(w0), tap_major(w1)
+    a1 = depthwise_triton(x, w0t, tuple(w0.shape[2:]), b0, 1)
+    out, a2 = pointwise_mul_triton(a1, w2, b2, x, w1t, tuple(w1.shape[2:]), b1, dilation, keep_a=keep)
+    return out, a1, a2 if keep else x.new_empty(0), w0t, w1t
 
 
-def _launch_bwd(x: Tensor, a1: Tensor, a2: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor,
-                b2: Tensor, dilation: int, dout: Tensor
+def _launch_bwd(x: Tensor, a1: Tensor, a2: Tensor, w0t: Tensor, w1t: Tensor, w0: Tensor, b0: Tensor, w1: Tensor,
+                b1: Tensor, w2: Tensor, b2: Tensor, dilation: int, dout: Tensor
                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Gradients of x, w0, b0, w1, b1, w2, b2 (dout channels-last like x)."""
-    from .kernels import (as_rows, depthwise_triton, depthwise_wgrad_triton, mul_colsum_triton, pointwise_mul_triton,
-                          tap_major)
+    from .kernels import as_rows, depthwise_triton, depthwise_wgrad_triton, pointwise_mul_grad_triton
 
     C = x.shape[1]
-    d_attn, db2 = mul_colsum_triton(dout, x)
+    dx_direct, d_attn, db2 = pointwise_mul_grad_triton(a2, w2, b2, dout, x)     # dout * attn, dout * x, db2
     d_attn = as_rows(d_attn)
     dw2 = torch.mm(d_attn.t(), as_rows(a2))
     da2 = torch.mm(d_attn, w2.reshape(C, C).to(x.dtype)).view(x.shape[0], *x.shape[2:], C).movedim(-1, 1)
-    dx_direct, _ = pointwise_mul_triton(a2, w2, b2, dout)              # dout * attn
-    da1 = depthwise_triton(da2, tap_major(w1), tuple(w1.shape[2:]), None, dilation, flip=True)
+    da1 = depthwise_triton(da2, w1t, tuple(w1.shape[2:]), None, dilation, flip=True)
     dw1, db1 = depthwise_wgrad_triton(a1, da2, w1, b1, dilation)
-    dx = depthwise_triton(da1, tap_major(w0), tuple(w0.shape[2:]), None, 1, add=dx_direct, flip=True)
+    dx = depthwise_triton(da1, w0t, tuple(w0.shape[2:]), None, 1, add=dx_direct, flip=True)
     dw0, db0 = depthwise_wgrad_triton(x, da1, w0, b0, 1)
     return dx, dw0, db0, dw1, db1, dw2.reshape(w2.shape).to(w2.dtype), db2.to(b2.dtype)
 
 
 @torch.library.custom_op("segzoo::lka_fwd", mutates_args=())
 def _lka_fwd(x: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, dilation: int,
-             keep: bool) -> tuple[Tensor, Tensor, Tensor]:
+             keep: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     return _launch_fwd(x, w0, b0, w1, b1, w2, b2, dilation, keep)
 
 
 @_lka_fwd.register_fake
 def _(x, w0, b0, w1, b1, w2, b2, dilation, keep):
-    return torch.empty_like(x), torch.empty_like(x), torch.empty_like(x) if keep else x.new_empty(0)
+    taps = [w.new_empty(w[0].numel(), w.shape[0], dtype=torch.float32) for w in (w0, w1)]
+    return torch.empty_like(x), torch.empty_like(x), torch.empty_like(x) if keep else x.new_empty(0), *taps
 
 
 @torch.library.custom_op("segzoo::lka_bwd", mutates_args=())
-def _lka_bwd(x: Tensor, a1: Tensor, a2: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor,
-             b2: Tensor, dilation: int, dout: Tensor
+def _lka_bwd(x: Tensor, a1: Tensor, a2: Tensor, w0t: Tensor, w1t: Tensor, w0: Tensor, b0: Tensor, w1: Tensor,
+             b1: Tensor, w2: Tensor, b2: Tensor, dilation: int, dout: Tensor
              ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    return _launch_bwd(x, a1, a2, w0, b0, w1, b1, w2, b2, dilation, dout)
+    return _launch_bwd(x, a1, a2, w0t, w1t, w0, b0, w1, b1, w2, b2, dilation, dout)
 
 
 @_lka_bwd.register_fake
-def _(x, a1, a2, w0, b0, w1, b1, w2, b2, dilation, dout):
+def _(x, a1, a2, w0t, w1t, w0, b0, w1, b1, w2, b2, dilation, dout):
     return tuple(torch.empty_like(t) for t in (x, w0, b0, w1, b1, w2, b2))
 
 
-def _save(ctx, inputs: tuple, a1: Tensor, a2: Tensor) -> None:
-    """Keep what both backward paths need: x, a1, a2 and the weights (in `_launch_bwd`'s order) and the
-    dilation."""
+def _save(ctx, inputs: tuple, kept: tuple[Tensor, ...]) -> None:
+    """Keep what both backward paths need, in `_launch_bwd`'s order: x, the forward's kept outputs (a1, a2, w0t,
+    w1t), the weights, and the dilation."""
     x, *weights, dilation, _keep = inputs
-    ctx.save_for_backward(x, a1, a2, *weights)
+    ctx.save_for_backward(x, *kept, *weights)
     ctx.dilation = dilation
 
 
@@ -85,10 +86,10 @@ def _grads(bwd: Callable[..., tuple[Tensor, ...]], ctx, dout: Tensor) -> tuple[T
 
 
 def _setup(ctx, inputs, output) -> None:
-    _save(ctx, inputs, output[1], output[2])
+    _save(ctx, inputs, output[1:])
 
 
-def _op_backward(ctx, dout: Tensor, _da1: Tensor | None, _da2: Tensor | None):
+def _op_backward(ctx, dout: Tensor, *_kept_grads: Tensor | None):
     return _grads(_lka_bwd, ctx, dout)
 
 
@@ -99,14 +100,14 @@ class _LKAFunction(torch.autograd.Function):
     """The eager path: the same launchers as the custom ops, without the custom-op dispatch."""
 
     @staticmethod
-    def forward(ctx, *inputs) -> tuple[Tensor, Tensor, Tensor]:
-        out, a1, a2 = _launch_fwd(*inputs)
-        ctx.mark_non_differentiable(a1, a2)
-        _save(ctx, inputs, a1, a2)
-        return out, a1, a2
+    def forward(ctx, *inputs) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        out, *kept = _launch_fwd(*inputs)
+        ctx.mark_non_differentiable(*kept)
+        _save(ctx, inputs, tuple(kept))
+        return out, *kept
 
     @staticmethod
-    def backward(ctx, dout: Tensor, _da1: Tensor | None, _da2: Tensor | None):
+    def backward(ctx, dout: Tensor, *_kept_grads: Tensor | None):
         return _grads(_launch_bwd, ctx, dout)
 
 
