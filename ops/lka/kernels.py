@@ -1,12 +1,12 @@
 """Triton kernels of large-kernel attention, channels-last tiles [pixels, channels] over th x tw pixel patches,
 2-D run as 3-D with depth 1.
 
-Forward is two passes: (1) depthwise conv0 writes a1; (2) the dilated depthwise conv1 is computed on the fly as
-the A operand of the pointwise GEMM (its halo re-read from L1/L2), and the epilogue multiplies by x; when training,
-pass (2) also writes that operand, a2, so the backward does not recompute it. The backward uses the same kernels
-(depthwise input-gradient = depthwise conv with the mirrored kernel; the 'dx = dout * attn' term = the pointwise
-kernel with dout as multiplier, whose epilogue also writes 'dout * x' and adds up its channel sums, db2) and a
-depthwise weight-gradient kernel; the two pointwise GEMMs of the backward (dW2, W2^T dA) run in cuBLAS.
+Forward is three passes: depthwise conv0 writes a1, the dilated depthwise conv1 writes a2, and the pointwise GEMM
+multiplies by x in its epilogue. (Computing conv1 inside the GEMM as its A operand, which saves a2's write and
+read, measured slower on an H100: the GEMM's pixel tile is a poor depthwise tile.) The backward uses the same
+kernels (depthwise input-gradient = depthwise conv with the mirrored kernel; the 'dx = dout * attn' term = the
+pointwise kernel with dout as multiplier, whose epilogue also writes 'dout * x' and adds up its channel sums, db2)
+and a depthwise weight-gradient kernel; the two pointwise GEMMs of the backward (dW2, W2^T dA) run in cuBLAS.
 
 Depthwise weights reach the kernels tap-major in fp32 ([taps, C], see `tap_major`), so one tap's weights for a
 channel block are one contiguous vector load; `FAST` (compiled, not interpreted) converts bf16 pairs with two
@@ -100,14 +100,12 @@ def _dw_kernel(x_ptr, w_ptr, bias_ptr, add_ptr, y_ptr, C, D, H, W,
 
 
 @triton.jit
-def _pw_mul_kernel(a_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, mul_ptr, times_ptr, out_ptr, a_out_ptr, prod_ptr,
-                   colsum_ptr, C, D, H, W, sab, sac, sad, sah, saw, smb, smc, smd, smh, smw, sob, soc, sod, soh, sow,
-                   KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr, HAS_DW: tl.constexpr,
-                   STORE_A: tl.constexpr, PROD: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, BK: tl.constexpr,
-                   BCO: tl.constexpr, DT: tl.constexpr, FAST: tl.constexpr):
-    """out = mul * (W2 @ A + b2), A = dw1(a) + b1 computed on the fly when HAS_DW, else A = a; STORE_A also writes
-    A (in out's layout) for the backward. PROD (the backward) also writes prod = mul * times (times in mul's layout,
-    prod in out's) and adds prod's fp32 sums over the pixels into colsum[c]."""
+def _pw_mul_kernel(a_ptr, w2_ptr, b2_ptr, mul_ptr, times_ptr, out_ptr, prod_ptr, colsum_ptr, C, D, H, W,
+                   sab, sac, sad, sah, saw, smb, smc, smd, smh, smw, sob, soc, sod, soh, sow,
+                   PROD: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, BK: tl.constexpr, BCO: tl.constexpr,
+                   DT: tl.constexpr):
+    """out = mul * (W2 @ a + b2) on a pixel tile. PROD (the backward) also writes prod = mul * times (times in
+    mul's layout, prod in out's) and adds prod's fp32 sums over the pixels into colsum[c]."""
     pid_p, pid_co = tl.program_id(0), tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
     pd, ph, pw, mask_p = _pixels(pid_p, D, H, W, TH, TW)
@@ -117,21 +115,11 @@ def _pw_mul_kernel(a_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, mul_ptr, times_ptr, ou
     for k0 in range(0, C, BK):
         offs_k = k0 + tl.arange(0, BK)
         mask_k = offs_k < C
-        if HAS_DW:
-            a = _dw_tile(a_ptr, w1_ptr, b, pd, ph, pw, mask_p, offs_k, mask_k, C, D, H, W, sab, sac, sad, sah,
-                         saw, KD, KH, KW, DIL, False, FAST)
-            a += tl.load(b1_ptr + offs_k, mask=mask_k, other=0.0).to(tl.float32)[None, :]
-        else:
-            a = tl.load(a_ptr + b * sab + (pd * sad + ph * sah + pw * saw)[:, None] + offs_k[None, :] * sac,
-                        mask=mask_p[:, None] & mask_k[None, :], other=0.0)
-        a = a.to(DT)
-        if STORE_A:
-            if pid_co == 0:
-                so_a = b * sob + (pd * sod + ph * soh + pw * sow)[:, None] + offs_k[None, :] * soc
-                tl.store(a_out_ptr + so_a, a, mask=mask_p[:, None] & mask_k[None, :])
+        a = tl.load(a_ptr + b * sab + (pd * sad + ph * sah + pw * saw)[:, None] + offs_k[None, :] * sac,
+                    mask=mask_p[:, None] & mask_k[None, :], other=0.0)
         w = tl.load(w2_ptr + offs_k[:, None] + offs_co[None, :] * C, mask=mask_k[:, None] & mask_co[None, :],
                     other=0.0)
-        acc += tl.dot(a, w.to(DT))
+        acc += tl.dot(a.to(DT), w.to(DT))
     acc += tl.load(b2_ptr + offs_co, mask=mask_co, other=0.0).to(tl.float32)[None, :]
     m = mask_p[:, None] & mask_co[None, :]
     sp = pd * smd + ph * smh + pw * smw
@@ -166,10 +154,11 @@ def _tap_x(xb, t, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw,
 def _dw_wgrad_kernel(x_ptr, dy_ptr, dw_ptr, db_ptr, C, D, H, W,
                      sxb, sxc, sxd, sxh, sxw, syb, syc, syd, syh, syw,
                      KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr,
-                     TH: tl.constexpr, TW: tl.constexpr, BC: tl.constexpr, ITERS: tl.constexpr, FAST: tl.constexpr):
-    """dw[tap, c] += sum_p dy[p, c] * x[p + offset(tap), c]; db[c] += sum_p dy[p, c], over ITERS pixel tiles
-    stacked along h. The taps (all axes flattened) go in groups of 8, each with its own [pixels, channels]
-    accumulator, so one dy tile serves 8 taps and every load is a plain 2-D tile in one layout."""
+                     G: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, BC: tl.constexpr, ITERS: tl.constexpr,
+                     FAST: tl.constexpr):
+    """dw[c, tap] += sum_p dy[p, c] * x[p + offset(tap), c]; db[c] += sum_p dy[p, c], over ITERS pixel tiles
+    stacked along h. The taps (all axes flattened) go in groups of G <= 8, each tap with its own [pixels, channels]
+    accumulator, so one dy tile serves G taps and every load is a plain 2-D tile in one layout."""
     NT: tl.constexpr = KD * KH * KW
     pid_p, pid_c = tl.program_id(0), tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
@@ -179,7 +168,7 @@ def _dw_wgrad_kernel(x_ptr, dy_ptr, dw_ptr, db_ptr, C, D, H, W,
     xb = x_ptr + b * sxb + offs_c[None, :] * sxc
     yb = dy_ptr + b * syb + offs_c[None, :] * syc
     dbias = tl.zeros([TH * TW, BC], dtype=tl.float32)
-    for g in range(0, NT, 8):
+    for g in range(0, NT, G):
         a0 = tl.zeros([TH * TW, BC], dtype=tl.float32)
         a1 = tl.zeros([TH * TW, BC], dtype=tl.float32)
         a2 = tl.zeros([TH * TW, BC], dtype=tl.float32)
@@ -196,29 +185,43 @@ def _dw_wgrad_kernel(x_ptr, dy_ptr, dw_ptr, db_ptr, C, D, H, W,
                 dbias += dy
             p_off = pd * sxd + ph * sxh + pw * sxw
             a0 += dy * _tap_x(xb, g, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL, FAST)
-            a1 += dy * _tap_x(xb, g + 1, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
-                              FAST)
-            a2 += dy * _tap_x(xb, g + 2, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
-                              FAST)
-            a3 += dy * _tap_x(xb, g + 3, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
-                              FAST)
-            a4 += dy * _tap_x(xb, g + 4, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
-                              FAST)
-            a5 += dy * _tap_x(xb, g + 5, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
-                              FAST)
-            a6 += dy * _tap_x(xb, g + 6, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
-                              FAST)
-            a7 += dy * _tap_x(xb, g + 7, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
-                              FAST)
-        row = dw_ptr + offs_c
-        tl.atomic_add(row + g * C, tl.sum(a0, axis=0), mask=mask_c, sem="relaxed")
-        tl.atomic_add(row + (g + 1) * C, tl.sum(a1, axis=0), mask=mask_c & (g + 1 < NT), sem="relaxed")
-        tl.atomic_add(row + (g + 2) * C, tl.sum(a2, axis=0), mask=mask_c & (g + 2 < NT), sem="relaxed")
-        tl.atomic_add(row + (g + 3) * C, tl.sum(a3, axis=0), mask=mask_c & (g + 3 < NT), sem="relaxed")
-        tl.atomic_add(row + (g + 4) * C, tl.sum(a4, axis=0), mask=mask_c & (g + 4 < NT), sem="relaxed")
-        tl.atomic_add(row + (g + 5) * C, tl.sum(a5, axis=0), mask=mask_c & (g + 5 < NT), sem="relaxed")
-        tl.atomic_add(row + (g + 6) * C, tl.sum(a6, axis=0), mask=mask_c & (g + 6 < NT), sem="relaxed")
-        tl.atomic_add(row + (g + 7) * C, tl.sum(a7, axis=0), mask=mask_c & (g + 7 < NT), sem="relaxed")
+            if G > 1:
+                a1 += dy * _tap_x(xb, g + 1, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
+                                  FAST)
+            if G > 2:
+                a2 += dy * _tap_x(xb, g + 2, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
+                                  FAST)
+            if G > 3:
+                a3 += dy * _tap_x(xb, g + 3, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
+                                  FAST)
+            if G > 4:
+                a4 += dy * _tap_x(xb, g + 4, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
+                                  FAST)
+            if G > 5:
+                a5 += dy * _tap_x(xb, g + 5, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
+                                  FAST)
+            if G > 6:
+                a6 += dy * _tap_x(xb, g + 6, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
+                                  FAST)
+            if G > 7:
+                a7 += dy * _tap_x(xb, g + 7, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
+                                  FAST)
+        row = dw_ptr + offs_c * NT + g
+        tl.atomic_add(row, tl.sum(a0, axis=0), mask=mask_c, sem="relaxed")
+        if G > 1:
+            tl.atomic_add(row + 1, tl.sum(a1, axis=0), mask=mask_c & (g + 1 < NT), sem="relaxed")
+        if G > 2:
+            tl.atomic_add(row + 2, tl.sum(a2, axis=0), mask=mask_c & (g + 2 < NT), sem="relaxed")
+        if G > 3:
+            tl.atomic_add(row + 3, tl.sum(a3, axis=0), mask=mask_c & (g + 3 < NT), sem="relaxed")
+        if G > 4:
+            tl.atomic_add(row + 4, tl.sum(a4, axis=0), mask=mask_c & (g + 4 < NT), sem="relaxed")
+        if G > 5:
+            tl.atomic_add(row + 5, tl.sum(a5, axis=0), mask=mask_c & (g + 5 < NT), sem="relaxed")
+        if G > 6:
+            tl.atomic_add(row + 6, tl.sum(a6, axis=0), mask=mask_c & (g + 6 < NT), sem="relaxed")
+        if G > 7:
+            tl.atomic_add(row + 7, tl.sum(a7, axis=0), mask=mask_c & (g + 7 < NT), sem="relaxed")
     tl.atomic_add(db_ptr + offs_c, tl.sum(dbias, axis=0), mask=mask_c, sem="relaxed")
 
 
@@ -247,8 +250,8 @@ def _bc(c: int, most: int) -> int:
 # Tile sizes (tuned on an H100 for C = 32..256): pixel tiles th x tw (powers of two, th * tw >= 16), channel
 # blocks (powers of two >= 16), warps; the weight gradient sizes its pixel tile so that each of its 8 [pixels,
 # channels] accumulators holds wg_elems elements.
-CFG = {"dw_th": 2, "dw_tw": 32, "dw_bc": 64, "dw_warps": 4, "pw_th": 2, "pw_tw": 64, "pw_bk": 64, "pw_warps": 4,
-       "wg_elems": 1024, "wg_bc": 64, "wg_iters": 16, "wg_warps": 2}
+CFG = {"dw_th": 2, "dw_tw": 16, "dw_bc": 64, "dw_warps": 2, "pw_th": 2, "pw_tw": 64, "pw_bk": 64, "pw_warps": 4,
+       "wg_elems": 512, "wg_bc": 64, "wg_iters": 16, "wg_warps": 1}
 
 
 def _tile(H: int, W: int, th: int, tw: int) -> tuple[int, int]:
@@ -284,68 +287,59 @@ def depthwise_triton(x: torch.Tensor, wt: torch.Tensor, ksize: tuple[int, ...], 
     return y
 
 
-def _pointwise(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, mul: torch.Tensor, w1t: torch.Tensor | None,
-               k1: tuple[int, ...], b1: torch.Tensor | None, dilation: int, keep_a: bool, times: torch.Tensor | None
-               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """Launch `_pw_mul_kernel`: (out, A or None, mul * times or None, its channel sums or None)."""
+def _pointwise(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, mul: torch.Tensor, times: torch.Tensor | None,
+               colsum: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Launch `_pw_mul_kernel`: (out, mul * times or None), adding the channel sums of mul * times into colsum."""
     C = a.shape[1]
     (D, H, W), sa = as_3d(a)
     _, sm = as_3d(mul)
     out = torch.empty_like(mul)
-    a_out = torch.empty_like(mul) if keep_a else None
-    prod = colsum = None
+    prod = None
     if times is not None:
         if times.stride() != mul.stride():
             raise ValueError(f"times must have mul's strides {mul.stride()}, got {times.stride()}")
-        prod, colsum = torch.empty_like(mul), torch.zeros(C, device=a.device, dtype=torch.float32)
+        prod = torch.empty_like(mul)
     _, so = as_3d(out)
     w2 = w2.reshape(C, C).contiguous()
-    has_dw = w1t is not None
     bco = min(256, max(16, next_pow2(C)))
     (th, tw), bk = _tile(H, W, CFG["pw_th"], CFG["pw_tw"]), min(CFG["pw_bk"], max(16, next_pow2(C)))
     grid = (_ntiles(D, H, W, th, tw), cdiv(C, bco), a.shape[0])
-    launch(_pw_mul_kernel, grid, (a, w1t if has_dw else w2, b1 if b1 is not None else b2, w2, b2, mul,
-                                  mul if times is None else times, out, out if a_out is None else a_out,
+    launch(_pw_mul_kernel, grid, (a, w2, b2, mul, mul if times is None else times, out,
                                   out if prod is None else prod, b2 if colsum is None else colsum),
-           (C, D, H, W, *sa, *sm, *so, *(_k3(k1) if has_dw else (1, 1, 1)), dilation), HAS_DW=has_dw,
-           STORE_A=keep_a, PROD=times is not None, TH=th, TW=tw, BK=bk, BCO=bco, DT=_TL[a.dtype],
-           FAST=not INTERPRET, num_warps=max(CFG["pw_warps"], bco // 32))
-    return out, a_out, prod, colsum
+           (C, D, H, W, *sa, *sm, *so), PROD=times is not None, TH=th, TW=tw, BK=bk, BCO=bco, DT=_TL[a.dtype],
+           num_warps=max(CFG["pw_warps"], bco // 32))
+    return out, prod
 
 
-def pointwise_mul_triton(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, mul: torch.Tensor,
-                         w1t: torch.Tensor | None = None, k1: tuple[int, ...] = (), b1: torch.Tensor | None = None,
-                         dilation: int = 1, keep_a: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(mul * (W2 @ A + b2), A if keep_a else None) with A = dw(a) + b1, the dilated depthwise conv of kernel size
-    k1 with `tap_major` weights w1t computed on the fly, or A = a when w1t is None."""
-    out, a_out, _, _ = _pointwise(a, w2, b2, mul, w1t, k1, b1, dilation, keep_a, None)
-    return out, a_out
+def pointwise_mul_triton(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, mul: torch.Tensor) -> torch.Tensor:
+    """mul * (W2 @ a + b2), W2 the [C, C(, 1...)] pointwise weights."""
+    return _pointwise(a, w2, b2, mul, None, None)[0]
 
 
 def pointwise_mul_grad_triton(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, dout: torch.Tensor,
-                              x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The backward's pointwise pass, for out = x * (W2 @ a + b2): (dout * (W2 @ a + b2), dout * x, the fp32 sums of
-    dout * x over everything but the channels = the gradient of b2); dout and x in one channels-last layout."""
-    dx, _, d_attn, db2 = _pointwise(a, w2, b2, dout, None, (), None, 1, False, x)
-    return dx, d_attn, db2
+                              x: torch.Tensor, db2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The backward's pointwise pass, for out = x * (W2 @ a + b2): (dout * (W2 @ a + b2), dout * x); adds the sums
+    of dout * x over everything but the channels (b2's gradient) into the fp32 [C] tensor db2. dout and x in one
+    channels-last layout."""
+    out, prod = _pointwise(a, w2, b2, dout, x, db2)
+    return out, prod
 
 
-def depthwise_wgrad_triton(x: torch.Tensor, dy: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, dilation: int
-                           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradients of the weight w [C, 1, *k] and the bias of a depthwise 'same' conv with input x and output gradient
-    dy, in w's and bias's dtypes (accumulated in fp32)."""
-    C, ksize = x.shape[1], tuple(w.shape[2:])
+def depthwise_wgrad_triton(x: torch.Tensor, dy: torch.Tensor, ksize: tuple[int, ...], dilation: int,
+                           dw: torch.Tensor, db: torch.Tensor) -> None:
+    """Add the gradients of the weight and the bias of a depthwise 'same' conv of kernel size ksize, with input x and
+    output gradient dy, into the fp32 tensors dw (C * taps, laid out as the weight [C, 1, *k]) and db [C]."""
+    C = x.shape[1]
     (D, H, W), sx = as_3d(x)
     _, sy = as_3d(dy)
     k3 = _k3(ksize)
-    dw = torch.zeros(k3[0] * k3[1] * k3[2], C, device=x.device, dtype=torch.float32)
-    db = torch.zeros(C, device=x.device, dtype=torch.float32)
     bc = _bc(C, CFG["wg_bc"])
     pixels = max(1, CFG["wg_elems"] // bc)
     tw = min(pixels, next_pow2(W))
     th = min(pixels // tw, next_pow2(H))
     iters = min(CFG["wg_iters"], cdiv(H, th))
     grid = (_ntiles(D, H, W, th * iters, tw), cdiv(C, bc), x.shape[0])
-    launch(_dw_wgrad_kernel, grid, (x, dy, dw, db), (C, D, H, W, *sx, *sy, *k3, dilation), TH=th, TW=tw, BC=bc,
-           ITERS=iters, FAST=not INTERPRET, num_warps=CFG["wg_warps"])
-    return torch.empty_like(w).copy_(dw.t().view(w.shape)), db.to(bias.dtype)
+    taps = k3[0] * k3[1] * k3[2]
+    groups = cdiv(taps, 8)
+    launch(_dw_wgrad_kernel, grid, (x, dy, dw, db), (C, D, H, W, *sx, *sy, *k3, dilation), G=cdiv(taps, groups),
+           TH=th, TW=tw, BC=bc, ITERS=iters, FAST=not INTERPRET, num_warps=CFG["wg_warps"])

@@ -26,26 +26,37 @@ def _launch_fwd(x: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: T
 
     w0t, w1t = tap_major(w0), tap_major(w1)
     a1 = depthwise_triton(x, w0t, tuple(w0.shape[2:]), b0, 1)
-    out, a2 = pointwise_mul_triton(a1, w2, b2, x, w1t, tuple(w1.shape[2:]), b1, dilation, keep_a=keep)
+    a2 = depthwise_triton(a1, w1t, tuple(w1.shape[2:]), b1, dilation)
+    out = pointwise_mul_triton(a2, w2, b2, x)
     return out, a1, a2 if keep else x.new_empty(0), w0t, w1t
 
 
 def _launch_bwd(x: Tensor, a1: Tensor, a2: Tensor, w0t: Tensor, w1t: Tensor, w0: Tensor, b0: Tensor, w1: Tensor,
                 b1: Tensor, w2: Tensor, b2: Tensor, dilation: int, dout: Tensor
                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Gradients of x, w0, b0, w1, b1, w2, b2 (dout channels-last like x)."""
+    """Gradients of x, w0, b0, w1, b1, w2, b2 (dout channels-last like x). The depthwise weights' and the biases'
+    gradients add up in one zeroed fp32 buffer and come back as views of it (one cast when they share a dtype)."""
     from .kernels import as_rows, depthwise_triton, depthwise_wgrad_triton, pointwise_mul_grad_triton
 
     C = x.shape[1]
-    dx_direct, d_attn, db2 = pointwise_mul_grad_triton(a2, w2, b2, dout, x)     # dout * attn, dout * x, db2
+    small = (w0, b0, w1, b1, b2)
+    sizes = [t.numel() for t in small]
+    acc = torch.zeros(sum(sizes), device=x.device, dtype=torch.float32)
+    dw0, db0, dw1, db1, db2 = acc.split(sizes)
+    dx_direct, d_attn = pointwise_mul_grad_triton(a2, w2, b2, dout, x, db2)      # dout * attn, dout * x
     d_attn = as_rows(d_attn)
     dw2 = torch.mm(d_attn.t(), as_rows(a2))
     da2 = torch.mm(d_attn, w2.reshape(C, C).to(x.dtype)).view(x.shape[0], *x.shape[2:], C).movedim(-1, 1)
     da1 = depthwise_triton(da2, w1t, tuple(w1.shape[2:]), None, dilation, flip=True)
-    dw1, db1 = depthwise_wgrad_triton(a1, da2, w1, b1, dilation)
+    depthwise_wgrad_triton(a1, da2, tuple(w1.shape[2:]), dilation, dw1, db1)
     dx = depthwise_triton(da1, w0t, tuple(w0.shape[2:]), None, 1, add=dx_direct, flip=True)
-    dw0, db0 = depthwise_wgrad_triton(x, da1, w0, b0, 1)
-    return dx, dw0, db0, dw1, db1, dw2.reshape(w2.shape).to(w2.dtype), db2.to(b2.dtype)
+    depthwise_wgrad_triton(x, da1, tuple(w0.shape[2:]), 1, dw0, db0)
+    if len({t.dtype for t in small}) == 1:
+        grads = acc.to(w0.dtype).split(sizes)
+    else:
+        grads = [g.to(t.dtype) for g, t in zip((dw0, db0, dw1, db1, db2), small)]
+    dw0, db0, dw1, db1, db2 = (g.view(t.shape) for g, t in zip(grads, small))
+    return dx, dw0, db0, dw1, db1, dw2.reshape(w2.shape).to(w2.dtype), db2
 
 
 @torch.library.custom_op("segzoo::lka_fwd", mutates_args=())
@@ -64,7 +75,8 @@ def _(x, w0, b0, w1, b1, w2, b2, dilation, keep):
 def _lka_bwd(x: Tensor, a1: Tensor, a2: Tensor, w0t: Tensor, w1t: Tensor, w0: Tensor, b0: Tensor, w1: Tensor,
              b1: Tensor, w2: Tensor, b2: Tensor, dilation: int, dout: Tensor
              ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    return _launch_bwd(x, a1, a2, w0t, w1t, w0, b0, w1, b1, w2, b2, dilation, dout)
+    dx, *grads = _launch_bwd(x, a1, a2, w0t, w1t, w0, b0, w1, b1, w2, b2, dilation, dout)
+    return (dx, *(g.clone() for g in grads))  # custom-op outputs may not alias one another
 
 
 @_lka_bwd.register_fake

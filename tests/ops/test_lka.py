@@ -61,6 +61,19 @@ def test_triton_fp16_forward():
     torch.testing.assert_close(got.float(), want, rtol=2e-2, atol=2e-2)
 
 
+def test_triton_grads_keep_each_parameter_dtype():
+    """Weight and bias gradients come back in their own parameters' dtypes, also when those differ."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 7, 9, requires_grad=True)
+    ps = _params(6, 3, 5, 2)
+    ps[3] = ps[3].detach().double().requires_grad_()
+    got = torch.autograd.grad(lka_triton(x, *ps, dilation=2).sum(), [x, *ps])
+    want = torch.autograd.grad(lka_reference(x, *ps, 2).sum(), [x, *ps])
+    for p, a, b in zip([x, *ps], got, want):
+        assert a.dtype == p.dtype and a.shape == p.shape
+        torch.testing.assert_close(a.float(), b.float(), rtol=1e-4, atol=1e-4 * max(1.0, b.abs().max().item()))
+
+
 @pytest.mark.parametrize("keep", [True, False])
 def test_forward_keeps_a2_only_for_training(keep):
     """The forward writes the dilated depthwise result a2 for the backward only when asked (training)."""
