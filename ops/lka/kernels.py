@@ -156,7 +156,7 @@ def _dw_wgrad_kernel(x_ptr, dy_ptr, dw_ptr, db_ptr, C, D, H, W,
                      KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr,
                      G: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, BC: tl.constexpr, ITERS: tl.constexpr,
                      FAST: tl.constexpr):
-    """dw[c, tap] += sum_p dy[p, c] * x[p + offset(tap), c]; db[c] += sum_p dy[p, c], over ITERS pixel tiles
+    """dw[tap, c] += sum_p dy[p, c] * x[p + offset(tap), c]; db[c] += sum_p dy[p, c], over ITERS pixel tiles
     stacked along h. The taps (all axes flattened) go in groups of G <= 8, each tap with its own [pixels, channels]
     accumulator, so one dy tile serves G taps and every load is a plain 2-D tile in one layout."""
     NT: tl.constexpr = KD * KH * KW
@@ -206,22 +206,22 @@ def _dw_wgrad_kernel(x_ptr, dy_ptr, dw_ptr, db_ptr, C, D, H, W,
             if G > 7:
                 a7 += dy * _tap_x(xb, g + 7, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
                                   FAST)
-        row = dw_ptr + offs_c * NT + g
+        row = dw_ptr + g * C + offs_c      # tap-major: one atomic instruction covers contiguous channels
         tl.atomic_add(row, tl.sum(a0, axis=0), mask=mask_c, sem="relaxed")
         if G > 1:
-            tl.atomic_add(row + 1, tl.sum(a1, axis=0), mask=mask_c & (g + 1 < NT), sem="relaxed")
+            tl.atomic_add(row + 1 * C, tl.sum(a1, axis=0), mask=mask_c & (g + 1 < NT), sem="relaxed")
         if G > 2:
-            tl.atomic_add(row + 2, tl.sum(a2, axis=0), mask=mask_c & (g + 2 < NT), sem="relaxed")
+            tl.atomic_add(row + 2 * C, tl.sum(a2, axis=0), mask=mask_c & (g + 2 < NT), sem="relaxed")
         if G > 3:
-            tl.atomic_add(row + 3, tl.sum(a3, axis=0), mask=mask_c & (g + 3 < NT), sem="relaxed")
+            tl.atomic_add(row + 3 * C, tl.sum(a3, axis=0), mask=mask_c & (g + 3 < NT), sem="relaxed")
         if G > 4:
-            tl.atomic_add(row + 4, tl.sum(a4, axis=0), mask=mask_c & (g + 4 < NT), sem="relaxed")
+            tl.atomic_add(row + 4 * C, tl.sum(a4, axis=0), mask=mask_c & (g + 4 < NT), sem="relaxed")
         if G > 5:
-            tl.atomic_add(row + 5, tl.sum(a5, axis=0), mask=mask_c & (g + 5 < NT), sem="relaxed")
+            tl.atomic_add(row + 5 * C, tl.sum(a5, axis=0), mask=mask_c & (g + 5 < NT), sem="relaxed")
         if G > 6:
-            tl.atomic_add(row + 6, tl.sum(a6, axis=0), mask=mask_c & (g + 6 < NT), sem="relaxed")
+            tl.atomic_add(row + 6 * C, tl.sum(a6, axis=0), mask=mask_c & (g + 6 < NT), sem="relaxed")
         if G > 7:
-            tl.atomic_add(row + 7, tl.sum(a7, axis=0), mask=mask_c & (g + 7 < NT), sem="relaxed")
+            tl.atomic_add(row + 7 * C, tl.sum(a7, axis=0), mask=mask_c & (g + 7 < NT), sem="relaxed")
     tl.atomic_add(db_ptr + offs_c, tl.sum(dbias, axis=0), mask=mask_c, sem="relaxed")
 
 
@@ -250,8 +250,8 @@ def _bc(c: int, most: int) -> int:
 # Tile sizes (tuned on an H100 for C = 32..256): pixel tiles th x tw (powers of two, th * tw >= 16), channel
 # blocks (powers of two >= 16), warps; the weight gradient sizes its pixel tile so that each of its 8 [pixels,
 # channels] accumulators holds wg_elems elements.
-CFG = {"dw_th": 2, "dw_tw": 16, "dw_bc": 64, "dw_warps": 2, "pw_th": 2, "pw_tw": 64, "pw_bk": 64, "pw_warps": 4,
-       "wg_elems": 512, "wg_bc": 64, "wg_iters": 16, "wg_warps": 1}
+CFG = {"dw_th": 2, "dw_tw": 16, "dw_bc": 64, "dw_warps": 2, "pw_th": 2, "pw_tw": 32, "pw_bk": 64, "pw_bco": 128,
+       "pw_warps": 4, "wg_elems": 512, "wg_bc": 64, "wg_iters": 16, "wg_warps": 1}
 
 
 def _tile(H: int, W: int, th: int, tw: int) -> tuple[int, int]:
@@ -301,7 +301,7 @@ def _pointwise(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, mul: torch.T
         prod = torch.empty_like(mul)
     _, so = as_3d(out)
     w2 = w2.reshape(C, C).contiguous()
-    bco = min(256, max(16, next_pow2(C)))
+    bco = min(CFG["pw_bco"], max(16, next_pow2(C)))
     (th, tw), bk = _tile(H, W, CFG["pw_th"], CFG["pw_tw"]), min(CFG["pw_bk"], max(16, next_pow2(C)))
     grid = (_ntiles(D, H, W, th, tw), cdiv(C, bco), a.shape[0])
     launch(_pw_mul_kernel, grid, (a, w2, b2, mul, mul if times is None else times, out,
@@ -328,7 +328,7 @@ def pointwise_mul_grad_triton(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tenso
 def depthwise_wgrad_triton(x: torch.Tensor, dy: torch.Tensor, ksize: tuple[int, ...], dilation: int,
                            dw: torch.Tensor, db: torch.Tensor) -> None:
     """Add the gradients of the weight and the bias of a depthwise 'same' conv of kernel size ksize, with input x and
-    output gradient dy, into the fp32 tensors dw (C * taps, laid out as the weight [C, 1, *k]) and db [C]."""
+    output gradient dy, into the fp32 tensors dw (tap-major, [taps, C]) and db [C]."""
     C = x.shape[1]
     (D, H, W), sx = as_3d(x)
     _, sy = as_3d(dy)

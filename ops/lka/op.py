@@ -3,7 +3,8 @@ torch.autograd.Function (little per-call CPU overhead), under torch.compile by t
 torch.library custom ops (so Dynamo traces through them); other devices use the PyTorch reference."""
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -31,32 +32,68 @@ def _launch_fwd(x: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: T
     return out, a1, a2 if keep else x.new_empty(0), w0t, w1t
 
 
+_SIDE_STREAMS: dict[int, torch.cuda.Stream] = {}
+
+
+@contextmanager
+def _beside(t: Tensor) -> Iterator[Callable[..., None]]:
+    """Yields `side(fn, *args)`, which runs fn on a second CUDA stream after everything queued so far on the current
+    one (on other devices: right away); on exit the current stream waits for it. Tensors freed after the exit are
+    safe, since later work on the current stream is ordered after the side stream's."""
+    if not t.is_cuda:
+        yield lambda fn, *args: fn(*args)
+        return
+    main = torch.cuda.current_stream(t.device)
+    stream = _SIDE_STREAMS.get(t.device.index)
+    if stream is None:
+        stream = _SIDE_STREAMS[t.device.index] = torch.cuda.Stream(t.device)
+
+    def side(fn: Callable[..., None], *args) -> None:
+        stream.wait_stream(main)
+        with torch.cuda.stream(stream):
+            fn(*args)
+
+    try:
+        yield side
+    finally:
+        main.wait_stream(stream)
+
+
+def _from_tap_major(dw: Tensor, w: Tensor) -> Tensor:
+    """A depthwise weight gradient accumulated tap-major in fp32 ([taps, C]), in w's shape and dtype (one copy)."""
+    out = torch.empty(w.shape, device=w.device, dtype=w.dtype)
+    out.view(w.shape[0], -1).copy_(dw.view(-1, w.shape[0]).t())
+    return out
+
+
 def _launch_bwd(x: Tensor, a1: Tensor, a2: Tensor, w0t: Tensor, w1t: Tensor, w0: Tensor, b0: Tensor, w1: Tensor,
                 b1: Tensor, w2: Tensor, b2: Tensor, dilation: int, dout: Tensor
                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Gradients of x, w0, b0, w1, b1, w2, b2 (dout channels-last like x). The depthwise weights' and the biases'
-    gradients add up in one zeroed fp32 buffer and come back as views of it (one cast when they share a dtype)."""
+    gradients add up in one zeroed fp32 buffer; the three bias gradients come back as views of one cast of it
+    when the biases share a dtype."""
     from .kernels import as_rows, depthwise_triton, depthwise_wgrad_triton, pointwise_mul_grad_triton
 
     C = x.shape[1]
-    small = (w0, b0, w1, b1, b2)
-    sizes = [t.numel() for t in small]
-    acc = torch.zeros(sum(sizes), device=x.device, dtype=torch.float32)
-    dw0, db0, dw1, db1, db2 = acc.split(sizes)
+    acc = torch.zeros(w0.numel() + w1.numel() + 3 * C, device=x.device, dtype=torch.float32)
+    dw0, dw1, dbias = acc.split([w0.numel(), w1.numel(), 3 * C])
+    db0, db1, db2 = dbias.split(C)
     dx_direct, d_attn = pointwise_mul_grad_triton(a2, w2, b2, dout, x, db2)      # dout * attn, dout * x
     d_attn = as_rows(d_attn)
     dw2 = torch.mm(d_attn.t(), as_rows(a2))
     da2 = torch.mm(d_attn, w2.reshape(C, C).to(x.dtype)).view(x.shape[0], *x.shape[2:], C).movedim(-1, 1)
-    da1 = depthwise_triton(da2, w1t, tuple(w1.shape[2:]), None, dilation, flip=True)
-    depthwise_wgrad_triton(a1, da2, tuple(w1.shape[2:]), dilation, dw1, db1)
-    dx = depthwise_triton(da1, w0t, tuple(w0.shape[2:]), None, 1, add=dx_direct, flip=True)
-    depthwise_wgrad_triton(x, da1, tuple(w0.shape[2:]), 1, dw0, db0)
-    if len({t.dtype for t in small}) == 1:
-        grads = acc.to(w0.dtype).split(sizes)
+    with _beside(x) as side:       # the weight gradients overlap the input-gradient convs
+        side(depthwise_wgrad_triton, a1, da2, tuple(w1.shape[2:]), dilation, dw1, db1)
+        da1 = depthwise_triton(da2, w1t, tuple(w1.shape[2:]), None, dilation, flip=True)
+        side(depthwise_wgrad_triton, x, da1, tuple(w0.shape[2:]), 1, dw0, db0)
+        dx = depthwise_triton(da1, w0t, tuple(w0.shape[2:]), None, 1, add=dx_direct, flip=True)
+    biases = (b0, b1, b2)
+    if len({b.dtype for b in biases}) == 1:
+        db0, db1, db2 = dbias.to(b0.dtype).split(C)
     else:
-        grads = [g.to(t.dtype) for g, t in zip((dw0, db0, dw1, db1, db2), small)]
-    dw0, db0, dw1, db1, db2 = (g.view(t.shape) for g, t in zip(grads, small))
-    return dx, dw0, db0, dw1, db1, dw2.reshape(w2.shape).to(w2.dtype), db2
+        db0, db1, db2 = (g.to(b.dtype) for g, b in zip((db0, db1, db2), biases))
+    return (dx, _from_tap_major(dw0, w0), db0, _from_tap_major(dw1, w1), db1, dw2.reshape(w2.shape).to(w2.dtype),
+            db2)
 
 
 @torch.library.custom_op("segzoo::lka_fwd", mutates_args=())
