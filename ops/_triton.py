@@ -1,11 +1,12 @@
 """Private helpers shared by the Triton kernel modules (kept apart from `_nd` so the references never import
 Triton): the `tl` dtype map, `Launch`/`launch` (kernel launches with a cached fast path) and the device-side
-`to_f32` conversion."""
+`to_f32` conversion, and `beside` (work on a second CUDA stream)."""
 from __future__ import annotations
 
 import inspect
 import os
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import triton
@@ -13,7 +14,7 @@ import triton.language as tl
 from triton import knobs
 from triton.runtime.driver import driver
 
-__all__ = ["TL_DTYPE", "INTERPRET", "Launch", "launch", "to_f32"]
+__all__ = ["TL_DTYPE", "INTERPRET", "Launch", "launch", "to_f32", "beside"]
 
 TL_DTYPE: dict[torch.dtype, tl.dtype] = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16,
                                          torch.float32: tl.float32}
@@ -119,3 +120,30 @@ def launch(fn: Any, grid: Sequence[int], tensors: Sequence[torch.Tensor], scalar
             _LAUNCHES.clear()
         plan = _LAUNCHES[key] = Launch(fn, grid, scalars, **kwargs)
     plan(*tensors)
+
+
+_SIDE_STREAMS: dict[int, torch.cuda.Stream] = {}
+
+
+@contextmanager
+def beside(t: torch.Tensor) -> Iterator[Callable[..., None]]:
+    """Yields `side(fn, *args)`, which runs fn on a second CUDA stream after everything queued so far on the current
+    one (on other devices: right away); on exit the current stream waits for it. Tensors freed after the exit are
+    safe, since later work on the current stream is ordered after the side stream's."""
+    if not t.is_cuda:
+        yield lambda fn, *args: fn(*args)
+        return
+    main = torch.cuda.current_stream(t.device)
+    stream = _SIDE_STREAMS.get(t.device.index)
+    if stream is None:
+        stream = _SIDE_STREAMS[t.device.index] = torch.cuda.Stream(t.device)
+
+    def side(fn: Callable[..., None], *args) -> None:
+        stream.wait_stream(main)
+        with torch.cuda.stream(stream):
+            fn(*args)
+
+    try:
+        yield side
+    finally:
+        main.wait_stream(stream)

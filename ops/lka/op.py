@@ -3,8 +3,7 @@ torch.autograd.Function (little per-call CPU overhead), under torch.compile by t
 torch.library custom ops (so Dynamo traces through them); other devices use the PyTorch reference."""
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -32,33 +31,6 @@ def _launch_fwd(x: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: T
     return out, a1, a2 if keep else x.new_empty(0), w0t, w1t
 
 
-_SIDE_STREAMS: dict[int, torch.cuda.Stream] = {}
-
-
-@contextmanager
-def _beside(t: Tensor) -> Iterator[Callable[..., None]]:
-    """Yields `side(fn, *args)`, which runs fn on a second CUDA stream after everything queued so far on the current
-    one (on other devices: right away); on exit the current stream waits for it. Tensors freed after the exit are
-    safe, since later work on the current stream is ordered after the side stream's."""
-    if not t.is_cuda:
-        yield lambda fn, *args: fn(*args)
-        return
-    main = torch.cuda.current_stream(t.device)
-    stream = _SIDE_STREAMS.get(t.device.index)
-    if stream is None:
-        stream = _SIDE_STREAMS[t.device.index] = torch.cuda.Stream(t.device)
-
-    def side(fn: Callable[..., None], *args) -> None:
-        stream.wait_stream(main)
-        with torch.cuda.stream(stream):
-            fn(*args)
-
-    try:
-        yield side
-    finally:
-        main.wait_stream(stream)
-
-
 def _from_tap_major(dw: Tensor, w: Tensor) -> Tensor:
     """A depthwise weight gradient accumulated tap-major in fp32 ([taps, C]), in w's shape and dtype (one copy)."""
     out = torch.empty(w.shape, device=w.device, dtype=w.dtype)
@@ -72,6 +44,7 @@ def _launch_bwd(x: Tensor, a1: Tensor, a2: Tensor, w0t: Tensor, w1t: Tensor, w0:
     """Gradients of x, w0, b0, w1, b1, w2, b2 (dout channels-last like x). The depthwise weights' and the biases'
     gradients add up in one zeroed fp32 buffer; the three bias gradients come back as views of one cast of it
     when the biases share a dtype."""
+    from .._triton import beside
     from .kernels import as_rows, depthwise_triton, depthwise_wgrad_triton, pointwise_mul_grad_triton
 
     C = x.shape[1]
@@ -82,7 +55,7 @@ def _launch_bwd(x: Tensor, a1: Tensor, a2: Tensor, w0t: Tensor, w1t: Tensor, w0:
     d_attn = as_rows(d_attn)
     dw2 = torch.mm(d_attn.t(), as_rows(a2))
     da2 = torch.mm(d_attn, w2.reshape(C, C).to(x.dtype)).view(x.shape[0], *x.shape[2:], C).movedim(-1, 1)
-    with _beside(x) as side:       # the weight gradients overlap the input-gradient convs
+    with beside(x) as side:       # the weight gradients overlap the input-gradient convs
         side(depthwise_wgrad_triton, a1, da2, tuple(w1.shape[2:]), dilation, dw1, db1)
         da1 = depthwise_triton(da2, w1t, tuple(w1.shape[2:]), None, dilation, flip=True)
         side(depthwise_wgrad_triton, x, da1, tuple(w0.shape[2:]), 1, dw0, db0)
