@@ -127,21 +127,22 @@ _SIDE_STREAMS: dict[int, torch.cuda.Stream] = {}
 
 @contextmanager
 def beside(t: torch.Tensor) -> Iterator[Callable[..., None]]:
-    """Yields `side(fn, *args)`, which runs fn on a second CUDA stream after everything queued so far on the current
-    one (on other devices: right away); on exit the current stream waits for it. Tensors freed after the exit are
-    safe, since later work on the current stream is ordered after the side stream's."""
+    """Yields `side(fn, *args, **kwargs)`, which runs fn on a second CUDA stream after everything queued so far on the
+    current one (on other devices: right away); on exit the current stream waits for it. fn should write into
+    tensors allocated outside (on the current stream): those, and the inputs, are safe to free after the exit, since
+    later work on the current stream is ordered after the side stream's."""
     if not t.is_cuda:
-        yield lambda fn, *args: fn(*args)
+        yield lambda fn, *args, **kwargs: fn(*args, **kwargs)
         return
     main = torch.cuda.current_stream(t.device)
     stream = _SIDE_STREAMS.get(t.device.index)
     if stream is None:
         stream = _SIDE_STREAMS[t.device.index] = torch.cuda.Stream(t.device)
 
-    def side(fn: Callable[..., None], *args) -> None:
+    def side(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         stream.wait_stream(main)
         with torch.cuda.stream(stream):
-            fn(*args)
+            fn(*args, **kwargs)
 
     try:
         yield side

@@ -53,9 +53,10 @@ def _launch_bwd(x: Tensor, a1: Tensor, a2: Tensor, w0t: Tensor, w1t: Tensor, w0:
     db0, db1, db2 = dbias.split(C)
     dx_direct, d_attn = pointwise_mul_grad_triton(a2, w2, b2, dout, x, db2)      # dout * attn, dout * x
     d_attn = as_rows(d_attn)
-    dw2 = torch.mm(d_attn.t(), as_rows(a2))
-    da2 = torch.mm(d_attn, w2.reshape(C, C).to(x.dtype)).view(x.shape[0], *x.shape[2:], C).movedim(-1, 1)
-    with beside(x) as side:       # the weight gradients overlap the input-gradient convs
+    dw2 = d_attn.new_empty(C, C)
+    with beside(x) as side:       # the weight gradients overlap the input-gradient chain
+        side(torch.mm, d_attn.t(), as_rows(a2), out=dw2)
+        da2 = torch.mm(d_attn, w2.reshape(C, C).to(x.dtype)).view(x.shape[0], *x.shape[2:], C).movedim(-1, 1)
         side(depthwise_wgrad_triton, a1, da2, tuple(w1.shape[2:]), dilation, dw1, db1)
         da1 = depthwise_triton(da2, w1t, tuple(w1.shape[2:]), None, dilation, flip=True)
         side(depthwise_wgrad_triton, x, da1, tuple(w0.shape[2:]), 1, dw0, db0)
