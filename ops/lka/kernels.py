@@ -248,8 +248,9 @@ def _bc(c: int, most: int) -> int:
 
 
 # Tile sizes (tuned on an H100 for C = 32..256): pixel tiles th x tw (powers of two, th * tw >= 16), channel
-# blocks (powers of two >= 16), warps; the weight gradient sizes its pixel tile so that each of its 8 [pixels,
-# channels] accumulators holds wg_elems elements.
+# blocks (powers of two >= 16; pw_bco: output channels per pointwise program), warps; the weight gradient sizes its
+# pixel tile so that each of its per-tap [pixels, channels] accumulators holds wg_elems elements, and sums wg_iters
+# such tiles per program.
 CFG = {"dw_th": 2, "dw_tw": 16, "dw_bc": 64, "dw_warps": 2, "pw_th": 2, "pw_tw": 32, "pw_bk": 64, "pw_bco": 128,
        "pw_warps": 4, "wg_elems": 512, "wg_bc": 64, "wg_iters": 16, "wg_warps": 1}
 
