@@ -19,18 +19,18 @@ NOTES = ("bf16, channels_last, kernels 5 then 7 with dilation 3. Floor = (bytes 
          "adds nothing into existing .grad tensors.\n")
 
 
+def make(b: int, c: int, s: tuple[int, ...]) -> tuple[list, str]:
+    """One case's inputs (x channels-last, w0, b0, w1, b1, w2, b2: bf16 CUDA leaves; dilation 3) and its label."""
+    dt, nd = torch.bfloat16, len(s)
+    x = channels_last_leaf(b, c, *s, dtype=dt)
+    ps = cuda_leaves([torch.randn(c, 1, *(5,) * nd), torch.randn(c), torch.randn(c, 1, *(7,) * nd),
+                      torch.randn(c), torch.randn(c, c, *(1,) * nd) / c**0.5, torch.randn(c)], dt)
+    return [x, *ps, 3], f"B{b} C{c} {'x'.join(map(str, s))}"
+
+
 def main(argv: list[str] | None = None) -> None:
     argv, args = op_args("lka", argv)
     from ops.lka import lka_reference, lka_triton
-
-    dt = torch.bfloat16
-
-    def make(b: int, c: int, s: tuple[int, ...]):
-        nd = len(s)
-        x = channels_last_leaf(b, c, *s, dtype=dt)
-        ps = cuda_leaves([torch.randn(c, 1, *(5,) * nd), torch.randn(c), torch.randn(c, 1, *(7,) * nd),
-                          torch.randn(c), torch.randn(c, c, *(1,) * nd) / c**0.5, torch.randn(c)], dt)
-        return [x, *ps, 3], f"B{b} C{c} {'x'.join(map(str, s))}"
 
     def nbytes(b: int, c: int, s: tuple[int, ...]) -> tuple[float, float]:
         n = b * c * torch.Size(s).numel() * 2

@@ -7,6 +7,7 @@ import argparse
 import json
 import platform
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -31,6 +32,25 @@ def time_ms(fn: Callable[[], object], warmup: int = 25, rep: int = 100) -> float
     from triton.testing import do_bench
 
     return float(do_bench(fn, warmup=warmup, rep=rep, return_mode="median"))
+
+
+def host_us(fn: Callable[[], object], iters: int, repeats: int = 5) -> tuple[float, float]:
+    """(host, wall) microseconds per call of the fastest of `repeats` rounds of `iters` calls, after a warm-up: host =
+    the time to issue them, wall = until the GPU has run them too (= host without CUDA). Host time is noisy between
+    rounds, hence the best round."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    for _ in range(max(iters // 10, 5)):
+        fn()
+    sync()
+    best = (float("inf"), float("inf"))
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        t1 = time.perf_counter()
+        sync()
+        best = min(best, ((t1 - t0) / iters * 1e6, (time.perf_counter() - t0) / iters * 1e6))
+    return best
 
 
 def fwd_ms(fn: Callable[[], object]) -> float:

@@ -1,13 +1,12 @@
 """Host (CPU) time of the fused ops on the GPU machine: one NA kernel launch through Triton's `JITFunction.run`
-against the cached `ops._triton.Launch` path, and whole forward+backward steps of NA S1 and the 3-D attention gate
-against a bare one-op autograd step. Small problems are bound by this time when it exceeds their GPU time.
-`python tools/host_cost.py [--iters N]` (CUDA GPU)."""
+against the cached `ops._triton.Launch` path, and whole forward+backward steps of NA S1, the 3-D attention gate and
+two LKA cases against a bare one-op autograd step (each the best of 5 rounds: host time is noisy). Small problems
+are bound by this time when it exceeds their GPU time. `python tools/host_cost.py [--iters N]` (CUDA GPU)."""
 from __future__ import annotations
 
 import argparse
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -16,22 +15,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_gate import CASES as GATE_CASES  # noqa: E402
 from bench_gate import make as make_gate_case  # noqa: E402
+from bench_lka import CASES as LKA_CASES  # noqa: E402
+from bench_lka import make as make_lka_case  # noqa: E402
 from bench_na import CASES as NA_CASES  # noqa: E402
-from benchlib import env_header, first, fwd_bwd, markdown_table  # noqa: E402
-
-
-def host_us(fn: Callable[[], object], iters: int) -> tuple[float, float]:
-    """(host, wall) microseconds per call: the time to issue `iters` calls, and until the GPU has run them."""
-    for _ in range(max(iters // 10, 5)):
-        fn()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    t1 = time.perf_counter()
-    torch.cuda.synchronize()
-    t2 = time.perf_counter()
-    return (t1 - t0) / iters * 1e6, (t2 - t0) / iters * 1e6
+from benchlib import env_header, first, fwd_bwd, host_us, markdown_table  # noqa: E402
 
 
 def _na_s1() -> tuple[Callable, Callable, Callable]:
@@ -59,6 +46,14 @@ def _gate_3d() -> Callable:
     return fwd_bwd(lambda: first(attention_gate_triton(*inputs)), grad, inputs)
 
 
+def _lka_step(case: tuple) -> Callable:
+    """One LKA benchmark case's whole step."""
+    from ops.lka import lka_triton
+
+    inputs, _ = make_lka_case(*case)
+    return fwd_bwd(lambda: lka_triton(*inputs), torch.randn_like(inputs[0]), inputs[:-1])
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="host_cost.py", description=__doc__)
     ap.add_argument("--iters", type=int, default=300)
@@ -71,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     cases = [("NA S1 forward launch, JITFunction.run", jit_launch),
              ("NA S1 forward launch, ops._triton.Launch", cached_launch),
              ("NA S1 fwd+bwd step", na_step), ("gate 3-D fwd+bwd step", _gate_3d()),
+             ("LKA B32 C128 64x64 fwd+bwd step", _lka_step(LKA_CASES[1])),
+             ("LKA B8 C256 64x64 fwd+bwd step", _lka_step(LKA_CASES[2])),
              ("bare autograd step (x * 2, torch.autograd.grad)", lambda: torch.autograd.grad(y * 2.0, (y,), gy))]
     rows = [(name, *(f"{t:.1f}" for t in host_us(fn, iters))) for name, fn in cases]
     cmd = "python tools/host_cost.py " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchlib import fwd_bwd  # noqa: E402
+from benchlib import fwd_bwd, host_us  # noqa: E402
 
 
 def _stub_launchers() -> None:
@@ -28,19 +27,6 @@ def _stub_launchers() -> None:
         return torch.empty_like(x), torch.empty_like(g), torch.zeros(sum(k.wgrad_sizes(f, cx, cg)), dtype=wx.dtype)
 
     k.gate_fwd_triton, k.gate_bwd_triton = fwd, bwd
-
-
-def _us(fn: Callable[[], object], iters: int, repeats: int = 5) -> float:
-    """Microseconds per call: the best of `repeats` means over `iters` calls, after a warm-up."""
-    for _ in range(iters // 10):
-        fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        best = min(best, (time.perf_counter() - t) / iters * 1e6)
-    return best
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,11 +52,11 @@ def main(argv: list[str] | None = None) -> None:
                 fn(x, g, *ps)
         return run
 
-    stub = _us(lambda: (torch.empty_like(x), torch.empty_like(x[:, :1])), iters)
+    stub = host_us(lambda: (torch.empty_like(x), torch.empty_like(x[:, :1])), iters)[0]
     print(f"stub forward launch alone (2x empty_like): {stub:.1f} us")
     for name, fn in (("attention_gate_triton (eager path)", attention_gate_triton), ("custom op directly", _gate_fwd)):
-        print(f"{name}: fwd (no_grad) {_us(no_grad(fn), iters):.1f} us, "
-              f"fwd+bwd (autograd.grad of out) {_us(step(fn), iters):.1f} us")
+        print(f"{name}: fwd (no_grad) {host_us(no_grad(fn), iters)[0]:.1f} us, "
+              f"fwd+bwd (autograd.grad of out) {host_us(step(fn), iters)[0]:.1f} us")
 
 
 if __name__ == "__main__":

@@ -322,8 +322,7 @@ def pointwise_mul_grad_triton(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tenso
     """The backward's pointwise pass, for out = x * (W2 @ a + b2): (dout * (W2 @ a + b2), dout * x); adds the sums
     of dout * x over everything but the channels (b2's gradient) into the fp32 [C] tensor db2. dout and x in one
     channels-last layout."""
-    out, prod = _pointwise(a, w2, b2, dout, x, db2)
-    return out, prod
+    return _pointwise(a, w2, b2, dout, x, db2)
 
 
 def depthwise_wgrad_triton(x: torch.Tensor, dy: torch.Tensor, ksize: tuple[int, ...], dilation: int,

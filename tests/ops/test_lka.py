@@ -74,6 +74,17 @@ def test_triton_grads_keep_each_parameter_dtype():
         torch.testing.assert_close(a.float(), b.float(), rtol=1e-4, atol=1e-4 * max(1.0, b.abs().max().item()))
 
 
+def test_triton_pointwise_in_several_output_channel_blocks(monkeypatch):
+    """The pointwise kernels split the output channels into blocks of CFG["pw_bco"]; with several blocks, each
+    block's epilogue (the gating multiply, dout * x and its channel sums) must cover only its own channels."""
+    from ops.lka import kernels
+
+    monkeypatch.setitem(kernels.CFG, "pw_bco", 16)
+    torch.manual_seed(0)
+    x = torch.randn(2, 40, 5, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
+    _check(lka_triton, lka_reference, x, _params(40, 3, 3, 2), 2, 1e-4)
+
+
 @pytest.mark.parametrize("keep", [True, False])
 def test_forward_keeps_a2_only_for_training(keep):
     """The forward writes the dilated depthwise result a2 for the backward only when asked (training)."""
