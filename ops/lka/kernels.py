@@ -1,5 +1,6 @@
 """Triton kernels of large-kernel attention, channels-last tiles [pixels, channels] over th x tw pixel patches,
-2-D run as 3-D with depth 1.
+2-D run as 3-D with depth 1; 2-D depthwise convs with small enough kernels walk down the rows instead
+(`_dw_rows_kernel`), which loads each input element once per kernel column rather than once per tap.
 
 Forward is three passes: depthwise conv0 writes a1, the dilated depthwise conv1 writes a2, and the pointwise GEMM
 multiplies by x in its epilogue. (Computing conv1 inside the GEMM as its A operand, which saves a2's write and
@@ -97,6 +98,70 @@ def _dw_kernel(x_ptr, w_ptr, bias_ptr, add_ptr, y_ptr, C, D, H, W,
     if HAS_ADD:
         acc += tl.load(add_ptr + off, mask=m, other=0.0).to(tl.float32)
     tl.store(y_ptr + off, acc.to(y_ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _dw_rows_kernel(x_ptr, wt_ptr, bias_ptr, add_ptr, y_ptr, C, H, W, ROWS,
+                    sxb, sxc, sxh, sxw, syb, syc, syh, syw,
+                    KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr, HAS_BIAS: tl.constexpr,
+                    HAS_ADD: tl.constexpr, FLIP: tl.constexpr, TW: tl.constexpr, BC: tl.constexpr,
+                    STAGES: tl.constexpr, FAST: tl.constexpr):
+    """`_dw_kernel` for 2-D maps and kernels whose weights fit in registers, walking down the rows: a program
+    covers TW columns x BC channels of ROWS output rows DIL apart (one residue class of the rows mod DIL) and reads
+    the ROWS + KH - 1 input rows they touch once each per kw. Accumulator q[k] holds output row t - k while input
+    row t goes by; after the row, q[KH - 1] is complete and the accumulators shift by one. Every input element is
+    loaded and converted KW times instead of once per tap."""
+    pid_p, pid_c = tl.program_id(0), tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    ncol = (W + TW - 1) // TW
+    cls = pid_p // ncol
+    h_first = cls % DIL + DIL * ROWS * (cls // DIL)          # the first output row of this program
+    offs_w = (pid_p % ncol) * TW + tl.arange(0, TW)
+    offs_c = pid_c * BC + tl.arange(0, BC)
+    mask_c = offs_c < C
+    zero = (offs_w * 0)[:, None]            # scalar masks as vectors (the interpreter cannot mix them)
+    xb = x_ptr + b * sxb + offs_c[None, :] * sxc
+    cols = ()
+    cmask = ()
+    for kw in tl.static_range(KW):
+        iw = offs_w + (kw * DIL - DIL * (KW - 1) // 2)
+        cols = cols + ((iw * sxw)[:, None],)
+        cmask = cmask + (((iw >= 0) & (iw < W))[:, None] & mask_c[None, :],)
+    wts = ()
+    for tap in tl.static_range(KH * KW):
+        src_tap = KH * KW - 1 - tap if FLIP else tap
+        wts = wts + (tl.load(wt_ptr + src_tap * C + offs_c, mask=mask_c, other=0.0)[None, :],)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[None, :]
+    q = ()
+    for k in tl.static_range(KH):
+        q = q + (tl.zeros([TW, BC], dtype=tl.float32),)
+    out_off = b * syb + offs_c[None, :] * syc + (offs_w * syw)[:, None]
+    mask_o = (offs_w < W)[:, None] & mask_c[None, :]
+    for t in tl.range(0, ROWS + KH - 1, num_stages=STAGES):
+        ih = h_first + DIL * t - DIL * (KH - 1) // 2 + zero
+        row_ok = (ih >= 0) & (ih < H)
+        xs = ()
+        for kw in tl.static_range(KW):
+            xs = xs + (to_f32(tl.load(xb + ih * sxh + cols[kw], mask=cmask[kw] & row_ok, other=0.0), FAST),)
+        q_in = q
+        q = (tl.zeros([TW, BC], dtype=tl.float32),)
+        for k in tl.static_range(KH):
+            acc = q_in[k]
+            for kw in tl.static_range(KW):
+                acc += xs[kw] * wts[k * KW + kw]
+            if k < KH - 1:
+                q = q + (acc,)
+            else:                           # output row t - (KH - 1) has all its taps
+                o = t - (KH - 1) + zero
+                ho = h_first + DIL * o
+                m = mask_o & (o >= 0) & (o < ROWS) & (ho < H)
+                if HAS_BIAS:
+                    acc += bias
+                off = out_off + ho * syh
+                if HAS_ADD:
+                    acc += tl.load(add_ptr + off, mask=m, other=0.0).to(tl.float32)
+                tl.store(y_ptr + off, acc.to(y_ptr.dtype.element_ty), mask=m)
 
 
 @triton.jit
@@ -250,8 +315,10 @@ def _bc(c: int, most: int) -> int:
 # Tile sizes (tuned on an H100 for C = 32..256): pixel tiles th x tw (powers of two, th * tw >= 16), channel
 # blocks (powers of two >= 16; pw_bco: output channels per pointwise program), warps; the weight gradient sizes its
 # pixel tile so that each of its per-tap [pixels, channels] accumulators holds wg_elems elements, and sums wg_iters
-# such tiles per program.
-CFG = {"dw_th": 2, "dw_tw": 16, "dw_bc": 64, "dw_warps": 2, "pw_th": 2, "pw_tw": 32, "pw_bk": 64, "pw_bco": 128,
+# such tiles per program. The row walk (`_dw_rows_kernel`) holds at most rows_weights weights per thread, walks at
+# most rows_max output rows per program and keeps rows_stages input rows in flight.
+CFG = {"rows_weights": 100, "rows_bc": 64, "rows_warps": 4, "rows_max": 64, "rows_stages": 4,
+       "dw_th": 2, "dw_tw": 16, "dw_bc": 64, "dw_warps": 2, "pw_th": 2, "pw_tw": 32, "pw_bk": 64, "pw_bco": 128,
        "pw_warps": 4, "wg_elems": 512, "wg_bc": 64, "wg_iters": 16, "wg_warps": 1}
 
 
@@ -272,19 +339,42 @@ def tap_major(w: torch.Tensor) -> torch.Tensor:
     return torch.empty(taps.shape, device=w.device, dtype=torch.float32).copy_(taps)
 
 
+def _rows_tile(taps: int, C: int, W: int) -> tuple[int, int] | None:
+    """(TW, BC) of `_dw_rows_kernel` for a kernel of `taps` taps, or None when its weights do not fit in registers:
+    each thread holds `cpt` channels of every tap's weights, cpt * taps <= CFG["rows_weights"]."""
+    cpt = next((n for n in (4, 2, 1) if n * taps <= CFG["rows_weights"]), None)
+    if cpt is None:
+        return None
+    bc = _bc(C, CFG["rows_bc"])
+    return min(max(1, cpt * 32 * CFG["rows_warps"] // bc), next_pow2(W)), bc
+
+
 def depthwise_triton(x: torch.Tensor, wt: torch.Tensor, ksize: tuple[int, ...], bias: torch.Tensor | None,
                      dilation: int, add: torch.Tensor | None = None, flip: bool = False) -> torch.Tensor:
     """Depthwise 'same' conv of x with the `tap_major` weights wt of a kernel of size ksize (odd) + bias (+ add);
-    flip=True mirrors the kernel, which makes it the input-gradient of the same conv. Output in x's layout."""
+    flip=True mirrors the kernel, which makes it the input-gradient of the same conv. Output in x's layout.
+    2-D maps with kernels of up to CFG["rows_weights"] taps walk down the rows (`_dw_rows_kernel`), the rest go
+    tile by tile (`_dw_kernel`)."""
     C = x.shape[1]
-    (D, H, W), sx = as_3d(x)
     y = torch.empty_like(x)
+    (D, H, W), sx = as_3d(x)
     _, sy = as_3d(y)
+    k3 = _k3(ksize)
+    tensors = (x, wt, bias if bias is not None else wt, add if add is not None else y, y)
+    flags = dict(HAS_BIAS=bias is not None, HAS_ADD=add is not None, FLIP=flip, FAST=not INTERPRET)
+    rows_tile = _rows_tile(k3[1] * k3[2], C, W) if x.dim() == 4 else None
+    if rows_tile is not None:
+        (tw, bc), per_class = rows_tile, cdiv(H, dilation)
+        chunks = cdiv(per_class, CFG["rows_max"])
+        rows = cdiv(per_class, chunks)
+        grid = (cdiv(W, tw) * dilation * chunks, cdiv(C, bc), x.shape[0])
+        launch(_dw_rows_kernel, grid, tensors, (C, H, W, rows, *sx[:2], *sx[3:], *sy[:2], *sy[3:], *k3[1:], dilation),
+               **flags, TW=tw, BC=bc, STAGES=CFG["rows_stages"], num_warps=CFG["rows_warps"])
+        return y
     (th, tw), bc = _tile(H, W, CFG["dw_th"], CFG["dw_tw"]), _bc(C, CFG["dw_bc"])
     grid = (_ntiles(D, H, W, th, tw), cdiv(C, bc), x.shape[0])
-    launch(_dw_kernel, grid, (x, wt, bias if bias is not None else wt, add if add is not None else y, y),
-           (C, D, H, W, *sx, *sy, *_k3(ksize), dilation), HAS_BIAS=bias is not None, HAS_ADD=add is not None,
-           FLIP=flip, TH=th, TW=tw, BC=bc, FAST=not INTERPRET, num_warps=CFG["dw_warps"])
+    launch(_dw_kernel, grid, tensors, (C, D, H, W, *sx, *sy, *k3, dilation), **flags, TH=th, TW=tw, BC=bc,
+           num_warps=CFG["dw_warps"])
     return y
 
 
