@@ -9,9 +9,9 @@ kernels (depthwise input-gradient = depthwise conv with the mirrored kernel; the
 pointwise kernel with dout as multiplier, whose epilogue also writes 'dout * x' and adds up its channel sums, db2)
 and a depthwise weight-gradient kernel; the two pointwise GEMMs of the backward (dW2, W2^T dA) run in cuBLAS.
 
-Depthwise weights reach the kernels tap-major in fp32 ([taps, C], see `tap_major`), so one tap's weights for a
-channel block are one contiguous vector load; `FAST` (compiled, not interpreted) converts bf16 pairs with two
-integer ops (`to_f32`)."""
+The depthwise kernels read the weights [C, 1, *k] as they are (any float dtype, through their channel and tap
+strides): the row walk loads them once per program. The weight-gradient kernel accumulates tap-major ([taps, C],
+coalesced atomics). `FAST` (compiled, not interpreted) converts bf16 pairs with two integer ops (`to_f32`)."""
 from __future__ import annotations
 
 import torch
@@ -23,7 +23,7 @@ from .._triton import TL_DTYPE as _TL
 from .._triton import INTERPRET, launch, to_f32
 
 __all__ = ["depthwise_triton", "pointwise_mul_triton", "pointwise_mul_grad_triton", "depthwise_wgrad_triton",
-           "tap_major", "as_3d", "as_rows"]
+           "as_3d", "as_rows"]
 
 
 @triton.jit
@@ -52,11 +52,12 @@ def _pixels(tile, D, H, W, TH: tl.constexpr, TW: tl.constexpr):
 
 
 @triton.jit
-def _dw_tile(src_ptr, wt_ptr, b, pd, ph, pw, mask_p, offs_c, mask_c, C, D, H, W, s_b, s_c, s_d, s_h, s_w,
+def _dw_tile(src_ptr, w_ptr, b, pd, ph, pw, mask_p, offs_c, mask_c, D, H, W, s_b, s_c, s_d, s_h, s_w, s_wc, s_wt,
              KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr, FLIP: tl.constexpr,
              FAST: tl.constexpr):
     """Depthwise 'same' convolution of src at pixels (pd, ph, pw) and channels offs_c -> [BP, BC] fp32, with the
-    tap-major weights wt [taps, C] (mirrored when FLIP: the input-gradient of the same conv)."""
+    weights of channel c and tap t (taps in row-major order) at w + c * s_wc + t * s_wt, mirrored when FLIP (the
+    input-gradient of the same conv)."""
     base = src_ptr + b * s_b + offs_c[None, :] * s_c
     acc = tl.zeros([ph.shape[0], offs_c.shape[0]], dtype=tl.float32)
     for kd in range(KD):
@@ -73,14 +74,14 @@ def _dw_tile(src_ptr, wt_ptr, b, pd, ph, pw, mask_p, offs_c, mask_c, C, D, H, W,
                 tap = (kd * KH + kh) * KW + kw
                 if FLIP:
                     tap = KD * KH * KW - 1 - tap
-                wt = tl.load(wt_ptr + tap * C + offs_c, mask=mask_c, other=0.0)
+                wt = tl.load(w_ptr + tap * s_wt + offs_c * s_wc, mask=mask_c, other=0.0).to(tl.float32)
                 acc += to_f32(v, FAST) * wt[None, :]
     return acc
 
 
 @triton.jit
 def _dw_kernel(x_ptr, w_ptr, bias_ptr, add_ptr, y_ptr, C, D, H, W,
-               sxb, sxc, sxd, sxh, sxw, syb, syc, syd, syh, syw,
+               sxb, sxc, sxd, sxh, sxw, syb, syc, syd, syh, syw, s_wc, s_wt,
                KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr,
                HAS_BIAS: tl.constexpr, HAS_ADD: tl.constexpr, FLIP: tl.constexpr, TH: tl.constexpr,
                TW: tl.constexpr, BC: tl.constexpr, FAST: tl.constexpr):
@@ -89,8 +90,8 @@ def _dw_kernel(x_ptr, w_ptr, bias_ptr, add_ptr, y_ptr, C, D, H, W,
     pd, ph, pw, mask_p = _pixels(pid_p, D, H, W, TH, TW)
     offs_c = pid_c * BC + tl.arange(0, BC)
     mask_c = offs_c < C
-    acc = _dw_tile(x_ptr, w_ptr, b, pd, ph, pw, mask_p, offs_c, mask_c, C, D, H, W, sxb, sxc, sxd, sxh, sxw,
-                   KD, KH, KW, DIL, FLIP, FAST)
+    acc = _dw_tile(x_ptr, w_ptr, b, pd, ph, pw, mask_p, offs_c, mask_c, D, H, W, sxb, sxc, sxd, sxh, sxw, s_wc,
+                   s_wt, KD, KH, KW, DIL, FLIP, FAST)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[None, :]
     off = b * syb + (pd * syd + ph * syh + pw * syw)[:, None] + offs_c[None, :] * syc
@@ -101,25 +102,44 @@ def _dw_kernel(x_ptr, w_ptr, bias_ptr, add_ptr, y_ptr, C, D, H, W,
 
 
 @triton.jit
-def _dw_rows_kernel(x_ptr, wt_ptr, bias_ptr, add_ptr, y_ptr, C, H, W, ROWS,
-                    sxb, sxc, sxh, sxw, syb, syc, syh, syw,
+def _dw_rows_store(acc, o, h_first, ROWS, H, y_ptr, add_ptr, out_off, mask_o, bias, syh,
+                   DIL: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_ADD: tl.constexpr):
+    """Store the finished accumulator of output row number o (row h_first + DIL * o) of a `_dw_rows_kernel`
+    program, if that row is one of its ROWS rows and inside the image."""
+    ho = h_first + DIL * o
+    m = mask_o & (o >= 0) & (o < ROWS) & (ho < H)
+    if HAS_BIAS:
+        acc += bias
+    off = out_off + ho * syh
+    if HAS_ADD:
+        acc += tl.load(add_ptr + off, mask=m, other=0.0).to(tl.float32)
+    tl.store(y_ptr + off, acc.to(y_ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _dw_rows_kernel(x_ptr, w_ptr, bias_ptr, add_ptr, y_ptr, C, H, W, ROWS,
+                    sxb, sxc, sxh, sxw, syb, syc, syh, syw, s_wc, s_wt,
                     KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr, HAS_BIAS: tl.constexpr,
                     HAS_ADD: tl.constexpr, FLIP: tl.constexpr, TW: tl.constexpr, BC: tl.constexpr,
                     STAGES: tl.constexpr, FAST: tl.constexpr):
     """`_dw_kernel` for 2-D maps and kernels whose weights fit in registers, walking down the rows: a program
     covers TW columns x BC channels of ROWS output rows DIL apart (one residue class of the rows mod DIL) and reads
-    the ROWS + KH - 1 input rows they touch once each per kw. Accumulator q[k] holds output row t - k while input
-    row t goes by; after the row, q[KH - 1] is complete and the accumulators shift by one. Every input element is
-    loaded and converted KW times instead of once per tap."""
+    the input rows they touch once each per kw, skipping those outside the image (zero padding). Accumulator q[k]
+    holds output row t - k while input row t goes by; after the row, q[KH - 1] is complete and the accumulators
+    shift by one. Every input element is loaded and converted KW times instead of once per tap."""
     pid_p, pid_c = tl.program_id(0), tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
     ncol = (W + TW - 1) // TW
     cls = pid_p // ncol
     h_first = cls % DIL + DIL * ROWS * (cls // DIL)          # the first output row of this program
+    PH: tl.constexpr = DIL * (KH - 1) // 2
+    # input row t is h_first + DIL * t - PH; walk t over those inside the image only
+    t_lo = (tl.maximum(PH - h_first, 0) + DIL - 1) // DIL
+    t_hi = tl.minimum(ROWS + KH - 2, (H - 1 + PH - h_first) // DIL)
     offs_w = (pid_p % ncol) * TW + tl.arange(0, TW)
     offs_c = pid_c * BC + tl.arange(0, BC)
     mask_c = offs_c < C
-    zero = (offs_w * 0)[:, None]            # scalar masks as vectors (the interpreter cannot mix them)
+    zero = (offs_w * 0)[:, None]            # scalars as vectors (the interpreter cannot mix them into masks)
     xb = x_ptr + b * sxb + offs_c[None, :] * sxc
     cols = ()
     cmask = ()
@@ -130,20 +150,22 @@ def _dw_rows_kernel(x_ptr, wt_ptr, bias_ptr, add_ptr, y_ptr, C, H, W, ROWS,
     wts = ()
     for tap in tl.static_range(KH * KW):
         src_tap = KH * KW - 1 - tap if FLIP else tap
-        wts = wts + (tl.load(wt_ptr + src_tap * C + offs_c, mask=mask_c, other=0.0)[None, :],)
+        wv = tl.load(w_ptr + src_tap * s_wt + offs_c * s_wc, mask=mask_c, other=0.0).to(tl.float32)
+        wts = wts + (wv[None, :],)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[None, :]
+    else:
+        bias = tl.zeros([1, BC], dtype=tl.float32)
+    out_off = b * syb + offs_c[None, :] * syc + (offs_w * syw)[:, None]
+    mask_o = (offs_w < W)[:, None] & mask_c[None, :]
     q = ()
     for k in tl.static_range(KH):
         q = q + (tl.zeros([TW, BC], dtype=tl.float32),)
-    out_off = b * syb + offs_c[None, :] * syc + (offs_w * syw)[:, None]
-    mask_o = (offs_w < W)[:, None] & mask_c[None, :]
-    for t in tl.range(0, ROWS + KH - 1, num_stages=STAGES):
-        ih = h_first + DIL * t - DIL * (KH - 1) // 2 + zero
-        row_ok = (ih >= 0) & (ih < H)
+    for t in tl.range(t_lo, t_hi + 1, num_stages=STAGES):
+        ih = h_first + DIL * t - PH
         xs = ()
         for kw in tl.static_range(KW):
-            xs = xs + (to_f32(tl.load(xb + ih * sxh + cols[kw], mask=cmask[kw] & row_ok, other=0.0), FAST),)
+            xs = xs + (to_f32(tl.load(xb + ih * sxh + cols[kw], mask=cmask[kw], other=0.0), FAST),)
         q_in = q
         q = (tl.zeros([TW, BC], dtype=tl.float32),)
         for k in tl.static_range(KH):
@@ -153,15 +175,11 @@ def _dw_rows_kernel(x_ptr, wt_ptr, bias_ptr, add_ptr, y_ptr, C, H, W, ROWS,
             if k < KH - 1:
                 q = q + (acc,)
             else:                           # output row t - (KH - 1) has all its taps
-                o = t - (KH - 1) + zero
-                ho = h_first + DIL * o
-                m = mask_o & (o >= 0) & (o < ROWS) & (ho < H)
-                if HAS_BIAS:
-                    acc += bias
-                off = out_off + ho * syh
-                if HAS_ADD:
-                    acc += tl.load(add_ptr + off, mask=m, other=0.0).to(tl.float32)
-                tl.store(y_ptr + off, acc.to(y_ptr.dtype.element_ty), mask=m)
+                _dw_rows_store(acc, t - (KH - 1) + zero, h_first, ROWS, H, y_ptr, add_ptr, out_off, mask_o, bias,
+                               syh, DIL, HAS_BIAS, HAS_ADD)
+    for k in tl.static_range(1, KH):        # the rows below the image add nothing: finish the last KH - 1 rows
+        _dw_rows_store(q[k], t_hi + 1 - k + zero, h_first, ROWS, H, y_ptr, add_ptr, out_off, mask_o, bias, syh,
+                       DIL, HAS_BIAS, HAS_ADD)
 
 
 @triton.jit
@@ -333,12 +351,6 @@ def _ntiles(D: int, H: int, W: int, th: int, tw: int) -> int:
     return D * cdiv(H, th) * cdiv(W, tw)
 
 
-def tap_major(w: torch.Tensor) -> torch.Tensor:
-    """Depthwise weights [C, 1, *k] as the kernels read them: fp32 [taps, C], one contiguous vector per tap."""
-    taps = w.reshape(w.shape[0], -1).t()
-    return torch.empty(taps.shape, device=w.device, dtype=torch.float32).copy_(taps)
-
-
 def _rows_tile(taps: int, C: int, W: int) -> tuple[int, int] | None:
     """(TW, BC) of `_dw_rows_kernel` for a kernel of `taps` taps, or None when its weights do not fit in registers:
     each thread holds `cpt` channels of every tap's weights, cpt * taps <= CFG["rows_weights"]."""
@@ -349,18 +361,18 @@ def _rows_tile(taps: int, C: int, W: int) -> tuple[int, int] | None:
     return min(max(1, cpt * 32 * CFG["rows_warps"] // bc), next_pow2(W)), bc
 
 
-def depthwise_triton(x: torch.Tensor, wt: torch.Tensor, ksize: tuple[int, ...], bias: torch.Tensor | None,
-                     dilation: int, add: torch.Tensor | None = None, flip: bool = False) -> torch.Tensor:
-    """Depthwise 'same' conv of x with the `tap_major` weights wt of a kernel of size ksize (odd) + bias (+ add);
-    flip=True mirrors the kernel, which makes it the input-gradient of the same conv. Output in x's layout.
-    2-D maps with kernels of up to CFG["rows_weights"] taps walk down the rows (`_dw_rows_kernel`), the rest go
-    tile by tile (`_dw_kernel`)."""
+def depthwise_triton(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, dilation: int,
+                     add: torch.Tensor | None = None, flip: bool = False) -> torch.Tensor:
+    """Depthwise 'same' conv of x with the weights w [C, 1, *k] (odd k) + bias (+ add); flip=True mirrors the
+    kernel, which makes it the input-gradient of the same conv. Output in x's layout. 2-D maps with kernels of up
+    to CFG["rows_weights"] taps walk down the rows (`_dw_rows_kernel`), the rest go tile by tile (`_dw_kernel`)."""
     C = x.shape[1]
     y = torch.empty_like(x)
     (D, H, W), sx = as_3d(x)
     _, sy = as_3d(y)
-    k3 = _k3(ksize)
-    tensors = (x, wt, bias if bias is not None else wt, add if add is not None else y, y)
+    k3 = _k3(tuple(w.shape[2:]))
+    wf = w.reshape(C, -1)
+    tensors = (x, wf, bias if bias is not None else wf, add if add is not None else y, y)
     flags = dict(HAS_BIAS=bias is not None, HAS_ADD=add is not None, FLIP=flip, FAST=not INTERPRET)
     rows_tile = _rows_tile(k3[1] * k3[2], C, W) if x.dim() == 4 else None
     if rows_tile is not None:
@@ -368,13 +380,14 @@ def depthwise_triton(x: torch.Tensor, wt: torch.Tensor, ksize: tuple[int, ...], 
         chunks = cdiv(per_class, CFG["rows_max"])
         rows = cdiv(per_class, chunks)
         grid = (cdiv(W, tw) * dilation * chunks, cdiv(C, bc), x.shape[0])
-        launch(_dw_rows_kernel, grid, tensors, (C, H, W, rows, *sx[:2], *sx[3:], *sy[:2], *sy[3:], *k3[1:], dilation),
+        launch(_dw_rows_kernel, grid, tensors, (C, H, W, rows, *sx[:2], *sx[3:], *sy[:2], *sy[3:], *wf.stride(),
+                                                *k3[1:], dilation),
                **flags, TW=tw, BC=bc, STAGES=CFG["rows_stages"], num_warps=CFG["rows_warps"])
         return y
     (th, tw), bc = _tile(H, W, CFG["dw_th"], CFG["dw_tw"]), _bc(C, CFG["dw_bc"])
     grid = (_ntiles(D, H, W, th, tw), cdiv(C, bc), x.shape[0])
-    launch(_dw_kernel, grid, tensors, (C, D, H, W, *sx, *sy, *k3, dilation), **flags, TH=th, TW=tw, BC=bc,
-           num_warps=CFG["dw_warps"])
+    launch(_dw_kernel, grid, tensors, (C, D, H, W, *sx, *sy, *wf.stride(), *k3, dilation), **flags, TH=th, TW=tw,
+           BC=bc, num_warps=CFG["dw_warps"])
     return y
 
 
