@@ -9,9 +9,10 @@ kernels (depthwise input-gradient = depthwise conv with the mirrored kernel; the
 pointwise kernel with dout as multiplier, whose epilogue also writes 'dout * x' and adds up its channel sums, db2)
 and a depthwise weight-gradient kernel; the two pointwise GEMMs of the backward (dW2, W2^T dA) run in cuBLAS.
 
-The depthwise kernels read the weights [C, 1, *k] as they are (any float dtype, through their channel and tap
-strides): the row walk loads them once per program. The weight-gradient kernel accumulates tap-major ([taps, C],
-coalesced atomics). `FAST` (compiled, not interpreted) converts bf16 pairs with two integer ops (`to_f32`)."""
+Depthwise weights reach the kernels tap-major in fp32 ([taps, C], see `tap_major`), so one tap's weights for a
+channel block are one contiguous vector load (read in place as [C, taps], each such load touches one sector per
+channel: the 3-D tile kernel took 1.5x as long on an H100); `FAST` (compiled, not interpreted) converts bf16 pairs
+with two integer ops (`to_f32`)."""
 from __future__ import annotations
 
 import torch
@@ -23,7 +24,7 @@ from .._triton import TL_DTYPE as _TL
 from .._triton import INTERPRET, launch, to_f32
 
 __all__ = ["depthwise_triton", "pointwise_mul_triton", "pointwise_mul_grad_triton", "depthwise_wgrad_triton",
-           "as_3d", "as_rows"]
+           "tap_major", "as_3d", "as_rows"]
 
 
 @triton.jit
@@ -52,12 +53,11 @@ def _pixels(tile, D, H, W, TH: tl.constexpr, TW: tl.constexpr):
 
 
 @triton.jit
-def _dw_tile(src_ptr, w_ptr, b, pd, ph, pw, mask_p, offs_c, mask_c, D, H, W, s_b, s_c, s_d, s_h, s_w, s_wc, s_wt,
+def _dw_tile(src_ptr, wt_ptr, b, pd, ph, pw, mask_p, offs_c, mask_c, C, D, H, W, s_b, s_c, s_d, s_h, s_w,
              KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr, FLIP: tl.constexpr,
              FAST: tl.constexpr):
     """Depthwise 'same' convolution of src at pixels (pd, ph, pw) and channels offs_c -> [BP, BC] fp32, with the
-    weights of channel c and tap t (taps in row-major order) at w + c * s_wc + t * s_wt, mirrored when FLIP (the
-    input-gradient of the same conv)."""
+    tap-major weights wt [taps, C] (mirrored when FLIP: the input-gradient of the same conv)."""
     base = src_ptr + b * s_b + offs_c[None, :] * s_c
     acc = tl.zeros([ph.shape[0], offs_c.shape[0]], dtype=tl.float32)
     for kd in range(KD):
@@ -74,14 +74,14 @@ def _dw_tile(src_ptr, w_ptr, b, pd, ph, pw, mask_p, offs_c, mask_c, D, H, W, s_b
                 tap = (kd * KH + kh) * KW + kw
                 if FLIP:
                     tap = KD * KH * KW - 1 - tap
-                wt = tl.load(w_ptr + tap * s_wt + offs_c * s_wc, mask=mask_c, other=0.0).to(tl.float32)
+                wt = tl.load(wt_ptr + tap * C + offs_c, mask=mask_c, other=0.0)
                 acc += to_f32(v, FAST) * wt[None, :]
     return acc
 
 
 @triton.jit
 def _dw_kernel(x_ptr, w_ptr, bias_ptr, add_ptr, y_ptr, C, D, H, W,
-               sxb, sxc, sxd, sxh, sxw, syb, syc, syd, syh, syw, s_wc, s_wt,
+               sxb, sxc, sxd, sxh, sxw, syb, syc, syd, syh, syw,
                KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr,
                HAS_BIAS: tl.constexpr, HAS_ADD: tl.constexpr, FLIP: tl.constexpr, TH: tl.constexpr,
                TW: tl.constexpr, BC: tl.constexpr, FAST: tl.constexpr):
@@ -90,8 +90,8 @@ def _dw_kernel(x_ptr, w_ptr, bias_ptr, add_ptr, y_ptr, C, D, H, W,
     pd, ph, pw, mask_p = _pixels(pid_p, D, H, W, TH, TW)
     offs_c = pid_c * BC + tl.arange(0, BC)
     mask_c = offs_c < C
-    acc = _dw_tile(x_ptr, w_ptr, b, pd, ph, pw, mask_p, offs_c, mask_c, D, H, W, sxb, sxc, sxd, sxh, sxw, s_wc,
-                   s_wt, KD, KH, KW, DIL, FLIP, FAST)
+    acc = _dw_tile(x_ptr, w_ptr, b, pd, ph, pw, mask_p, offs_c, mask_c, C, D, H, W, sxb, sxc, sxd, sxh, sxw,
+                   KD, KH, KW, DIL, FLIP, FAST)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[None, :]
     off = b * syb + (pd * syd + ph * syh + pw * syw)[:, None] + offs_c[None, :] * syc
@@ -117,8 +117,8 @@ def _dw_rows_store(acc, o, h_first, ROWS, H, y_ptr, add_ptr, out_off, mask_o, bi
 
 
 @triton.jit
-def _dw_rows_kernel(x_ptr, w_ptr, bias_ptr, add_ptr, y_ptr, C, H, W, ROWS,
-                    sxb, sxc, sxh, sxw, syb, syc, syh, syw, s_wc, s_wt,
+def _dw_rows_kernel(x_ptr, wt_ptr, bias_ptr, add_ptr, y_ptr, C, H, W, ROWS,
+                    sxb, sxc, sxh, sxw, syb, syc, syh, syw,
                     KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr, HAS_BIAS: tl.constexpr,
                     HAS_ADD: tl.constexpr, FLIP: tl.constexpr, TW: tl.constexpr, BC: tl.constexpr,
                     STAGES: tl.constexpr, FAST: tl.constexpr):
@@ -150,8 +150,7 @@ def _dw_rows_kernel(x_ptr, w_ptr, bias_ptr, add_ptr, y_ptr, C, H, W, ROWS,
     wts = ()
     for tap in tl.static_range(KH * KW):
         src_tap = KH * KW - 1 - tap if FLIP else tap
-        wv = tl.load(w_ptr + src_tap * s_wt + offs_c * s_wc, mask=mask_c, other=0.0).to(tl.float32)
-        wts = wts + (wv[None, :],)
+        wts = wts + (tl.load(wt_ptr + src_tap * C + offs_c, mask=mask_c, other=0.0)[None, :],)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[None, :]
     else:
@@ -333,9 +332,10 @@ def _bc(c: int, most: int) -> int:
 # Tile sizes (tuned on an H100 for C = 32..256): pixel tiles th x tw (powers of two, th * tw >= 16), channel
 # blocks (powers of two >= 16; pw_bco: output channels per pointwise program), warps; the weight gradient sizes its
 # pixel tile so that each of its per-tap [pixels, channels] accumulators holds wg_elems elements, and sums wg_iters
-# such tiles per program. The row walk (`_dw_rows_kernel`) holds at most rows_weights weights per thread, walks at
-# most rows_max output rows per program and keeps rows_stages input rows in flight.
-CFG = {"rows_weights": 100, "rows_bc": 64, "rows_warps": 4, "rows_max": 64, "rows_stages": 4,
+# such tiles per program. The row walk (`_dw_rows_kernel`) holds at most rows_weights weights per thread, keeps
+# rows_stages input rows in flight and splits each residue class of the rows into chunks of at most
+# rows_halo * (KH - 1) rows, so the KH - 1 rows a chunk reads above its first output row add at most 1 / rows_halo.
+CFG = {"rows_weights": 100, "rows_bc": 64, "rows_warps": 4, "rows_halo": 8, "rows_stages": 4,
        "dw_th": 2, "dw_tw": 16, "dw_bc": 64, "dw_warps": 2, "pw_th": 2, "pw_tw": 32, "pw_bk": 64, "pw_bco": 128,
        "pw_warps": 4, "wg_elems": 512, "wg_bc": 64, "wg_iters": 16, "wg_warps": 1}
 
@@ -361,33 +361,38 @@ def _rows_tile(taps: int, C: int, W: int) -> tuple[int, int] | None:
     return min(max(1, cpt * 32 * CFG["rows_warps"] // bc), next_pow2(W)), bc
 
 
-def depthwise_triton(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, dilation: int,
-                     add: torch.Tensor | None = None, flip: bool = False) -> torch.Tensor:
-    """Depthwise 'same' conv of x with the weights w [C, 1, *k] (odd k) + bias (+ add); flip=True mirrors the
-    kernel, which makes it the input-gradient of the same conv. Output in x's layout. 2-D maps with kernels of up
-    to CFG["rows_weights"] taps walk down the rows (`_dw_rows_kernel`), the rest go tile by tile (`_dw_kernel`)."""
+def tap_major(w: torch.Tensor) -> torch.Tensor:
+    """Depthwise weights [C, 1, *k] as the kernels read them: fp32 [taps, C], one contiguous vector per tap."""
+    taps = w.reshape(w.shape[0], -1).t()
+    return torch.empty(taps.shape, device=w.device, dtype=torch.float32).copy_(taps)
+
+
+def depthwise_triton(x: torch.Tensor, wt: torch.Tensor, ksize: tuple[int, ...], bias: torch.Tensor | None,
+                     dilation: int, add: torch.Tensor | None = None, flip: bool = False) -> torch.Tensor:
+    """Depthwise 'same' conv of x with the `tap_major` weights wt of a kernel of size ksize (odd) + bias (+ add);
+    flip=True mirrors the kernel, which makes it the input-gradient of the same conv. Output in x's layout.
+    2-D maps with kernels of up to CFG["rows_weights"] taps walk down the rows (`_dw_rows_kernel`), the rest go
+    tile by tile (`_dw_kernel`)."""
     C = x.shape[1]
     y = torch.empty_like(x)
     (D, H, W), sx = as_3d(x)
     _, sy = as_3d(y)
-    k3 = _k3(tuple(w.shape[2:]))
-    wf = w.reshape(C, -1)
-    tensors = (x, wf, bias if bias is not None else wf, add if add is not None else y, y)
+    k3 = _k3(ksize)
+    tensors = (x, wt, bias if bias is not None else wt, add if add is not None else y, y)
     flags = dict(HAS_BIAS=bias is not None, HAS_ADD=add is not None, FLIP=flip, FAST=not INTERPRET)
     rows_tile = _rows_tile(k3[1] * k3[2], C, W) if x.dim() == 4 else None
     if rows_tile is not None:
         (tw, bc), per_class = rows_tile, cdiv(H, dilation)
-        chunks = cdiv(per_class, CFG["rows_max"])
+        chunks = cdiv(per_class, max(1, CFG["rows_halo"] * (k3[1] - 1))) if k3[1] > 1 else 1
         rows = cdiv(per_class, chunks)
         grid = (cdiv(W, tw) * dilation * chunks, cdiv(C, bc), x.shape[0])
-        launch(_dw_rows_kernel, grid, tensors, (C, H, W, rows, *sx[:2], *sx[3:], *sy[:2], *sy[3:], *wf.stride(),
-                                                *k3[1:], dilation),
+        launch(_dw_rows_kernel, grid, tensors, (C, H, W, rows, *sx[:2], *sx[3:], *sy[:2], *sy[3:], *k3[1:], dilation),
                **flags, TW=tw, BC=bc, STAGES=CFG["rows_stages"], num_warps=CFG["rows_warps"])
         return y
     (th, tw), bc = _tile(H, W, CFG["dw_th"], CFG["dw_tw"]), _bc(C, CFG["dw_bc"])
     grid = (_ntiles(D, H, W, th, tw), cdiv(C, bc), x.shape[0])
-    launch(_dw_kernel, grid, tensors, (C, D, H, W, *sx, *sy, *wf.stride(), *k3, dilation), **flags, TH=th, TW=tw,
-           BC=bc, num_warps=CFG["dw_warps"])
+    launch(_dw_kernel, grid, tensors, (C, D, H, W, *sx, *sy, *k3, dilation), **flags, TH=th, TW=tw, BC=bc,
+           num_warps=CFG["dw_warps"])
     return y
 
 

@@ -85,7 +85,7 @@ def test_triton_pointwise_in_several_output_channel_blocks(monkeypatch):
     _check(lka_triton, lka_reference, x, _params(40, 3, 3, 2), 2, 1e-4)
 
 
-@pytest.mark.parametrize("cfg", [{}, {"rows_max": 2}, {"rows_weights": 1}], ids=["rows", "row-chunks", "taps"])
+@pytest.mark.parametrize("cfg", [{}, {"rows_halo": 1}, {"rows_weights": 1}], ids=["rows", "row-chunks", "taps"])
 @pytest.mark.parametrize("flip", [False, True])
 @pytest.mark.parametrize("size", [(11, 9), (2, 5)])
 def test_triton_depthwise_both_kernels(monkeypatch, cfg, flip, size):
@@ -101,7 +101,7 @@ def test_triton_depthwise_both_kernels(monkeypatch, cfg, flip, size):
     c, k, dil = 20, (3, 5), 2
     x = torch.randn(2, c, *size).contiguous(memory_format=torch.channels_last)
     w, bias, add = torch.randn(c, 1, *k), torch.randn(c), torch.randn_like(x)
-    got = kernels.depthwise_triton(x, w, bias, dil, add=add, flip=flip)
+    got = kernels.depthwise_triton(x, kernels.tap_major(w), k, bias, dil, add=add, flip=flip)
     want = F.conv2d(x, w.flip(-2, -1) if flip else w, bias, padding=(dil * (k[0] // 2), dil * (k[1] // 2)),
                     dilation=dil, groups=c) + add
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
