@@ -239,8 +239,9 @@ def _dw_wgrad_kernel(x_ptr, dy_ptr, dw_ptr, db_ptr, C, D, H, W,
                      G: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, BC: tl.constexpr, ITERS: tl.constexpr,
                      FAST: tl.constexpr):
     """dw[tap, c] += sum_p dy[p, c] * x[p + offset(tap), c]; db[c] += sum_p dy[p, c], over ITERS pixel tiles
-    stacked along h. The taps (all axes flattened) go in groups of G <= 8, each tap with its own [pixels, channels]
-    accumulator, so one dy tile serves G taps and every load is a plain 2-D tile in one layout."""
+    stacked along h. The taps (all axes flattened) go in groups of G (at most 8, see `depthwise_wgrad_triton`), each
+    tap with its own [pixels, channels] accumulator (a tuple), so one dy tile serves G taps and every load is a plain
+    2-D tile in one layout."""
     NT: tl.constexpr = KD * KH * KW
     pid_p, pid_c = tl.program_id(0), tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
@@ -251,14 +252,9 @@ def _dw_wgrad_kernel(x_ptr, dy_ptr, dw_ptr, db_ptr, C, D, H, W,
     yb = dy_ptr + b * syb + offs_c[None, :] * syc
     dbias = tl.zeros([TH * TW, BC], dtype=tl.float32)
     for g in range(0, NT, G):
-        a0 = tl.zeros([TH * TW, BC], dtype=tl.float32)
-        a1 = tl.zeros([TH * TW, BC], dtype=tl.float32)
-        a2 = tl.zeros([TH * TW, BC], dtype=tl.float32)
-        a3 = tl.zeros([TH * TW, BC], dtype=tl.float32)
-        a4 = tl.zeros([TH * TW, BC], dtype=tl.float32)
-        a5 = tl.zeros([TH * TW, BC], dtype=tl.float32)
-        a6 = tl.zeros([TH * TW, BC], dtype=tl.float32)
-        a7 = tl.zeros([TH * TW, BC], dtype=tl.float32)
+        accs = ()
+        for j in tl.static_range(G):
+            accs = accs + (tl.zeros([TH * TW, BC], dtype=tl.float32),)
         for it in range(ITERS):
             pd, ph, pw, mask_p = _tile_pixels(d, h0 + it * TH, w0, D, H, W, TH, TW)
             dy = to_f32(tl.load(yb + (pd * syd + ph * syh + pw * syw)[:, None],
@@ -266,44 +262,15 @@ def _dw_wgrad_kernel(x_ptr, dy_ptr, dw_ptr, db_ptr, C, D, H, W,
             if g == 0:
                 dbias += dy
             p_off = pd * sxd + ph * sxh + pw * sxw
-            a0 += dy * _tap_x(xb, g, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL, FAST)
-            if G > 1:
-                a1 += dy * _tap_x(xb, g + 1, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
-                                  FAST)
-            if G > 2:
-                a2 += dy * _tap_x(xb, g + 2, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
-                                  FAST)
-            if G > 3:
-                a3 += dy * _tap_x(xb, g + 3, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
-                                  FAST)
-            if G > 4:
-                a4 += dy * _tap_x(xb, g + 4, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
-                                  FAST)
-            if G > 5:
-                a5 += dy * _tap_x(xb, g + 5, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
-                                  FAST)
-            if G > 6:
-                a6 += dy * _tap_x(xb, g + 6, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
-                                  FAST)
-            if G > 7:
-                a7 += dy * _tap_x(xb, g + 7, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
-                                  FAST)
+            acc_in = accs
+            accs = ()
+            for j in tl.static_range(G):
+                tap_x = _tap_x(xb, g + j, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw, KD, KH, KW, DIL,
+                               FAST)
+                accs = accs + (acc_in[j] + dy * tap_x,)
         row = dw_ptr + g * C + offs_c      # tap-major: one atomic instruction covers contiguous channels
-        tl.atomic_add(row, tl.sum(a0, axis=0), mask=mask_c, sem="relaxed")
-        if G > 1:
-            tl.atomic_add(row + 1 * C, tl.sum(a1, axis=0), mask=mask_c & (g + 1 < NT), sem="relaxed")
-        if G > 2:
-            tl.atomic_add(row + 2 * C, tl.sum(a2, axis=0), mask=mask_c & (g + 2 < NT), sem="relaxed")
-        if G > 3:
-            tl.atomic_add(row + 3 * C, tl.sum(a3, axis=0), mask=mask_c & (g + 3 < NT), sem="relaxed")
-        if G > 4:
-            tl.atomic_add(row + 4 * C, tl.sum(a4, axis=0), mask=mask_c & (g + 4 < NT), sem="relaxed")
-        if G > 5:
-            tl.atomic_add(row + 5 * C, tl.sum(a5, axis=0), mask=mask_c & (g + 5 < NT), sem="relaxed")
-        if G > 6:
-            tl.atomic_add(row + 6 * C, tl.sum(a6, axis=0), mask=mask_c & (g + 6 < NT), sem="relaxed")
-        if G > 7:
-            tl.atomic_add(row + 7 * C, tl.sum(a7, axis=0), mask=mask_c & (g + 7 < NT), sem="relaxed")
+        for j in tl.static_range(G):
+            tl.atomic_add(row + j * C, tl.sum(accs[j], axis=0), mask=mask_c & (g + j < NT), sem="relaxed")
     tl.atomic_add(db_ptr + offs_c, tl.sum(dbias, axis=0), mask=mask_c, sem="relaxed")
 
 
