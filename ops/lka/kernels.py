@@ -350,7 +350,7 @@ def depthwise_triton(x: torch.Tensor, wt: torch.Tensor, ksize: tuple[int, ...], 
     rows_tile = _rows_tile(k3[1] * k3[2], C, W) if x.dim() == 4 else None
     if rows_tile is not None:
         (tw, bc), per_class = rows_tile, cdiv(H, dilation)
-        chunks = cdiv(per_class, max(1, CFG["rows_halo"] * (k3[1] - 1))) if k3[1] > 1 else 1
+        chunks = cdiv(per_class, CFG["rows_halo"] * (k3[1] - 1)) if k3[1] > 1 else 1
         rows = cdiv(per_class, chunks)
         grid = (cdiv(W, tw) * dilation * chunks, cdiv(C, bc), x.shape[0])
         launch(_dw_rows_kernel, grid, tensors, (C, H, W, rows, *sx[:2], *sx[3:], *sy[:2], *sy[3:], *k3[1:], dilation),

@@ -97,6 +97,9 @@ def test_triton_depthwise_both_kernels(monkeypatch, cfg, flip, size):
 
     for key, value in cfg.items():
         monkeypatch.setitem(kernels.CFG, key, value)
+    launched = []
+    real_launch = kernels.launch
+    monkeypatch.setattr(kernels, "launch", lambda fn, *args, **kw: (launched.append(fn), real_launch(fn, *args, **kw)))
     torch.manual_seed(0)
     c, k, dil = 20, (3, 5), 2
     x = torch.randn(2, c, *size).contiguous(memory_format=torch.channels_last)
@@ -105,6 +108,7 @@ def test_triton_depthwise_both_kernels(monkeypatch, cfg, flip, size):
     want = F.conv2d(x, w.flip(-2, -1) if flip else w, bias, padding=(dil * (k[0] // 2), dil * (k[1] // 2)),
                     dilation=dil, groups=c) + add
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert launched == [kernels._dw_kernel if "rows_weights" in cfg else kernels._dw_rows_kernel]
 
 
 @pytest.mark.parametrize("keep", [True, False])
