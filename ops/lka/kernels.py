@@ -303,8 +303,8 @@ def _bc(c: int, most: int) -> int:
 # rows_stages input rows in flight and splits each residue class of the rows into chunks of at most
 # rows_halo * (KH - 1) rows, so the KH - 1 rows a chunk reads above its first output row add at most 1 / rows_halo.
 CFG = {"rows_weights": 100, "rows_bc": 64, "rows_warps": 4, "rows_halo": 8, "rows_stages": 4,
-       "dw_th": 2, "dw_tw": 16, "dw_bc": 64, "dw_warps": 2, "pw_th": 2, "pw_tw": 32, "pw_bk": 64, "pw_bco": 128,
-       "pw_warps": 4, "wg_elems": 512, "wg_bc": 64, "wg_iters": 16, "wg_warps": 1}
+       "dw_th": 2, "dw_tw": 16, "dw_bc": 64, "dw_warps": 2, "pw_th": 4, "pw_tw": 32, "pw_bk": 64, "pw_bco": 128,
+       "pw_warps": 8, "wg_elems": 512, "wg_bc": 64, "wg_iters": 16, "wg_warps": 1}
 
 
 def _tile(H: int, W: int, th: int, tw: int) -> tuple[int, int]:
@@ -328,10 +328,28 @@ def _rows_tile(taps: int, C: int, W: int) -> tuple[int, int] | None:
     return min(max(1, cpt * 32 * CFG["rows_warps"] // bc), next_pow2(W)), bc
 
 
-def tap_major(w: torch.Tensor) -> torch.Tensor:
-    """Depthwise weights [C, 1, *k] as the kernels read them: fp32 [taps, C], one contiguous vector per tap."""
-    taps = w.reshape(w.shape[0], -1).t()
-    return torch.empty(taps.shape, device=w.device, dtype=torch.float32).copy_(taps)
+@triton.jit
+def _tap_major_kernel(w0_ptr, w1_ptr, out_ptr, C, T0, T1, BLOCK: tl.constexpr):
+    """out[tap, c] = w0[c, tap] for tap < T0, w1[c, tap - T0] after; w0, w1 contiguous [C, taps]."""
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tap, c = i // C, i % C
+    first = tap < T0
+    inside = i < (T0 + T1) * C
+    v0 = tl.load(w0_ptr + c * T0 + tap, mask=inside & first, other=0.0)
+    v1 = tl.load(w1_ptr + c * T1 + (tap - T0), mask=inside & (tap >= T0), other=0.0)
+    tl.store(out_ptr + i, tl.where(first, v0.to(tl.float32), v1.to(tl.float32)), mask=inside)
+
+
+def tap_major(w0: torch.Tensor, w1: torch.Tensor | None = None) -> torch.Tensor:
+    """Depthwise weights [C, 1, *k] as the kernels read them: fp32 [taps, C], one contiguous vector per tap. With
+    w1, the taps of both (same C) stacked, [taps0 + taps1, C], in one launch (it runs on every forward)."""
+    C = w0.shape[0]
+    srcs = [w.reshape(C, -1).contiguous() for w in (w0, w0 if w1 is None else w1)]
+    t0, t1 = srcs[0].shape[1], srcs[1].shape[1] if w1 is not None else 0
+    out = torch.empty(t0 + t1, C, device=w0.device, dtype=torch.float32)
+    block = 1024
+    launch(_tap_major_kernel, (cdiv(out.numel(), block),), (*srcs, out), (C, t0, t1), BLOCK=block)
+    return out
 
 
 def depthwise_triton(x: torch.Tensor, wt: torch.Tensor, ksize: tuple[int, ...], bias: torch.Tensor | None,

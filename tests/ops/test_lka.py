@@ -87,24 +87,25 @@ def test_triton_pointwise_in_several_output_channel_blocks(monkeypatch):
 
 @pytest.mark.parametrize("cfg", [{}, {"rows_halo": 1}, {"rows_weights": 1}], ids=["rows", "row-chunks", "taps"])
 @pytest.mark.parametrize("flip", [False, True])
-@pytest.mark.parametrize("size", [(11, 9), (2, 5)])
+@pytest.mark.parametrize("size", [(11, 9), (2, 5), (4, 37)])
 def test_triton_depthwise_both_kernels(monkeypatch, cfg, flip, size):
     """2-D depthwise convs walk down the rows (`_dw_rows_kernel`: here in one or several row chunks per residue
     class of the rows) unless the kernel's weights do not fit in registers (CFG rows_weights), then go tile by tile
     (`_dw_kernel`); both match F.conv2d with a non-square kernel, dilation, bias, added tensor and mirroring, also
-    when the dilated kernel is taller and wider than the image."""
+    when the dilated kernel is taller and wider than the image, and with several column tiles (37 columns)."""
     from ops.lka import kernels
 
     for key, value in cfg.items():
         monkeypatch.setitem(kernels.CFG, key, value)
-    launched = []
-    real_launch = kernels.launch
-    monkeypatch.setattr(kernels, "launch", lambda fn, *args, **kw: (launched.append(fn), real_launch(fn, *args, **kw)))
     torch.manual_seed(0)
     c, k, dil = 20, (3, 5), 2
     x = torch.randn(2, c, *size).contiguous(memory_format=torch.channels_last)
     w, bias, add = torch.randn(c, 1, *k), torch.randn(c), torch.randn_like(x)
-    got = kernels.depthwise_triton(x, kernels.tap_major(w), k, bias, dil, add=add, flip=flip)
+    wt = kernels.tap_major(w)
+    launched = []
+    real_launch = kernels.launch
+    monkeypatch.setattr(kernels, "launch", lambda fn, *args, **kw: (launched.append(fn), real_launch(fn, *args, **kw)))
+    got = kernels.depthwise_triton(x, wt, k, bias, dil, add=add, flip=flip)
     want = F.conv2d(x, w.flip(-2, -1) if flip else w, bias, padding=(dil * (k[0] // 2), dil * (k[1] // 2)),
                     dilation=dil, groups=c) + add
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
