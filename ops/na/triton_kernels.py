@@ -408,7 +408,9 @@ def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
     ROWS, small heads (d <= 32) run narrower programs: 2 warps over 32-key blocks in 2-D, and 3-D windows up to 7
     take 2x4x4 query tiles (S6 forward 0.58 -> 0.42 ms, S7 1.33 -> 0.92 ms). The 2-D small-head backward runs
     dK/dV on 1x4x8 key tiles, 32-query blocks and 2 warps (S1/S5/S2 backward 4.5/5.5/2.5 % faster), and dQ on
-    1x2x16 tiles when windows are short and undilated (S1 3 % faster; slower on S2 and S5)."""
+    1x2x16 tiles when windows are short and undilated (S1 3 % faster; slower on S2 and S5). With larger 2-D heads,
+    dQ walks rows on the forward's tile, 3 stages deep, whenever the forward does (S3 dQ 0.87 -> 0.55 ms,
+    N2 31 -> 19 ms)."""
     lg = tuple(cdiv(L, d) for L, d in zip(p.shape, p.dilation))
     small = head_dim <= 32
     small_3d = ndim == 3 and small and max(p.kernel_size) <= 7
@@ -426,11 +428,13 @@ def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
     fwd, rows = next(((t, True) for t in fits if _rows_mode(p, t, block_n, None)[0]), (fits[0], False))
     narrow_fwd = ndim == 2 and small and not rows
     narrow_dq = (ndim == 2 and small) or small_3d
+    rows_dq = ndim == 2 and not small and rows
     return dict(fwd_tile=fwd, fwd_block_n=32 if narrow_fwd else block_n, fwd_warps=2 if narrow_fwd else 4,
                 fwd_stages=3 if ndim == 2 or rows else 2,
-                dq_tile=fit_tile(lg, dq), dq_block_n=32 if narrow_dq else 64, dq_warps=2 if narrow_dq else 4,
+                dq_tile=fwd if rows_dq else fit_tile(lg, dq), dq_block_n=32 if narrow_dq else 64,
+                dq_warps=2 if narrow_dq else 4, dq_stages=3 if rows_dq else 2 if ndim == 2 else 1,
                 dkv_tile=fit_tile(lg, dkv), dkv_block_m=32 if ndim == 2 and small else 64,
-                dkv_warps=2 if ndim == 2 and small else 4, bwd_stages=2 if ndim == 2 else 1)
+                dkv_warps=2 if ndim == 2 and small else 4, dkv_stages=2 if ndim == 2 else 1)
 
 
 def _rows_mode(pp: NAParams, tile: tuple[int, int, int], block: int, rows: bool | None) -> tuple[bool, int]:
@@ -458,22 +462,27 @@ def _plans(p: NAParams, B: int, H: int, D: int, dtype: torch.dtype, config: tupl
     (`config` as sorted items, or None for the defaults)."""
     pp = p if p.ndim == 3 else p.padded()
     cfg = default_config(pp, p.ndim, D)
-    cfg.update(config or ())
+    explicit = dict(config or ())
+    cfg.update(explicit)
     N = math.prod(p.shape)
     common = dict(_flags(pp), HEAD_DIM=next_pow2(max(16, D)), PREC="ieee" if dtype == torch.float32 else "tf32")
 
     def plan(kernel, tile: tuple[int, int, int], block: int, block_name: str, warps: int, stages: int) -> Launch:
         ints, ntiles = _geometry(pp, tile)
         rows, blk = _rows_mode(pp, tile, block, cfg.get("rows"))
+        if kernel is _na_bwd_dkv_kernel and rows and common["HEAD_DIM"] > 64 and "dkv_stages" not in explicit:
+            # pipelined, this walk gave wrong dK that varied from run to run on an H100 (triton 3.6, 4 warps, 2 stages,
+            # head_dim 128: N2, 48x48 k=25); unpipelined it matches FlexAttention. An explicit dkv_stages is kept.
+            stages = 1
         kw = dict(common, TX=tile[0], TY=tile[1], TZ=tile[2], ROWS=rows, HEADS_FAST=ntiles <= 65535,
                   num_warps=warps, num_stages=stages, **{block_name: blk})
         return Launch(kernel, _grid(ntiles, B * H), (H, N, D, *ints), **kw)
 
     return (plan(_na_fwd_kernel, cfg["fwd_tile"], cfg["fwd_block_n"], "BLOCK_N", cfg["fwd_warps"],
                  cfg["fwd_stages"]),
-            plan(_na_bwd_dq_kernel, cfg["dq_tile"], cfg["dq_block_n"], "BLOCK_N", cfg["dq_warps"], cfg["bwd_stages"]),
+            plan(_na_bwd_dq_kernel, cfg["dq_tile"], cfg["dq_block_n"], "BLOCK_N", cfg["dq_warps"], cfg["dq_stages"]),
             plan(_na_bwd_dkv_kernel, cfg["dkv_tile"], cfg["dkv_block_m"], "BLOCK_M", cfg["dkv_warps"],
-                 cfg["bwd_stages"]))
+                 cfg["dkv_stages"]))
 
 
 def _plan(q: torch.Tensor, p: NAParams, config: dict | None) -> tuple[Launch, Launch, Launch]:

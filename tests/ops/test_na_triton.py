@@ -86,6 +86,8 @@ GPU_CASES = [  # (shape, kernel, dilation, stride, causal, batch, heads, head_di
     ((16, 20, 24), 5, 1, 1, False, 1, 2, 32), ((14, 18, 22), (3, 4, 5), (2, 1, 2), (3, 2, 1), (True, False, False),
                                               1, 2, 64),
     ((12, 16, 32), (12, 8, 8), 1, (12, 8, 8), False, 1, 2, 96),
+    # dK/dV walks the query rows with head_dim 128; pipelined, this gave wrong dK on an H100 (triton 3.6)
+    ((48, 48), 25, 1, 1, False, 1, 2, 128),
 ]
 
 
@@ -191,3 +193,15 @@ def test_triton_gpu_cached_launches_match_reference():
         for name, a, b in zip(("out", "dq", "dk", "dv"), got, ref):
             assert torch.isfinite(a).all(), (name, misalign)
             assert _rel(a, b) < 5e-3, (name, misalign, _rel(a, b))
+
+
+def test_row_walk_dkv_with_large_heads_is_not_pipelined():
+    """The dK/dV kernel walking query rows with head_dim > 64 launches unpipelined (pipelined, it gave wrong dK on an
+    H100 with triton 3.6: GPU case (48, 48) k=25 d128), unless the config sets dkv_stages explicitly."""
+    from ops.na.params import make_params
+    from ops.na.triton_kernels import _plans
+
+    p = make_params((48, 48), 25, 1)
+    for head_dim, config, stages in [(128, None, 1), (64, None, 2), (128, (("dkv_stages", 2),), 2)]:
+        dkv = _plans(p, 1, 2, head_dim, torch.bfloat16, config)[2]
+        assert dkv.kwargs["ROWS"] and dkv.kwargs["num_stages"] == stages, (head_dim, config, dkv.kwargs)
