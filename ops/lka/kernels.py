@@ -344,11 +344,12 @@ def tap_major(w0: torch.Tensor, w1: torch.Tensor | None = None) -> torch.Tensor:
     """Depthwise weights [C, 1, *k] as the kernels read them: fp32 [taps, C], one contiguous vector per tap. With
     w1, the taps of both (same C) stacked, [taps0 + taps1, C], in one launch (it runs on every forward)."""
     C = w0.shape[0]
-    srcs = [w.reshape(C, -1).contiguous() for w in (w0, w0 if w1 is None else w1)]
-    t0, t1 = srcs[0].shape[1], srcs[1].shape[1] if w1 is not None else 0
+    first = w0.reshape(C, -1).contiguous()
+    second = first if w1 is None else w1.reshape(C, -1).contiguous()   # without w1: no taps read from it
+    t0, t1 = first.shape[1], 0 if w1 is None else second.shape[1]
     out = torch.empty(t0 + t1, C, device=w0.device, dtype=torch.float32)
     block = 1024
-    launch(_tap_major_kernel, (cdiv(out.numel(), block),), (*srcs, out), (C, t0, t1), BLOCK=block)
+    launch(_tap_major_kernel, (cdiv(out.numel(), block),), (first, second, out), (C, t0, t1), BLOCK=block)
     return out
 
 

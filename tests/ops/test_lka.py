@@ -193,3 +193,14 @@ def test_eager_path_is_autograd_function():
     grads = [torch.autograd.grad((o * dout).sum(), [x, *ps]) for o in (got, want)]
     for a, b in zip([got, *grads[0]], [want, *grads[1]]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_tap_major_stacks_both_weights():
+    """`tap_major(w0, w1)` is w0's taps then w1's, each [taps, C] in fp32; alone, w0's taps."""
+    from ops.lka import kernels
+
+    torch.manual_seed(0)
+    w0, w1 = torch.randn(6, 1, 3, 5, dtype=torch.float64), torch.randn(6, 1, 7, 7, dtype=torch.float64)
+    want0, want1 = (w.reshape(6, -1).t().float() for w in (w0, w1))
+    assert torch.equal(kernels.tap_major(w0, w1), torch.cat([want0, want1]))
+    assert torch.equal(kernels.tap_major(w0), want0)
