@@ -470,12 +470,11 @@ def _plans(p: NAParams, B: int, H: int, D: int, dtype: torch.dtype, config: tupl
     def plan(kernel, tile: tuple[int, int, int], block: int, block_name: str, warps: int, stages: int) -> Launch:
         ints, ntiles = _geometry(pp, tile)
         rows, blk = _rows_mode(pp, tile, block, cfg.get("rows"))
-        if (kernel is _na_bwd_dkv_kernel and rows and blk == 32 and common["HEAD_DIM"] > 64 and stages == 2
-                and "dkv_stages" not in explicit):
-            # with 2 stages this walk gave wrong dK, varying from run to run, on an H100 (triton 3.6; head_dim 96 and
-            # 128, 4 and 8 warps: N2, 48x48 k=25); exact with 1 or 3 stages, 2 warps or 64-query blocks. 3 stages is
-            # also the fastest (N2 dK/dV 48.7 ms, 1 stage 59.8). An explicit dkv_stages is kept.
-            stages = 3
+        if kernel is _na_bwd_dkv_kernel and rows and common["HEAD_DIM"] > 64 and "dkv_stages" not in explicit:
+            # pipelined, this walk gives wrong dK on an H100 (triton 3.6) in 32-query blocks with head_dim 96/128: with
+            # 2 stages off by 0.1-0.2 (N2, 48x48 k=25), with 3 by 1e-2 at N2 (exact at 48x48). 64-query blocks were
+            # exact, but no cause is known, so every such walk runs unpipelined. An explicit dkv_stages is kept.
+            stages = 1
         kw = dict(common, TX=tile[0], TY=tile[1], TZ=tile[2], ROWS=rows, HEADS_FAST=ntiles <= 65535,
                   num_warps=warps, num_stages=stages, **{block_name: blk})
         return Launch(kernel, _grid(ntiles, B * H), (H, N, D, *ints), **kw)
