@@ -211,8 +211,8 @@ def test_triton_gpu_pipelined_configs_match_reference(case, rows):
 @pytest.mark.parametrize("case", [((256, 256), 80, 2, 128), ((256, 256), 25, 4, 64), ((128, 128), 31, 4, 64)], ids=str)
 def test_triton_gpu_pipelining_keeps_accuracy_at_scale(case):
     """At large sizes the default (pipelined) kernels are as close to FlexAttention as the same kernels unpipelined:
-    a rare race shows only there (dK/dV with 3 stages at 256x256 k=80 d128: 8.8e-3 against 8.4e-4 unpipelined, while
-    exact at 48x48)."""
+    some pipelining bugs show only there (dK/dV walking rows 3 stages deep at 256x256 k=80 d128: 8.8e-3 against 8.4e-4
+    unpipelined, while exact at 48x48)."""
     from ops.na.params import make_params
     from ops.na.triton_kernels import na_bwd_triton, na_fwd_triton
 
