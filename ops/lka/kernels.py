@@ -53,6 +53,13 @@ def _pixels(tile, D, H, W, TH: tl.constexpr, TW: tl.constexpr):
 
 
 @triton.jit
+def _same_shift(k, K: tl.constexpr, DIL: tl.constexpr):
+    """Offset from an output pixel to the input pixel under tap k (0 <= k < K) of a 'same'-padded conv of odd
+    kernel size K and dilation DIL, along one axis."""
+    return k * DIL - DIL * (K - 1) // 2
+
+
+@triton.jit
 def _dw_tile(src_ptr, wt_ptr, b, pd, ph, pw, mask_p, offs_c, mask_c, C, D, H, W, s_b, s_c, s_d, s_h, s_w,
              KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr, FLIP: tl.constexpr,
              FAST: tl.constexpr):
@@ -61,13 +68,13 @@ def _dw_tile(src_ptr, wt_ptr, b, pd, ph, pw, mask_p, offs_c, mask_c, C, D, H, W,
     base = src_ptr + b * s_b + offs_c[None, :] * s_c
     acc = tl.zeros([ph.shape[0], offs_c.shape[0]], dtype=tl.float32)
     for kd in range(KD):
-        idd = pd + (kd * DIL - DIL * (KD - 1) // 2)
+        idd = pd + _same_shift(kd, KD, DIL)
         md = mask_p & (idd >= 0) & (idd < D)
         for kh in range(KH):
-            ih = ph + (kh * DIL - DIL * (KH - 1) // 2)
+            ih = ph + _same_shift(kh, KH, DIL)
             mh = md & (ih >= 0) & (ih < H)
             for kw in range(KW):
-                iw = pw + (kw * DIL - DIL * (KW - 1) // 2)
+                iw = pw + _same_shift(kw, KW, DIL)
                 m = mh & (iw >= 0) & (iw < W)
                 v = tl.load(base + (idd * s_d + ih * s_h + iw * s_w)[:, None], mask=m[:, None] & mask_c[None, :],
                             other=0.0)
@@ -144,7 +151,7 @@ def _dw_rows_kernel(x_ptr, wt_ptr, bias_ptr, add_ptr, y_ptr, C, H, W, ROWS,
     cols = ()
     cmask = ()
     for kw in tl.static_range(KW):
-        iw = offs_w + (kw * DIL - DIL * (KW - 1) // 2)
+        iw = offs_w + _same_shift(kw, KW, DIL)
         cols = cols + ((iw * sxw)[:, None],)
         cmask = cmask + (((iw >= 0) & (iw < W))[:, None] & mask_c[None, :],)
     wts = ()
@@ -221,9 +228,9 @@ def _tap_x(xb, t, pd, ph, pw, p_off, mask_p, mask_c, D, H, W, sxd, sxh, sxw,
            KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr, FAST: tl.constexpr):
     """x at the pixels (pd, ph, pw) (offsets p_off) shifted by tap t's offset, fp32 [pixels, channels]; zero outside
     the input and for t >= the number of taps."""
-    od = (t // (KH * KW)) * DIL - DIL * (KD - 1) // 2
-    oh = ((t // KW) % KH) * DIL - DIL * (KH - 1) // 2
-    ow = (t % KW) * DIL - DIL * (KW - 1) // 2
+    od = _same_shift(t // (KH * KW), KD, DIL)
+    oh = _same_shift((t // KW) % KH, KH, DIL)
+    ow = _same_shift(t % KW, KW, DIL)
     # one unsigned compare per axis tests 0 <= i < size
     m = (mask_p & ((pd + od).to(tl.uint32, bitcast=True) < D) & ((ph + oh).to(tl.uint32, bitcast=True) < H)
          & ((pw + ow).to(tl.uint32, bitcast=True) < W) & (t < KD * KH * KW))
