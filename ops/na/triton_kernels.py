@@ -85,10 +85,14 @@ def _program(H, N, HD, HEAD_DIM: tl.constexpr, HEADS_FAST: tl.constexpr):
 
 
 @triton.jit
-def _and_axis(ok, kc, ws, we, FULL: tl.constexpr):
-    """`ok` and the per-(query, key) window test on one axis (skipped where the window is the whole axis)."""
+def _and_axis(ok, kc, ws, we, FULL: tl.constexpr, KEYS_FIRST: tl.constexpr):
+    """`ok` and the per-(query, key) window test on one axis (skipped where the window is the whole axis); `ok` is
+    [queries, keys], or [keys, queries] when KEYS_FIRST."""
     if not FULL:
-        ok = ok & (kc[None, :] >= ws[:, None]) & (kc[None, :] <= we[:, None])
+        if KEYS_FIRST:
+            ok = ok & (kc[:, None] >= ws[None, :]) & (kc[:, None] <= we[None, :])
+        else:
+            ok = ok & (kc[None, :] >= ws[:, None]) & (kc[None, :] <= we[:, None])
     return ok
 
 
@@ -149,8 +153,8 @@ def _kmask(kx, ky, kz, kvalid, wsx, wex, wsy, wey, wsz, wez,
         if not FY:
             ok = ok & ((ky >= wsy) & (ky <= wey))[:, None]
     else:
-        ok = _and_axis(_and_axis(ok, kx, wsx, wex, FX), ky, wsy, wey, FY)
-    return _and_axis(ok, kz, wsz, wez, FZ)
+        ok = _and_axis(_and_axis(ok, kx, wsx, wex, FX, False), ky, wsy, wey, FY, False)
+    return _and_axis(ok, kz, wsz, wez, FZ, False)
 
 
 @triton.jit
@@ -334,29 +338,37 @@ def _na_bwd_dkv_kernel(
         do = tl.load(DO + qptr, mask=qvalid[:, None] & dmask, other=0.0)
         lse = tl.load(LSE + bh.to(tl.int64) * N + tok_q, mask=qvalid, other=0.0)
         delta = tl.load(DELTA + bh.to(tl.int64) * N + tok_q, mask=qvalid, other=0.0)
-        s = tl.dot(q, tl.trans(kt), input_precision=PREC) * qk_scale  # [BLOCK_M, keys]
-        p = tl.math.exp2(s - lse[:, None])
         if ROWS:
+            # transposed, [keys, BLOCK_M], so that dK and dV take P^T and dS^T as computed. The plain form's
+            # tl.dot(tl.trans(ds), q) gave wrong dK here when pipelined on an H100 (triton 3.6, head_dim 96/128,
+            # 32-query blocks; off by up to 0.19), like fla-org/flash-linear-attention#640; this form is exact at
+            # 1-3 stages and, pipelined, the faster one (N2 dK/dV 59.9 -> 40.2 ms)
+            pt = tl.math.exp2(tl.dot(kt, tl.trans(q), input_precision=PREC) * qk_scale - lse[None, :])
             zs = qloz + (it % nch) * BLOCK_M
             ws_last, _a = _win(tl.minimum(zs + BLOCK_M - 1, qhiz), Lgz, Kz, Sz, CZ)
             _b, we_first = _win(zs, Lgz, Kz, Sz, CZ)
             inner = ((wsx <= ig0x) & (wex >= klx) & (wsy <= ig0y) & (wey >= kly) & (ws_last <= ig0z)
                      & (we_first >= klz) & (zs + BLOCK_M - 1 <= qhiz))
             if not inner:
-                ok = qvalid[:, None] & _and_axis(kvalid[None, :] | True, kz, wsz, wez, FZ)
+                ok = qvalid[None, :] & _and_axis(kvalid[:, None] | True, kz, wsz, wez, FZ, True)
                 if not FX:
-                    ok = ok & ((kx[None, :] >= wsx) & (kx[None, :] <= wex))
+                    ok = ok & ((kx[:, None] >= wsx) & (kx[:, None] <= wex))
                 if not FY:
-                    ok = ok & ((ky[None, :] >= wsy) & (ky[None, :] <= wey))
-                p = tl.where(ok, p, 0.0)
+                    ok = ok & ((ky[:, None] >= wsy) & (ky[:, None] <= wey))
+                pt = tl.where(ok, pt, 0.0)
+            dv += tl.dot(pt.to(do.dtype), do, input_precision=PREC)
+            dst = pt * (tl.dot(vt, tl.trans(do), input_precision=PREC) - delta[None, :])
+            dk += tl.dot(dst.to(q.dtype), q, input_precision=PREC)
         else:
-            ok = _and_axis(_and_axis(_and_axis(qvalid[:, None], kx, wsx, wex, FX), ky, wsy, wey, FY), kz, wsz, wez,
-                           FZ)
+            # [BLOCK_M, keys]: on the flattened walk 1.5-2.6x faster than the transposed form (S1-S7, N3), and exact
+            # at every depth swept
+            p = tl.math.exp2(tl.dot(q, tl.trans(kt), input_precision=PREC) * qk_scale - lse[:, None])
+            ok = _and_axis(_and_axis(_and_axis(qvalid[:, None], kx, wsx, wex, FX, False), ky, wsy, wey, FY, False),
+                           kz, wsz, wez, FZ, False)
             p = tl.where(ok, p, 0.0)
-        dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
-        dp = tl.dot(do, tl.trans(vt), input_precision=PREC)
-        ds = p * (dp - delta[:, None])
-        dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PREC)
+            dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
+            ds = p * (tl.dot(do, tl.trans(vt), input_precision=PREC) - delta[:, None])
+            dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PREC)
     tl.store(DK + kptr, (dk * sm_scale).to(DK.dtype.element_ty), mask=kmask)
     tl.store(DV + kptr, dv.to(DV.dtype.element_ty), mask=kmask)
 
@@ -462,19 +474,13 @@ def _plans(p: NAParams, B: int, H: int, D: int, dtype: torch.dtype, config: tupl
     (`config` as sorted items, or None for the defaults)."""
     pp = p if p.ndim == 3 else p.padded()
     cfg = default_config(pp, p.ndim, D)
-    explicit = dict(config or ())
-    cfg.update(explicit)
+    cfg.update(dict(config or ()))
     N = math.prod(p.shape)
     common = dict(_flags(pp), HEAD_DIM=next_pow2(max(16, D)), PREC="ieee" if dtype == torch.float32 else "tf32")
 
     def plan(kernel, tile: tuple[int, int, int], block: int, block_name: str, warps: int, stages: int) -> Launch:
         ints, ntiles = _geometry(pp, tile)
         rows, blk = _rows_mode(pp, tile, block, cfg.get("rows"))
-        if kernel is _na_bwd_dkv_kernel and rows and common["HEAD_DIM"] > 64 and "dkv_stages" not in explicit:
-            # pipelined, this walk gives wrong dK on an H100 (triton 3.6) in 32-query blocks with head_dim 96/128: with
-            # 2 stages off by 0.1-0.2 (N2, 48x48 k=25), with 3 by 1e-2 at N2 (exact at 48x48). 64-query blocks were
-            # exact, but no cause is known, so every such walk runs unpipelined. An explicit dkv_stages is kept.
-            stages = 1
         kw = dict(common, TX=tile[0], TY=tile[1], TZ=tile[2], ROWS=rows, HEADS_FAST=ntiles <= 65535,
                   num_warps=warps, num_stages=stages, **{block_name: blk})
         return Launch(kernel, _grid(ntiles, B * H), (H, N, D, *ints), **kw)
