@@ -422,7 +422,9 @@ def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
     dK/dV on 1x4x8 key tiles, 32-query blocks and 2 warps (S1/S5/S2 backward 4.5/5.5/2.5 % faster), and dQ on
     1x2x16 tiles when windows are short and undilated (S1 3 % faster; slower on S2 and S5). With larger 2-D heads,
     dQ walks rows on the forward's tile, 3 stages deep, whenever the forward does (S3 dQ 0.87 -> 0.55 ms,
-    N2 31 -> 19 ms)."""
+    N2 31 -> 19 ms), and dK/dV runs 3 stages deep (S3 0.82 -> 0.77 ms, S4 0.29 -> 0.28, N2 40.2 -> 38.7). 1-D
+    runs both backward kernels 2 stages deep (N1 dQ 1.16 -> 0.87 ms); 3-D keeps them unpipelined (2 stages: N3
+    +10 %, S7 +6 %, S6 +6 %)."""
     lg = tuple(cdiv(L, d) for L, d in zip(p.shape, p.dilation))
     small = head_dim <= 32
     small_3d = ndim == 3 and small and max(p.kernel_size) <= 7
@@ -444,9 +446,10 @@ def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
     return dict(fwd_tile=fwd, fwd_block_n=32 if narrow_fwd else block_n, fwd_warps=2 if narrow_fwd else 4,
                 fwd_stages=3 if ndim == 2 or rows else 2,
                 dq_tile=fwd if rows_dq else fit_tile(lg, dq), dq_block_n=32 if narrow_dq else 64,
-                dq_warps=2 if narrow_dq else 4, dq_stages=3 if rows_dq else 2 if ndim == 2 else 1,
+                dq_warps=2 if narrow_dq else 4, dq_stages=3 if rows_dq else 1 if ndim == 3 else 2,
                 dkv_tile=fit_tile(lg, dkv), dkv_block_m=32 if ndim == 2 and small else 64,
-                dkv_warps=2 if ndim == 2 and small else 4, dkv_stages=2 if ndim == 2 else 1)
+                dkv_warps=2 if ndim == 2 and small else 4,
+                dkv_stages=(2 if small else 3) if ndim == 2 else 1 if ndim == 3 else 2)
 
 
 def _rows_mode(pp: NAParams, tile: tuple[int, int, int], block: int, rows: bool | None) -> tuple[bool, int]:
