@@ -25,11 +25,11 @@ def _na_s1() -> tuple[Callable, Callable, Callable]:
     """NA S1 of the NA benchmark (bf16): its forward launch via JITFunction.run and via Launch, and its whole step."""
     from ops.na import na2d
     from ops.na.params import make_params
-    from ops.na.triton_kernels import LOG2E, _plan
+    from ops.na.triton_kernels import LOG2E, launch_plans
 
     shape, ks, dil, B, H, D, _ = NA_CASES["S1"]
     q, k, v = (torch.randn(B, *shape, H, D, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
-    fwd = _plan(q, make_params(shape, ks, dil), None)[0]
+    fwd = launch_plans(q, make_params(shape, ks, dil))[0]
     qd = q.detach()
     args = (qd, k.detach(), v.detach(), torch.empty_like(qd),
             torch.empty(B, H, math.prod(shape), device="cuda"), D ** -0.5 * LOG2E)

@@ -19,7 +19,7 @@ from .._nd import cdiv, next_pow2
 from .._triton import INTERPRET, Launch
 from .params import NAParams
 
-__all__ = ["na_fwd_triton", "na_bwd_triton", "INTERPRET"]
+__all__ = ["na_fwd_triton", "na_bwd_triton", "launch_plans", "default_config", "INTERPRET"]
 
 LOG2E = 1.4426950408889634
 
@@ -495,7 +495,9 @@ def _plans(p: NAParams, B: int, H: int, D: int, dtype: torch.dtype, config: tupl
                  cfg["dkv_stages"]))
 
 
-def _plan(q: torch.Tensor, p: NAParams, config: dict | None) -> tuple[Launch, Launch, Launch]:
+def launch_plans(q: torch.Tensor, p: NAParams, config: dict | None = None) -> tuple[Launch, Launch, Launch]:
+    """The forward, dQ and dK/dV launch plans for q's batch, heads, head_dim and dtype (`config` overrides
+    `default_config`'s entries); cached per problem."""
     return _plans(p, q.shape[0], q.shape[-2], q.shape[-1], q.dtype,
                   tuple(sorted(config.items())) if config else None)
 
@@ -504,7 +506,7 @@ def na_fwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: NAParams
                   config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward on contiguous `[B, *spatial, H, D]`; returns (out, logsumexp base 2 `[B, H, N]` fp32)."""
     _check_index_range(q)
-    fwd, _, _ = _plan(q, p, config)
+    fwd, _, _ = launch_plans(q, p, config)
     out = torch.empty_like(q)
     lse = torch.empty((q.shape[0], q.shape[-2], math.prod(p.shape)), device=q.device, dtype=torch.float32)
     fwd(q, k, v, out, lse, scale * LOG2E)
@@ -516,7 +518,7 @@ def na_bwd_triton(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Backward (dq, dk, dv) from the forward's output and logsumexp; all tensors contiguous `[B, *spatial, H, D]`."""
     _check_index_range(q)
-    _, dq_launch, dkv_launch = _plan(q, p, config)
+    _, dq_launch, dkv_launch = launch_plans(q, p, config)
     delta = torch.empty_like(lse)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     dq_launch(q, k, v, out, do, lse, delta, dq, scale * LOG2E, scale)
