@@ -443,13 +443,13 @@ def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
     narrow_fwd = ndim == 2 and small and not rows
     narrow_dq = (ndim == 2 and small) or small_3d
     rows_dq = ndim == 2 and not small and rows
+    bwd_stages = 1 if ndim == 3 else 2
     return dict(fwd_tile=fwd, fwd_block_n=32 if narrow_fwd else block_n, fwd_warps=2 if narrow_fwd else 4,
                 fwd_stages=3 if ndim == 2 or rows else 2,
                 dq_tile=fwd if rows_dq else fit_tile(lg, dq), dq_block_n=32 if narrow_dq else 64,
-                dq_warps=2 if narrow_dq else 4, dq_stages=3 if rows_dq else 1 if ndim == 3 else 2,
+                dq_warps=2 if narrow_dq else 4, dq_stages=3 if rows_dq else bwd_stages,
                 dkv_tile=fit_tile(lg, dkv), dkv_block_m=32 if ndim == 2 and small else 64,
-                dkv_warps=2 if ndim == 2 and small else 4,
-                dkv_stages=(2 if small else 3) if ndim == 2 else 1 if ndim == 3 else 2)
+                dkv_warps=2 if ndim == 2 and small else 4, dkv_stages=3 if ndim == 2 and not small else bwd_stages)
 
 
 def _rows_mode(pp: NAParams, tile: tuple[int, int, int], block: int, rows: bool | None) -> tuple[bool, int]:
