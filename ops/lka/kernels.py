@@ -28,6 +28,16 @@ __all__ = ["depthwise_triton", "pointwise_mul_triton", "pointwise_mul_grad_trito
 
 
 @triton.jit
+def _pdl_start(PDL: tl.constexpr):
+    """With PDL (the kernel was launched with programmatic dependent launch), wait for the kernels before it to
+    finish, then let the next one start launching: all of this kernel's memory traffic comes after the wait, so
+    only launch latency overlaps."""
+    if PDL:
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
+
+
+@triton.jit
 def _tile_origin(tile, H, W, TH: tl.constexpr, TW: tl.constexpr):
     """(d, h0, w0) of the TH x TW pixel tile number `tile` (tiles ordered d, h, w)."""
     nth, ntw = (H + TH - 1) // TH, (W + TW - 1) // TW
@@ -127,33 +137,42 @@ def _dw_rows_store(acc, o, h_first, ROWS, H, y_ptr, add_ptr, out_off, mask_o, bi
 def _dw_rows_kernel(x_ptr, wt_ptr, bias_ptr, add_ptr, y_ptr, C, H, W, ROWS,
                     sxb, sxc, sxh, sxw, syb, syc, syh, syw,
                     KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr, HAS_BIAS: tl.constexpr,
-                    HAS_ADD: tl.constexpr, FLIP: tl.constexpr, TW: tl.constexpr, BC: tl.constexpr,
-                    STAGES: tl.constexpr, FAST: tl.constexpr):
+                    HAS_ADD: tl.constexpr, FLIP: tl.constexpr, TW: tl.constexpr, SUB: tl.constexpr,
+                    BC: tl.constexpr, STAGES: tl.constexpr, EVEN_C: tl.constexpr, FAST: tl.constexpr,
+                    PDL: tl.constexpr = False):
     """`_dw_kernel` for 2-D maps and kernels whose weights fit in registers, walking down the rows: a program
     covers TW columns x BC channels of ROWS output rows DIL apart (one residue class of the rows mod DIL) and reads
     the input rows they touch once each per kw, skipping those outside the image (zero padding). Accumulator q[k]
     holds output row t - k while input row t goes by; after the row, q[KH - 1] is complete and the accumulators
     shift by one. Every input element is loaded and converted KW times instead of once per tap."""
+    _pdl_start(PDL)
     pid_p, pid_c = tl.program_id(0), tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
-    ncol = (W + TW - 1) // TW
+    ncol = (W + SUB * TW - 1) // (SUB * TW)
     cls = pid_p // ncol
     h_first = cls % DIL + DIL * ROWS * (cls // DIL)          # the first output row of this program
     PH: tl.constexpr = DIL * (KH - 1) // 2
     # input row t is h_first + DIL * t - PH; walk t over those inside the image only
     t_lo = (tl.maximum(PH - h_first, 0) + DIL - 1) // DIL
     t_hi = tl.minimum(ROWS + KH - 2, (H - 1 + PH - h_first) // DIL)
-    offs_w = (pid_p % ncol) * TW + tl.arange(0, TW)
+    col0 = (pid_p % ncol) * (SUB * TW)
     offs_c = pid_c * BC + tl.arange(0, BC)
     mask_c = offs_c < C
-    zero = (offs_w * 0)[:, None]            # scalars as vectors (the interpreter cannot mix them into masks)
+    zero = (tl.arange(0, TW) * 0)[:, None]  # scalars as vectors (the interpreter cannot mix them into masks)
     xb = x_ptr + b * sxb + offs_c[None, :] * sxc
+    # per sub-tile s of TW columns (flat tuples, index s * KW + kw and s): tap column offsets, masks, outputs
     cols = ()
     cmask = ()
-    for kw in tl.static_range(KW):
-        iw = offs_w + _same_shift(kw, KW, DIL)
-        cols = cols + ((iw * sxw)[:, None],)
-        cmask = cmask + (((iw >= 0) & (iw < W))[:, None] & mask_c[None, :],)
+    out_off = ()
+    mask_o = ()
+    for s in tl.static_range(SUB):
+        offs_w = col0 + s * TW + tl.arange(0, TW)
+        for kw in tl.static_range(KW):
+            iw = offs_w + _same_shift(kw, KW, DIL)
+            cols = cols + ((iw * sxw)[:, None],)
+            cmask = cmask + (((iw >= 0) & (iw < W))[:, None] & mask_c[None, :],)
+        out_off = out_off + (b * syb + offs_c[None, :] * syc + (offs_w * syw)[:, None],)
+        mask_o = mask_o + ((offs_w < W)[:, None] & mask_c[None, :],)
     wts = ()
     for tap in tl.static_range(KH * KW):
         src_tap = KH * KW - 1 - tap if FLIP else tap
@@ -162,39 +181,65 @@ def _dw_rows_kernel(x_ptr, wt_ptr, bias_ptr, add_ptr, y_ptr, C, H, W, ROWS,
         bias = tl.load(bias_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[None, :]
     else:
         bias = tl.zeros([1, BC], dtype=tl.float32)
-    out_off = b * syb + offs_c[None, :] * syc + (offs_w * syw)[:, None]
-    mask_o = (offs_w < W)[:, None] & mask_c[None, :]
-    q = ()
-    for k in tl.static_range(KH):
+    PW: tl.constexpr = DIL * (KW - 1) // 2
+    if EVEN_C and (col0 >= PW) and (col0 + SUB * TW + PW <= W):    # every load inside the image: no masks
+        _dw_rows_walk(xb, cols, cmask, wts, bias, y_ptr, add_ptr, out_off, mask_o, zero, h_first, t_lo, t_hi, ROWS,
+                      H, sxh, syh, KH, KW, DIL, SUB, HAS_BIAS, HAS_ADD, STAGES, FAST, False)
+    else:
+        _dw_rows_walk(xb, cols, cmask, wts, bias, y_ptr, add_ptr, out_off, mask_o, zero, h_first, t_lo, t_hi, ROWS,
+                      H, sxh, syh, KH, KW, DIL, SUB, HAS_BIAS, HAS_ADD, STAGES, FAST, True)
+
+
+@triton.jit
+def _dw_rows_walk(xb, cols, cmask, wts, bias, y_ptr, add_ptr, out_off, mask_o, zero, h_first, t_lo, t_hi, ROWS, H,
+                  sxh, syh, KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr, SUB: tl.constexpr,
+                  HAS_BIAS: tl.constexpr, HAS_ADD: tl.constexpr, STAGES: tl.constexpr, FAST: tl.constexpr,
+                  MASKED: tl.constexpr):
+    """The row walk of one `_dw_rows_kernel` program over input rows t_lo..t_hi, for SUB sub-tiles of columns at
+    once (they share the weights in registers); MASKED=False (every column tap inside the image, every channel
+    real) loads without masks, which saves a select per loaded element."""
+    PH: tl.constexpr = DIL * (KH - 1) // 2
+    TW: tl.constexpr = zero.shape[0]
+    BC: tl.constexpr = wts[0].shape[1]
+    q = ()                                  # flat: accumulator k of sub-tile s at s * KH + k
+    for i in tl.static_range(SUB * KH):
         q = q + (tl.zeros([TW, BC], dtype=tl.float32),)
     for t in tl.range(t_lo, t_hi + 1, num_stages=STAGES):
-        ih = h_first + DIL * t - PH
-        xs = ()
-        for kw in tl.static_range(KW):
-            xs = xs + (to_f32(tl.load(xb + ih * sxh + cols[kw], mask=cmask[kw], other=0.0), FAST),)
+        row = xb + (h_first + DIL * t - PH) * sxh
         q_in = q
-        q = (tl.zeros([TW, BC], dtype=tl.float32),)
-        for k in tl.static_range(KH):
-            acc = q_in[k]
+        q = ()
+        for s in tl.static_range(SUB):
+            xs = ()
             for kw in tl.static_range(KW):
-                acc += xs[kw] * wts[k * KW + kw]
-            if k < KH - 1:
-                q = q + (acc,)
-            else:                           # output row t - (KH - 1) has all its taps
-                _dw_rows_store(acc, t - (KH - 1) + zero, h_first, ROWS, H, y_ptr, add_ptr, out_off, mask_o, bias,
-                               syh, DIL, HAS_BIAS, HAS_ADD)
-    for k in tl.static_range(1, KH):        # the rows below the image add nothing: finish the last KH - 1 rows
-        _dw_rows_store(q[k], t_hi + 1 - k + zero, h_first, ROWS, H, y_ptr, add_ptr, out_off, mask_o, bias, syh,
-                       DIL, HAS_BIAS, HAS_ADD)
+                if MASKED:
+                    v = tl.load(row + cols[s * KW + kw], mask=cmask[s * KW + kw], other=0.0)
+                else:
+                    v = tl.load(row + cols[s * KW + kw])
+                xs = xs + (to_f32(v, FAST),)
+            q = q + (tl.zeros([TW, BC], dtype=tl.float32),)
+            for k in tl.static_range(KH):
+                acc = q_in[s * KH + k]
+                for kw in tl.static_range(KW):
+                    acc += xs[kw] * wts[k * KW + kw]
+                if k < KH - 1:
+                    q = q + (acc,)
+                else:                       # output row t - (KH - 1) has all its taps
+                    _dw_rows_store(acc, t - (KH - 1) + zero, h_first, ROWS, H, y_ptr, add_ptr, out_off[s],
+                                   mask_o[s], bias, syh, DIL, HAS_BIAS, HAS_ADD)
+    for s in tl.static_range(SUB):          # the rows below the image add nothing: finish the last KH - 1 rows
+        for k in tl.static_range(1, KH):
+            _dw_rows_store(q[s * KH + k], t_hi + 1 - k + zero, h_first, ROWS, H, y_ptr, add_ptr, out_off[s],
+                           mask_o[s], bias, syh, DIL, HAS_BIAS, HAS_ADD)
 
 
 @triton.jit
 def _pw_mul_kernel(a_ptr, w2_ptr, b2_ptr, mul_ptr, times_ptr, out_ptr, prod_ptr, colsum_ptr, C, D, H, W,
                    sab, sac, sad, sah, saw, smb, smc, smd, smh, smw, sob, soc, sod, soh, sow,
                    PROD: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, BK: tl.constexpr, BCO: tl.constexpr,
-                   DT: tl.constexpr):
+                   DT: tl.constexpr, PDL: tl.constexpr = False):
     """out = mul * (W2 @ a + b2) on a pixel tile. PROD (the backward) also writes prod = mul * times (times in
     mul's layout, prod in out's) and adds prod's fp32 sums over the pixels into colsum[c]."""
+    _pdl_start(PDL)
     pid_p, pid_co = tl.program_id(0), tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
     pd, ph, pw, mask_p = _pixels(pid_p, D, H, W, TH, TW)
@@ -306,12 +351,23 @@ def _bc(c: int, most: int) -> int:
 # Tile sizes (tuned on an H100 for C = 32..256): pixel tiles th x tw (powers of two, th * tw >= 16), channel
 # blocks (powers of two >= 16; pw_bco: output channels per pointwise program), warps; the weight gradient sizes its
 # pixel tile so that each of its per-tap [pixels, channels] accumulators holds wg_elems elements, and sums wg_iters
-# such tiles per program. The row walk (`_dw_rows_kernel`) holds at most rows_weights weights per thread, keeps
-# rows_stages input rows in flight and splits each residue class of the rows into chunks of at most
-# rows_halo * (KH - 1) rows, so the KH - 1 rows a chunk reads above its first output row add at most 1 / rows_halo.
-CFG = {"rows_weights": 100, "rows_bc": 64, "rows_warps": 4, "rows_halo": 8, "rows_stages": 4,
+# such tiles per program. The row walk (`_dw_rows_kernel`, planned by `_rows_plan`) holds at most rows_weights
+# weights per thread, keeps rows_stages input rows in flight, walks two column sub-tiles per program for kernels of
+# at most rows_sub_taps taps (5x5 faster, 7x7 slower), loads unmasked where it can (rows_split), and fits
+# rows_blocks_per_sm programs on an SM with one and with two sub-tiles (about 165 and 230 registers per thread);
+# pdl: launch the forward's kernels with programmatic dependent launch (compute capability 9.0 and up).
+CFG = {"rows_weights": 100, "rows_bc": 64, "rows_warps": 4, "rows_halo": 8, "rows_stages": 4, "rows_split": True,
+       "rows_sub_taps": 25, "rows_blocks_per_sm": (3, 2), "pdl": False,
        "dw_th": 2, "dw_tw": 16, "dw_bc": 64, "dw_warps": 2, "pw_th": 4, "pw_tw": 32, "pw_bk": 64, "pw_bco": 128,
        "pw_warps": 8, "wg_elems": 512, "wg_bc": 64, "wg_iters": 16, "wg_warps": 1}
+
+
+def _pdl(t: torch.Tensor) -> dict:
+    """Launch options for programmatic dependent launch of a kernel that calls `_pdl_start`, when CFG asks for it
+    and t's device has it (compute capability 9.0 and up)."""
+    if CFG["pdl"] and not INTERPRET and t.is_cuda and torch.cuda.get_device_capability(t.device)[0] >= 9:
+        return {"PDL": True, "launch_pdl": True}
+    return {}
 
 
 def _tile(H: int, W: int, th: int, tw: int) -> tuple[int, int]:
@@ -325,19 +381,33 @@ def _ntiles(D: int, H: int, W: int, th: int, tw: int) -> int:
     return D * cdiv(H, th) * cdiv(W, tw)
 
 
-def _rows_tile(taps: int, C: int, W: int) -> tuple[int, int] | None:
-    """(TW, BC) of `_dw_rows_kernel` for a kernel of `taps` taps, or None when its weights do not fit in registers:
-    each thread holds `cpt` channels of every tap's weights, cpt * taps <= CFG["rows_weights"]."""
+def _rows_plan(x: torch.Tensor, kh: int, taps: int, dilation: int) -> tuple[int, int, int, int, int] | None:
+    """(TW, SUB, BC, rows per program, programs along the image) of `_dw_rows_kernel` on the 2-D map x, or None
+    when the kernel's weights do not fit in registers: each thread holds `cpt` channels of every tap's weights,
+    cpt * taps <= CFG["rows_weights"]. Each residue class of the rows goes in as few chunks as fill the GPU's
+    resident programs (CFG["rows_blocks_per_sm"] per SM, by SUB) once, and at most so many that the KH - 1 rows a
+    chunk reads above its first output row add 1 / rows_halo."""
     cpt = next((n for n in (4, 2, 1) if n * taps <= CFG["rows_weights"]), None)
     if cpt is None:
         return None
+    B, C, H, W = x.shape
     bc = _bc(C, CFG["rows_bc"])
-    return min(max(1, cpt * 32 * CFG["rows_warps"] // bc), next_pow2(W)), bc
+    tw = min(max(1, cpt * 32 * CFG["rows_warps"] // bc), next_pow2(W))
+    sub = min(2 if taps <= CFG["rows_sub_taps"] else 1, cdiv(W, tw))
+    per_class = cdiv(H, dilation)
+    chunks = cdiv(per_class, CFG["rows_halo"] * (kh - 1)) if kh > 1 else 1
+    across = cdiv(W, tw * sub) * dilation
+    if x.is_cuda:
+        slots = torch.cuda.get_device_properties(x.device).multi_processor_count * CFG["rows_blocks_per_sm"][sub - 1]
+        chunks = max(1, min(chunks, slots // (across * cdiv(C, bc) * B)))
+    rows = cdiv(per_class, chunks)
+    return tw, sub, bc, rows, across * cdiv(per_class, rows)
 
 
 @triton.jit
-def _tap_major_kernel(w0_ptr, w1_ptr, out_ptr, C, T0, T1, BLOCK: tl.constexpr):
+def _tap_major_kernel(w0_ptr, w1_ptr, out_ptr, C, T0, T1, BLOCK: tl.constexpr, PDL: tl.constexpr = False):
     """out[tap, c] = w0[c, tap] for tap < T0, w1[c, tap - T0] after; w0, w1 contiguous [C, taps]."""
+    _pdl_start(PDL)
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     tap, c = i // C, i % C
     first = tap < T0
@@ -356,7 +426,8 @@ def tap_major(w0: torch.Tensor, w1: torch.Tensor | None = None) -> torch.Tensor:
     t0, t1 = first.shape[1], 0 if w1 is None else second.shape[1]
     out = torch.empty(t0 + t1, C, device=w0.device, dtype=torch.float32)
     block = 1024
-    launch(_tap_major_kernel, (cdiv(out.numel(), block),), (first, second, out), (C, t0, t1), BLOCK=block)
+    launch(_tap_major_kernel, (cdiv(out.numel(), block),), (first, second, out), (C, t0, t1), BLOCK=block,
+           **_pdl(out))
     return out
 
 
@@ -373,14 +444,13 @@ def depthwise_triton(x: torch.Tensor, wt: torch.Tensor, ksize: tuple[int, ...], 
     k3 = _k3(ksize)
     tensors = (x, wt, bias if bias is not None else wt, add if add is not None else y, y)
     flags = dict(HAS_BIAS=bias is not None, HAS_ADD=add is not None, FLIP=flip, FAST=not INTERPRET)
-    rows_tile = _rows_tile(k3[1] * k3[2], C, W) if x.dim() == 4 else None
-    if rows_tile is not None:
-        (tw, bc), per_class = rows_tile, cdiv(H, dilation)
-        chunks = cdiv(per_class, CFG["rows_halo"] * (k3[1] - 1)) if k3[1] > 1 else 1
-        rows = cdiv(per_class, chunks)
-        grid = (cdiv(W, tw) * dilation * chunks, cdiv(C, bc), x.shape[0])
-        launch(_dw_rows_kernel, grid, tensors, (C, H, W, rows, *sx[:2], *sx[3:], *sy[:2], *sy[3:], *k3[1:], dilation),
-               **flags, TW=tw, BC=bc, STAGES=CFG["rows_stages"], num_warps=CFG["rows_warps"])
+    plan = _rows_plan(x, k3[1], k3[1] * k3[2], dilation) if x.dim() == 4 else None
+    if plan is not None:
+        tw, sub, bc, rows, programs = plan
+        launch(_dw_rows_kernel, (programs, cdiv(C, bc), x.shape[0]), tensors,
+               (C, H, W, rows, *sx[:2], *sx[3:], *sy[:2], *sy[3:], *k3[1:], dilation), **flags, TW=tw, SUB=sub,
+               BC=bc, STAGES=CFG["rows_stages"], EVEN_C=C % bc == 0 and CFG["rows_split"],
+               num_warps=CFG["rows_warps"], **_pdl(x))
         return y
     (th, tw), bc = _tile(H, W, CFG["dw_th"], CFG["dw_tw"]), _bc(C, CFG["dw_bc"])
     grid = (_ntiles(D, H, W, th, tw), cdiv(C, bc), x.shape[0])
@@ -409,7 +479,7 @@ def _pointwise(a: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, mul: torch.T
     launch(_pw_mul_kernel, grid, (a, w2, b2, mul, mul if times is None else times, out,
                                   out if prod is None else prod, b2 if colsum is None else colsum),
            (C, D, H, W, *sa, *sm, *so), PROD=times is not None, TH=th, TW=tw, BK=bk, BCO=bco, DT=_TL[a.dtype],
-           num_warps=max(CFG["pw_warps"], bco // 32))
+           num_warps=max(CFG["pw_warps"], bco // 32), **_pdl(a))
     return out, prod
 
 

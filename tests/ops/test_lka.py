@@ -85,20 +85,23 @@ def test_triton_pointwise_in_several_output_channel_blocks(monkeypatch):
     _check(lka_triton, lka_reference, x, _params(40, 3, 3, 2), 2, 1e-4)
 
 
-@pytest.mark.parametrize("cfg", [{}, {"rows_halo": 1}, {"rows_weights": 1}], ids=["rows", "row-chunks", "taps"])
+@pytest.mark.parametrize("cfg", [{}, {"rows_split": False}, {"rows_sub_taps": 0}, {"rows_halo": 1}, {"rows_weights": 1}],
+                         ids=["rows", "rows-all-masked", "rows-1-subtile", "row-chunks", "taps"])
 @pytest.mark.parametrize("flip", [False, True])
-@pytest.mark.parametrize("size", [(11, 9), (2, 5), (4, 37)])
-def test_triton_depthwise_both_kernels(monkeypatch, cfg, flip, size):
+@pytest.mark.parametrize("size,c", [((11, 9), 20), ((2, 5), 16), ((4, 37), 20), ((3, 140), 16), ((3, 140), 20)])
+def test_triton_depthwise_both_kernels(monkeypatch, cfg, flip, size, c):
     """2-D depthwise convs walk down the rows (`_dw_rows_kernel`: here in one or several row chunks per residue
-    class of the rows) unless the kernel's weights do not fit in registers (CFG rows_weights), then go tile by tile
+    class of the rows; column tiles whose taps all fall inside the image load without masks unless rows_split is
+    off) unless the kernel's weights do not fit in registers (CFG rows_weights), then go tile by tile
     (`_dw_kernel`); both match F.conv2d with a non-square kernel, dilation, bias, added tensor and mirroring, also
-    when the dilated kernel is taller and wider than the image, and with several column tiles (37 columns)."""
+    when the dilated kernel is taller and wider than the image, and with several column tiles (37 and 140 columns;
+    at 140, some tiles lie inside the image, and with 16 channels those load without masks)."""
     from ops.lka import kernels
 
     for key, value in cfg.items():
         monkeypatch.setitem(kernels.CFG, key, value)
     torch.manual_seed(0)
-    c, k, dil = 20, (3, 5), 2
+    k, dil = (3, 5), 2
     x = torch.randn(2, c, *size).contiguous(memory_format=torch.channels_last)
     w, bias, add = torch.randn(c, 1, *k), torch.randn(c), torch.randn_like(x)
     wt = kernels.tap_major(w)
