@@ -15,6 +15,8 @@ channel: the 3-D tile kernel took 1.5x as long on an H100); `FAST` (compiled, no
 with two integer ops (`to_f32`)."""
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -355,17 +357,25 @@ def _bc(c: int, most: int) -> int:
 # weights per thread, keeps rows_stages input rows in flight, walks two column sub-tiles per program for kernels of
 # at most rows_sub_taps taps (5x5 faster, 7x7 slower), loads unmasked where it can (rows_split), and fits
 # rows_blocks_per_sm programs on an SM with one and with two sub-tiles (about 165 and 230 registers per thread);
-# pdl: launch the forward's kernels with programmatic dependent launch (compute capability 9.0 and up).
+# pdl: launch the tap-major, row-walk and pointwise kernels with programmatic dependent launch where the GPU has it
+# (compute capability 9.0 and up): each waits for the kernel before it at its top, so only launch latency overlaps.
 CFG = {"rows_weights": 100, "rows_bc": 64, "rows_warps": 4, "rows_halo": 8, "rows_stages": 4, "rows_split": True,
-       "rows_sub_taps": 25, "rows_blocks_per_sm": (3, 2), "pdl": False,
+       "rows_sub_taps": 25, "rows_blocks_per_sm": (3, 2), "pdl": True,
        "dw_th": 2, "dw_tw": 16, "dw_bc": 64, "dw_warps": 2, "pw_th": 4, "pw_tw": 32, "pw_bk": 64, "pw_bco": 128,
        "pw_warps": 8, "wg_elems": 512, "wg_bc": 64, "wg_iters": 16, "wg_warps": 1}
+
+
+@functools.lru_cache(maxsize=None)
+def _gpu(index: int) -> tuple[int, int]:
+    """(multiprocessors, compute capability major) of CUDA device `index` (read once: launches are hot paths)."""
+    props = torch.cuda.get_device_properties(index)
+    return props.multi_processor_count, props.major
 
 
 def _pdl(t: torch.Tensor) -> dict:
     """Launch options for programmatic dependent launch of a kernel that calls `_pdl_start`, when CFG asks for it
     and t's device has it (compute capability 9.0 and up)."""
-    if CFG["pdl"] and not INTERPRET and t.is_cuda and torch.cuda.get_device_capability(t.device)[0] >= 9:
+    if CFG["pdl"] and not INTERPRET and t.is_cuda and _gpu(t.device.index)[1] >= 9:
         return {"PDL": True, "launch_pdl": True}
     return {}
 
@@ -381,8 +391,10 @@ def _ntiles(D: int, H: int, W: int, th: int, tw: int) -> int:
     return D * cdiv(H, th) * cdiv(W, tw)
 
 
-def _rows_plan(x: torch.Tensor, kh: int, taps: int, dilation: int) -> tuple[int, int, int, int, int] | None:
-    """(TW, SUB, BC, rows per program, programs along the image) of `_dw_rows_kernel` on the 2-D map x, or None
+def _rows_plan(shape: tuple[int, ...], kh: int, taps: int, dilation: int, sms: int | None
+               ) -> tuple[int, int, int, int, int] | None:
+    """(TW, SUB, BC, rows per program, programs along the image) of `_dw_rows_kernel` on a [B, C, H, W] map on a
+    GPU of `sms` multiprocessors (None: not known, chunks by rows_halo alone), or None
     when the kernel's weights do not fit in registers: each thread holds `cpt` channels of every tap's weights,
     cpt * taps <= CFG["rows_weights"]. Each residue class of the rows goes in as few chunks as fill the GPU's
     resident programs (CFG["rows_blocks_per_sm"] per SM, by SUB) once, and at most so many that the KH - 1 rows a
@@ -390,15 +402,15 @@ def _rows_plan(x: torch.Tensor, kh: int, taps: int, dilation: int) -> tuple[int,
     cpt = next((n for n in (4, 2, 1) if n * taps <= CFG["rows_weights"]), None)
     if cpt is None:
         return None
-    B, C, H, W = x.shape
+    B, C, H, W = shape
     bc = _bc(C, CFG["rows_bc"])
     tw = min(max(1, cpt * 32 * CFG["rows_warps"] // bc), next_pow2(W))
     sub = min(2 if taps <= CFG["rows_sub_taps"] else 1, cdiv(W, tw))
     per_class = cdiv(H, dilation)
     chunks = cdiv(per_class, CFG["rows_halo"] * (kh - 1)) if kh > 1 else 1
     across = cdiv(W, tw * sub) * dilation
-    if x.is_cuda:
-        slots = torch.cuda.get_device_properties(x.device).multi_processor_count * CFG["rows_blocks_per_sm"][sub - 1]
+    if sms is not None:
+        slots = sms * CFG["rows_blocks_per_sm"][sub - 1]
         chunks = max(1, min(chunks, slots // (across * cdiv(C, bc) * B)))
     rows = cdiv(per_class, chunks)
     return tw, sub, bc, rows, across * cdiv(per_class, rows)
@@ -444,7 +456,8 @@ def depthwise_triton(x: torch.Tensor, wt: torch.Tensor, ksize: tuple[int, ...], 
     k3 = _k3(ksize)
     tensors = (x, wt, bias if bias is not None else wt, add if add is not None else y, y)
     flags = dict(HAS_BIAS=bias is not None, HAS_ADD=add is not None, FLIP=flip, FAST=not INTERPRET)
-    plan = _rows_plan(x, k3[1], k3[1] * k3[2], dilation) if x.dim() == 4 else None
+    sms = _gpu(x.device.index)[0] if x.is_cuda else None
+    plan = _rows_plan(tuple(x.shape), k3[1], k3[1] * k3[2], dilation, sms) if x.dim() == 4 else None
     if plan is not None:
         tw, sub, bc, rows, programs = plan
         launch(_dw_rows_kernel, (programs, cdiv(C, bc), x.shape[0]), tensors,

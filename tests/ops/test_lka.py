@@ -85,7 +85,8 @@ def test_triton_pointwise_in_several_output_channel_blocks(monkeypatch):
     _check(lka_triton, lka_reference, x, _params(40, 3, 3, 2), 2, 1e-4)
 
 
-@pytest.mark.parametrize("cfg", [{}, {"rows_split": False}, {"rows_sub_taps": 0}, {"rows_halo": 1}, {"rows_weights": 1}],
+@pytest.mark.parametrize("cfg", [{}, {"rows_split": False}, {"rows_sub_taps": 0}, {"rows_halo": 1},
+                                 {"rows_weights": 1}],
                          ids=["rows", "rows-all-masked", "rows-1-subtile", "row-chunks", "taps"])
 @pytest.mark.parametrize("flip", [False, True])
 @pytest.mark.parametrize("size,c", [((11, 9), 20), ((2, 5), 16), ((4, 37), 20), ((3, 140), 16), ((3, 140), 20)])
@@ -113,6 +114,27 @@ def test_triton_depthwise_both_kernels(monkeypatch, cfg, flip, size, c):
                     dilation=dil, groups=c) + add
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     assert launched == [kernels._dw_kernel if "rows_weights" in cfg else kernels._dw_rows_kernel]
+
+
+@pytest.mark.parametrize("shape,k,dil", [((8, 256, 64, 64), 5, 1), ((32, 128, 64, 64), 5, 1),
+                                         ((16, 64, 128, 128), 7, 3), ((1, 32, 512, 96), 5, 1), ((2, 16, 9, 300), 7, 3)])
+@pytest.mark.parametrize("sms", [None, 132, 16])
+def test_rows_plan_fills_the_gpu_once(shape, k, dil, sms):
+    """The row walk's plan covers every row of every residue class; on a GPU of `sms` multiprocessors it splits the
+    rows into more than one chunk only while all programs stay resident at once, and never into chunks shorter than
+    rows_halo * (KH - 1) rows (the rows a chunk reads above its first output row)."""
+    from ops.lka import kernels
+
+    B, C, H, W = shape
+    tw, sub, bc, rows, programs = kernels._rows_plan(shape, k, k * k, dil, sms)
+    per_class = -(-H // dil)
+    across = -(-W // (tw * sub)) * dil
+    chunks = programs // across
+    assert programs == across * chunks and (chunks - 1) * rows < per_class <= chunks * rows
+    assert chunks <= max(1, -(-per_class // (kernels.CFG["rows_halo"] * (k - 1))))
+    if sms is not None and chunks > 1:
+        assert programs * -(-C // bc) * B <= sms * kernels.CFG["rows_blocks_per_sm"][sub - 1]
+    assert sub == (2 if k * k <= kernels.CFG["rows_sub_taps"] and W > tw else 1)
 
 
 @pytest.mark.parametrize("keep", [True, False])
