@@ -140,13 +140,15 @@ def _dw_rows_kernel(x_ptr, wt_ptr, bias_ptr, add_ptr, y_ptr, C, H, W, ROWS,
                     sxb, sxc, sxh, sxw, syb, syc, syh, syw,
                     KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr, HAS_BIAS: tl.constexpr,
                     HAS_ADD: tl.constexpr, FLIP: tl.constexpr, TW: tl.constexpr, SUB: tl.constexpr,
-                    BC: tl.constexpr, STAGES: tl.constexpr, EVEN_C: tl.constexpr, FAST: tl.constexpr,
-                    PDL: tl.constexpr = False):
+                    BC: tl.constexpr, STAGES: tl.constexpr, INSIDE_UNMASKED: tl.constexpr,
+                    FAST: tl.constexpr, PDL: tl.constexpr = False):
     """`_dw_kernel` for 2-D maps and kernels whose weights fit in registers, walking down the rows: a program
-    covers TW columns x BC channels of ROWS output rows DIL apart (one residue class of the rows mod DIL) and reads
-    the input rows they touch once each per kw, skipping those outside the image (zero padding). Accumulator q[k]
-    holds output row t - k while input row t goes by; after the row, q[KH - 1] is complete and the accumulators
-    shift by one. Every input element is loaded and converted KW times instead of once per tap."""
+    covers SUB sub-tiles of TW columns x BC channels of ROWS output rows DIL apart (one residue class of the rows mod
+    DIL) and reads the input rows they touch once each per kw, skipping those outside the image (zero padding).
+    Accumulator q[k] holds output row t - k while input row t goes by; after the row, q[KH - 1] is complete and the
+    accumulators shift by one. Every input element is loaded and converted KW times instead of once per tap.
+    INSIDE_UNMASKED (only if C fills the channel blocks): programs whose column taps all fall inside the image
+    load without masks."""
     _pdl_start(PDL)
     pid_p, pid_c = tl.program_id(0), tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
@@ -184,7 +186,7 @@ def _dw_rows_kernel(x_ptr, wt_ptr, bias_ptr, add_ptr, y_ptr, C, H, W, ROWS,
     else:
         bias = tl.zeros([1, BC], dtype=tl.float32)
     PW: tl.constexpr = DIL * (KW - 1) // 2
-    if EVEN_C and (col0 >= PW) and (col0 + SUB * TW + PW <= W):    # every load inside the image: no masks
+    if INSIDE_UNMASKED and (col0 >= PW) and (col0 + SUB * TW + PW <= W):
         _dw_rows_walk(xb, cols, cmask, wts, bias, y_ptr, add_ptr, out_off, mask_o, zero, h_first, t_lo, t_hi, ROWS,
                       H, sxh, syh, KH, KW, DIL, SUB, HAS_BIAS, HAS_ADD, STAGES, FAST, False)
     else:
@@ -394,11 +396,11 @@ def _ntiles(D: int, H: int, W: int, th: int, tw: int) -> int:
 def _rows_plan(shape: tuple[int, ...], kh: int, taps: int, dilation: int, sms: int | None
                ) -> tuple[int, int, int, int, int] | None:
     """(TW, SUB, BC, rows per program, programs along the image) of `_dw_rows_kernel` on a [B, C, H, W] map on a
-    GPU of `sms` multiprocessors (None: not known, chunks by rows_halo alone), or None
-    when the kernel's weights do not fit in registers: each thread holds `cpt` channels of every tap's weights,
-    cpt * taps <= CFG["rows_weights"]. Each residue class of the rows goes in as few chunks as fill the GPU's
-    resident programs (CFG["rows_blocks_per_sm"] per SM, by SUB) once, and at most so many that the KH - 1 rows a
-    chunk reads above its first output row add 1 / rows_halo."""
+    GPU of `sms` multiprocessors (None: not known, chunks by rows_halo alone), or None when the kernel's weights do
+    not fit in registers: each thread holds `cpt` channels of every tap's weights, cpt * taps <= CFG["rows_weights"].
+    Each residue class of the rows is split into as many chunks as keep every program resident at once
+    (CFG["rows_blocks_per_sm"] per SM, by SUB), but no more than rows_halo allows: the KH - 1 rows a chunk reads
+    above its first output row add at most 1 / rows_halo."""
     cpt = next((n for n in (4, 2, 1) if n * taps <= CFG["rows_weights"]), None)
     if cpt is None:
         return None
@@ -462,7 +464,7 @@ def depthwise_triton(x: torch.Tensor, wt: torch.Tensor, ksize: tuple[int, ...], 
         tw, sub, bc, rows, programs = plan
         launch(_dw_rows_kernel, (programs, cdiv(C, bc), x.shape[0]), tensors,
                (C, H, W, rows, *sx[:2], *sx[3:], *sy[:2], *sy[3:], *k3[1:], dilation), **flags, TW=tw, SUB=sub,
-               BC=bc, STAGES=CFG["rows_stages"], EVEN_C=C % bc == 0 and CFG["rows_split"],
+               BC=bc, STAGES=CFG["rows_stages"], INSIDE_UNMASKED=C % bc == 0 and CFG["rows_split"],
                num_warps=CFG["rows_warps"], **_pdl(x))
         return y
     (th, tw), bc = _tile(H, W, CFG["dw_th"], CFG["dw_tw"]), _bc(C, CFG["dw_bc"])
