@@ -379,7 +379,7 @@ def _pdl(t: torch.Tensor) -> dict:
     and t's device has it (compute capability 9.0 and up)."""
     if CFG["pdl"] and not INTERPRET and t.is_cuda and _gpu(t.device.index)[1] >= 9:
         return {"PDL": True, "launch_pdl": True}
-    return {}
+    return {"PDL": False}
 
 
 def _tile(H: int, W: int, th: int, tw: int) -> tuple[int, int]:

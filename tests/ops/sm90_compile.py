@@ -102,16 +102,23 @@ def na_launches() -> None:
 
 
 def lka_launches() -> None:
-    """lka forward and backward, 2-D channels-last bf16 and 3-D fp32."""
-    from ops.lka import lka_triton
+    """lka forward and backward, 2-D channels-last bf16 and 3-D fp32, with and without programmatic dependent launch
+    (which the launchers pick only for CUDA tensors on sm_90 and up: forced here)."""
+    from ops.lka import kernels, lka_triton
 
-    for spatial, c, dtype in (((16, 16), 64, torch.bfloat16), ((6, 7, 8), 32, torch.float32)):
+    real_pdl = kernels._pdl
+    for spatial, c, dtype, pdl in (((16, 16), 64, torch.bfloat16, False), ((16, 16), 64, torch.bfloat16, True),
+                                   ((6, 7, 8), 32, torch.float32, False)):
+        kernels._pdl = (lambda t: {"PDL": True}) if pdl else real_pdl
         one = (1,) * len(spatial)
         x = _leaf(2, c, *spatial, dtype=dtype, channels_last=True)
         ws = [_leaf(c, 1, *(5,) * len(spatial), dtype=dtype), _leaf(c, dtype=dtype),
               _leaf(c, 1, *(7,) * len(spatial), dtype=dtype), _leaf(c, dtype=dtype), _leaf(c, c, *one, dtype=dtype),
               _leaf(c, dtype=dtype)]
-        lka_triton(x, *ws, dilation=3).sum().backward()
+        try:
+            lka_triton(x, *ws, dilation=3).sum().backward()
+        finally:
+            kernels._pdl = real_pdl
 
 
 def gate_launches() -> None:
