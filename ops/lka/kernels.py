@@ -141,7 +141,7 @@ def _dw_rows_kernel(x_ptr, wt_ptr, bias_ptr, add_ptr, y_ptr, C, H, W, ROWS,
                     KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr, HAS_BIAS: tl.constexpr,
                     HAS_ADD: tl.constexpr, FLIP: tl.constexpr, TW: tl.constexpr, SUB: tl.constexpr,
                     BC: tl.constexpr, STAGES: tl.constexpr, INSIDE_UNMASKED: tl.constexpr,
-                    FAST: tl.constexpr, PDL: tl.constexpr = False):
+                    FAST: tl.constexpr, PDL: tl.constexpr):
     """`_dw_kernel` for 2-D maps and kernels whose weights fit in registers, walking down the rows: a program
     covers SUB sub-tiles of TW columns x BC channels of ROWS output rows DIL apart (one residue class of the rows mod
     DIL) and reads the input rows they touch once each per kw, skipping those outside the image (zero padding).
@@ -240,7 +240,7 @@ def _dw_rows_walk(xb, cols, cmask, wts, bias, y_ptr, add_ptr, out_off, mask_o, z
 def _pw_mul_kernel(a_ptr, w2_ptr, b2_ptr, mul_ptr, times_ptr, out_ptr, prod_ptr, colsum_ptr, C, D, H, W,
                    sab, sac, sad, sah, saw, smb, smc, smd, smh, smw, sob, soc, sod, soh, sow,
                    PROD: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, BK: tl.constexpr, BCO: tl.constexpr,
-                   DT: tl.constexpr, PDL: tl.constexpr = False):
+                   DT: tl.constexpr, PDL: tl.constexpr):
     """out = mul * (W2 @ a + b2) on a pixel tile. PROD (the backward) also writes prod = mul * times (times in
     mul's layout, prod in out's) and adds prod's fp32 sums over the pixels into colsum[c]."""
     _pdl_start(PDL)
@@ -419,7 +419,7 @@ def _rows_plan(shape: tuple[int, ...], kh: int, taps: int, dilation: int, sms: i
 
 
 @triton.jit
-def _tap_major_kernel(w0_ptr, w1_ptr, out_ptr, C, T0, T1, BLOCK: tl.constexpr, PDL: tl.constexpr = False):
+def _tap_major_kernel(w0_ptr, w1_ptr, out_ptr, C, T0, T1, BLOCK: tl.constexpr, PDL: tl.constexpr):
     """out[tap, c] = w0[c, tap] for tap < T0, w1[c, tap - T0] after; w0, w1 contiguous [C, taps]."""
     _pdl_start(PDL)
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -458,8 +458,10 @@ def depthwise_triton(x: torch.Tensor, wt: torch.Tensor, ksize: tuple[int, ...], 
     k3 = _k3(ksize)
     tensors = (x, wt, bias if bias is not None else wt, add if add is not None else y, y)
     flags = dict(HAS_BIAS=bias is not None, HAS_ADD=add is not None, FLIP=flip, FAST=not INTERPRET)
-    sms = _gpu(x.device.index)[0] if x.is_cuda else None
-    plan = _rows_plan(tuple(x.shape), k3[1], k3[1] * k3[2], dilation, sms) if x.dim() == 4 else None
+    plan = None
+    if x.dim() == 4:
+        sms = _gpu(x.device.index)[0] if x.is_cuda else None
+        plan = _rows_plan(tuple(x.shape), k3[1], k3[1] * k3[2], dilation, sms)
     if plan is not None:
         tw, sub, bc, rows, programs = plan
         launch(_dw_rows_kernel, (programs, cdiv(C, bc), x.shape[0]), tensors,

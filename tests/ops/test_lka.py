@@ -121,8 +121,9 @@ def test_triton_depthwise_both_kernels(monkeypatch, cfg, flip, size, c):
 @pytest.mark.parametrize("sms", [None, 132, 16])
 def test_rows_plan_fills_the_gpu_once(shape, k, dil, sms):
     """The row walk's plan covers every row of every residue class; on a GPU of `sms` multiprocessors it splits the
-    rows into more than one chunk only while all programs stay resident at once, and never into chunks shorter than
-    rows_halo * (KH - 1) rows (the rows a chunk reads above its first output row)."""
+    rows into more than one chunk only while all programs stay resident at once, into as many as that allows, and
+    never into more than rows_halo permits (chunks of at least rows_halo * (KH - 1) rows, the rows a chunk reads
+    above its first output row); on an unknown GPU into exactly that many."""
     from ops.lka import kernels
 
     B, C, H, W = shape
@@ -131,9 +132,14 @@ def test_rows_plan_fills_the_gpu_once(shape, k, dil, sms):
     across = -(-W // (tw * sub)) * dil
     chunks = programs // across
     assert programs == across * chunks and (chunks - 1) * rows < per_class <= chunks * rows
-    assert chunks <= max(1, -(-per_class // (kernels.CFG["rows_halo"] * (k - 1))))
-    if sms is not None and chunks > 1:
-        assert programs * -(-C // bc) * B <= sms * kernels.CFG["rows_blocks_per_sm"][sub - 1]
+    most = max(1, -(-per_class // (kernels.CFG["rows_halo"] * (k - 1))))
+    assert chunks <= most
+    if sms is None:
+        assert chunks == most
+    else:
+        per_chunk, slots = across * -(-C // bc) * B, sms * kernels.CFG["rows_blocks_per_sm"][sub - 1]
+        assert chunks == 1 or chunks * per_chunk <= slots
+        assert chunks == most or (chunks + 1) * per_chunk > slots
     assert sub == (2 if k * k <= kernels.CFG["rows_sub_taps"] and W > tw else 1)
 
 
