@@ -9,10 +9,9 @@ kernels (depthwise input-gradient = depthwise conv with the mirrored kernel; the
 pointwise kernel with dout as multiplier, whose epilogue also writes 'dout * x' and adds up its channel sums, db2)
 and a depthwise weight-gradient kernel; the two pointwise GEMMs of the backward (dW2, W2^T dA) run in cuBLAS.
 
-The tile kernels read depthwise weights tap-major in fp32 ([taps, C], see `tap_major`), so one tap's weights for
-a channel block are one contiguous vector load (read in place as [C, taps], each such load touches one sector per
-channel: the 3-D tile kernel took 1.5x as long on an H100); the row walk reads each weight once per program, in
-place (saving the copy's launch). `FAST` (compiled, not interpreted) converts bf16 pairs
+Depthwise weights reach the kernels tap-major in fp32 ([taps, C], see `tap_major`), so one tap's weights for a
+channel block are one contiguous vector load (read in place as [C, taps], each such load touches one sector per
+channel: the 3-D tile kernel took 1.5x as long on an H100); `FAST` (compiled, not interpreted) converts bf16 pairs
 with two integer ops (`to_f32`)."""
 from __future__ import annotations
 
@@ -137,7 +136,7 @@ def _dw_rows_store(acc, o, h_first, ROWS, H, y_ptr, add_ptr, out_off, mask_o, bi
 
 
 @triton.jit
-def _dw_rows_kernel(x_ptr, w_ptr, bias_ptr, add_ptr, y_ptr, C, H, W, ROWS, s_tap, s_wc,
+def _dw_rows_kernel(x_ptr, wt_ptr, bias_ptr, add_ptr, y_ptr, C, H, W, ROWS,
                     sxb, sxc, sxh, sxw, syb, syc, syh, syw,
                     KH: tl.constexpr, KW: tl.constexpr, DIL: tl.constexpr, HAS_BIAS: tl.constexpr,
                     HAS_ADD: tl.constexpr, FLIP: tl.constexpr, TW: tl.constexpr, SUB: tl.constexpr,
@@ -149,8 +148,7 @@ def _dw_rows_kernel(x_ptr, w_ptr, bias_ptr, add_ptr, y_ptr, C, H, W, ROWS, s_tap
     Accumulator q[k] holds output row t - k while input row t goes by; after the row, q[KH - 1] is complete and the
     accumulators shift by one. Every input element is loaded and converted KW times instead of once per tap.
     INSIDE_UNMASKED (only if C fills the channel blocks): programs whose column taps all fall inside the image
-    load without masks. Weight w[tap, c] is at w_ptr + tap * s_tap + c * s_wc, in any float dtype: each program
-    reads them once, so they need no tap-major copy."""
+    load without masks."""
     _pdl_start(PDL)
     pid_p, pid_c = tl.program_id(0), tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
@@ -182,8 +180,7 @@ def _dw_rows_kernel(x_ptr, w_ptr, bias_ptr, add_ptr, y_ptr, C, H, W, ROWS, s_tap
     wts = ()
     for tap in tl.static_range(KH * KW):
         src_tap = KH * KW - 1 - tap if FLIP else tap
-        wt = tl.load(w_ptr + src_tap * s_tap + offs_c * s_wc, mask=mask_c, other=0.0)
-        wts = wts + (wt.to(tl.float32)[None, :],)
+        wts = wts + (tl.load(wt_ptr + src_tap * C + offs_c, mask=mask_c, other=0.0)[None, :],)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[None, :]
     else:
@@ -422,40 +419,44 @@ def _rows_plan(shape: tuple[int, ...], kh: int, taps: int, dilation: int, sms: i
 
 
 @triton.jit
-def _tap_major_kernel(w_ptr, out_ptr, C, TAPS, BLOCK: tl.constexpr, PDL: tl.constexpr):
-    """out[tap, c] = w[c, tap] in fp32; w contiguous [C, taps]."""
+def _tap_major_kernel(w0_ptr, w1_ptr, out_ptr, C, T0, T1, BLOCK: tl.constexpr, PDL: tl.constexpr):
+    """out[tap, c] = w0[c, tap] for tap < T0, w1[c, tap - T0] after; w0, w1 contiguous [C, taps]."""
     _pdl_start(PDL)
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     tap, c = i // C, i % C
-    inside = i < TAPS * C
-    v = tl.load(w_ptr + c * TAPS + tap, mask=inside, other=0.0)
-    tl.store(out_ptr + i, v.to(tl.float32), mask=inside)
+    first = tap < T0
+    inside = i < (T0 + T1) * C
+    v0 = tl.load(w0_ptr + c * T0 + tap, mask=inside & first, other=0.0)
+    v1 = tl.load(w1_ptr + c * T1 + (tap - T0), mask=inside & (tap >= T0), other=0.0)
+    tl.store(out_ptr + i, tl.where(first, v0.to(tl.float32), v1.to(tl.float32)), mask=inside)
 
 
-def tap_major(w: torch.Tensor) -> torch.Tensor:
-    """Depthwise weights [C, 1, *k] as the tile kernels read them: fp32 [taps, C], one contiguous vector per tap
-    (the row walk reads w in place)."""
-    C = w.shape[0]
-    flat = w.reshape(C, -1).contiguous()
-    out = torch.empty(flat.shape[1], C, device=w.device, dtype=torch.float32)
+def tap_major(w0: torch.Tensor, w1: torch.Tensor | None = None) -> torch.Tensor:
+    """Depthwise weights [C, 1, *k] as the kernels read them: fp32 [taps, C], one contiguous vector per tap. With
+    w1, the taps of both (same C) stacked, [taps0 + taps1, C], in one launch (it runs on every forward)."""
+    C = w0.shape[0]
+    first = w0.reshape(C, -1).contiguous()
+    second = first if w1 is None else w1.reshape(C, -1).contiguous()   # without w1: no taps read from it
+    t0, t1 = first.shape[1], 0 if w1 is None else second.shape[1]
+    out = torch.empty(t0 + t1, C, device=w0.device, dtype=torch.float32)
     block = 1024
-    launch(_tap_major_kernel, (cdiv(out.numel(), block),), (flat, out), (C, flat.shape[1]), BLOCK=block,
+    launch(_tap_major_kernel, (cdiv(out.numel(), block),), (first, second, out), (C, t0, t1), BLOCK=block,
            **_pdl(out))
     return out
 
 
-def depthwise_triton(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, dilation: int,
-                     add: torch.Tensor | None = None, flip: bool = False) -> torch.Tensor:
-    """Depthwise 'same' conv of x with the weights w [C, 1, *k] (k odd) + bias (+ add); flip=True mirrors the
-    kernel, which makes it the input-gradient of the same conv. Output in x's layout. 2-D maps with kernels of up to
-    CFG["rows_weights"] taps walk down the rows (`_dw_rows_kernel`, which reads w in place), the rest go tile by
-    tile (`_dw_kernel`, on a `tap_major` copy of w)."""
+def depthwise_triton(x: torch.Tensor, wt: torch.Tensor, ksize: tuple[int, ...], bias: torch.Tensor | None,
+                     dilation: int, add: torch.Tensor | None = None, flip: bool = False) -> torch.Tensor:
+    """Depthwise 'same' conv of x with the `tap_major` weights wt of a kernel of size ksize (odd) + bias (+ add);
+    flip=True mirrors the kernel, which makes it the input-gradient of the same conv. Output in x's layout.
+    2-D maps with kernels of up to CFG["rows_weights"] taps walk down the rows (`_dw_rows_kernel`), the rest go
+    tile by tile (`_dw_kernel`)."""
     C = x.shape[1]
     y = torch.empty_like(x)
     (D, H, W), sx = as_3d(x)
     _, sy = as_3d(y)
-    k3 = _k3(tuple(w.shape[2:]))
-    flat = w.reshape(C, -1)
+    k3 = _k3(ksize)
+    tensors = (x, wt, bias if bias is not None else wt, add if add is not None else y, y)
     flags = dict(HAS_BIAS=bias is not None, HAS_ADD=add is not None, FLIP=flip, FAST=not INTERPRET)
     plan = None
     if x.dim() == 4:
@@ -463,14 +464,11 @@ def depthwise_triton(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
         plan = _rows_plan(tuple(x.shape), k3[1], k3[1] * k3[2], dilation, sms)
     if plan is not None:
         tw, sub, bc, rows, programs = plan
-        tensors = (x, flat, bias if bias is not None else flat, add if add is not None else y, y)
         launch(_dw_rows_kernel, (programs, cdiv(C, bc), x.shape[0]), tensors,
-               (C, H, W, rows, flat.stride(1), flat.stride(0), *sx[:2], *sx[3:], *sy[:2], *sy[3:], *k3[1:],
-                dilation), **flags, TW=tw, SUB=sub, BC=bc, STAGES=CFG["rows_stages"],
-               INSIDE_UNMASKED=C % bc == 0 and CFG["rows_split"], num_warps=CFG["rows_warps"], **_pdl(x))
+               (C, H, W, rows, *sx[:2], *sx[3:], *sy[:2], *sy[3:], *k3[1:], dilation), **flags, TW=tw, SUB=sub,
+               BC=bc, STAGES=CFG["rows_stages"], INSIDE_UNMASKED=C % bc == 0 and CFG["rows_split"],
+               num_warps=CFG["rows_warps"], **_pdl(x))
         return y
-    wt = tap_major(w)
-    tensors = (x, wt, bias if bias is not None else wt, add if add is not None else y, y)
     (th, tw), bc = _tile(H, W, CFG["dw_th"], CFG["dw_tw"]), _bc(C, CFG["dw_bc"])
     grid = (_ntiles(D, H, W, th, tw), cdiv(C, bc), x.shape[0])
     launch(_dw_kernel, grid, tensors, (C, D, H, W, *sx, *sy, *k3, dilation), **flags, TH=th, TW=tw, BC=bc,

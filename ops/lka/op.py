@@ -18,15 +18,23 @@ def _channels_last(t: Tensor) -> Tensor:
     return t.contiguous(memory_format=channels_last_format(t))
 
 
-def _launch_fwd(x: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, dilation: int,
-                keep: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """(out, a1, a2): the two depthwise results are kept for the backward (a2 only when `keep`, else empty)."""
-    from .kernels import depthwise_triton, pointwise_mul_triton
+def _split_taps(wt: Tensor, w0: Tensor, w1: Tensor) -> tuple[Tensor, ...]:
+    """w0's and w1's tap-major weights, views of `tap_major(w0, w1)`."""
+    return wt.split([w0[0].numel(), w1[0].numel()])
 
-    a1 = depthwise_triton(x, w0, b0, 1)
-    a2 = depthwise_triton(a1, w1, b1, dilation)
+
+def _launch_fwd(x: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, dilation: int,
+                keep: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(out, a1, a2, wt): the two depthwise results (a2 is kept for the backward only when `keep`, else empty) and
+    both depthwise weights as the kernels read them (`tap_major`, w0's taps then w1's), which the backward reuses."""
+    from .kernels import depthwise_triton, pointwise_mul_triton, tap_major
+
+    wt = tap_major(w0, w1)
+    w0t, w1t = _split_taps(wt, w0, w1)
+    a1 = depthwise_triton(x, w0t, tuple(w0.shape[2:]), b0, 1)
+    a2 = depthwise_triton(a1, w1t, tuple(w1.shape[2:]), b1, dilation)
     out = pointwise_mul_triton(a2, w2, b2, x)
-    return out, a1, a2 if keep else x.new_empty(0)
+    return out, a1, a2 if keep else x.new_empty(0), wt
 
 
 def _from_tap_major(dw: Tensor, w: Tensor) -> Tensor:
@@ -36,7 +44,7 @@ def _from_tap_major(dw: Tensor, w: Tensor) -> Tensor:
     return out
 
 
-def _launch_bwd(x: Tensor, a1: Tensor, a2: Tensor, w0: Tensor, b0: Tensor, w1: Tensor,
+def _launch_bwd(x: Tensor, a1: Tensor, a2: Tensor, wt: Tensor, w0: Tensor, b0: Tensor, w1: Tensor,
                 b1: Tensor, w2: Tensor, b2: Tensor, dilation: int, dout: Tensor
                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Gradients of x, w0, b0, w1, b1, w2, b2 (dout channels-last like x). The depthwise weights' and the biases'
@@ -46,6 +54,7 @@ def _launch_bwd(x: Tensor, a1: Tensor, a2: Tensor, w0: Tensor, b0: Tensor, w1: T
     from .kernels import as_rows, depthwise_triton, depthwise_wgrad_triton, pointwise_mul_grad_triton
 
     C = x.shape[1]
+    w0t, w1t = _split_taps(wt, w0, w1)
     acc = torch.zeros(w0.numel() + w1.numel() + 3 * C, device=x.device, dtype=torch.float32)
     dw0, dw1, dbias = acc.split([w0.numel(), w1.numel(), 3 * C])
     db0, db1, db2 = dbias.split(C)
@@ -56,9 +65,9 @@ def _launch_bwd(x: Tensor, a1: Tensor, a2: Tensor, w0: Tensor, b0: Tensor, w1: T
         side(torch.mm, d_attn.t(), as_rows(a2), out=dw2)
         da2 = torch.mm(d_attn, w2.reshape(C, C).to(x.dtype)).view(x.shape[0], *x.shape[2:], C).movedim(-1, 1)
         side(depthwise_wgrad_triton, a1, da2, tuple(w1.shape[2:]), dilation, dw1, db1)
-        da1 = depthwise_triton(da2, w1, None, dilation, flip=True)
+        da1 = depthwise_triton(da2, w1t, tuple(w1.shape[2:]), None, dilation, flip=True)
         side(depthwise_wgrad_triton, x, da1, tuple(w0.shape[2:]), 1, dw0, db0)
-        dx = depthwise_triton(da1, w0, None, 1, add=dx_direct, flip=True)
+        dx = depthwise_triton(da1, w0t, tuple(w0.shape[2:]), None, 1, add=dx_direct, flip=True)
     biases = (b0, b1, b2)
     if len({b.dtype for b in biases}) == 1:
         db0, db1, db2 = dbias.to(b0.dtype).split(C)
@@ -70,30 +79,31 @@ def _launch_bwd(x: Tensor, a1: Tensor, a2: Tensor, w0: Tensor, b0: Tensor, w1: T
 
 @torch.library.custom_op("segzoo::lka_fwd", mutates_args=())
 def _lka_fwd(x: Tensor, w0: Tensor, b0: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, dilation: int,
-             keep: bool) -> tuple[Tensor, Tensor, Tensor]:
+             keep: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return _launch_fwd(x, w0, b0, w1, b1, w2, b2, dilation, keep)
 
 
 @_lka_fwd.register_fake
 def _(x, w0, b0, w1, b1, w2, b2, dilation, keep):
-    return torch.empty_like(x), torch.empty_like(x), torch.empty_like(x) if keep else x.new_empty(0)
+    taps = w0.new_empty(w0[0].numel() + w1[0].numel(), w0.shape[0], dtype=torch.float32)
+    return torch.empty_like(x), torch.empty_like(x), torch.empty_like(x) if keep else x.new_empty(0), taps
 
 
 @torch.library.custom_op("segzoo::lka_bwd", mutates_args=())
-def _lka_bwd(x: Tensor, a1: Tensor, a2: Tensor, w0: Tensor, b0: Tensor, w1: Tensor,
+def _lka_bwd(x: Tensor, a1: Tensor, a2: Tensor, wt: Tensor, w0: Tensor, b0: Tensor, w1: Tensor,
              b1: Tensor, w2: Tensor, b2: Tensor, dilation: int, dout: Tensor
              ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    dx, *grads = _launch_bwd(x, a1, a2, w0, b0, w1, b1, w2, b2, dilation, dout)
+    dx, *grads = _launch_bwd(x, a1, a2, wt, w0, b0, w1, b1, w2, b2, dilation, dout)
     return (dx, *(g.clone() for g in grads))  # custom-op outputs may not alias one another
 
 
 @_lka_bwd.register_fake
-def _(x, a1, a2, w0, b0, w1, b1, w2, b2, dilation, dout):
+def _(x, a1, a2, wt, w0, b0, w1, b1, w2, b2, dilation, dout):
     return tuple(torch.empty_like(t) for t in (x, w0, b0, w1, b1, w2, b2))
 
 
 def _save(ctx, inputs: tuple, kept: tuple[Tensor, ...]) -> None:
-    """Keep what both backward paths need, in `_launch_bwd`'s order: x, the forward's kept outputs (a1, a2),
+    """Keep what both backward paths need, in `_launch_bwd`'s order: x, the forward's kept outputs (a1, a2, wt),
     the weights, and the dilation."""
     x, *weights, dilation, _keep = inputs
     ctx.save_for_backward(x, *kept, *weights)
@@ -120,7 +130,7 @@ class _LKAFunction(torch.autograd.Function):
     """The eager path: the same launchers as the custom ops, without the custom-op dispatch."""
 
     @staticmethod
-    def forward(ctx, *inputs) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(ctx, *inputs) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         out, *kept = _launch_fwd(*inputs)
         ctx.mark_non_differentiable(*kept)
         _save(ctx, inputs, tuple(kept))

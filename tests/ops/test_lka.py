@@ -96,7 +96,7 @@ def test_triton_depthwise_both_kernels(monkeypatch, cfg, flip, size, c):
     off) unless the kernel's weights do not fit in registers (CFG rows_weights), then go tile by tile
     (`_dw_kernel`); both match F.conv2d with a non-square kernel, dilation, bias, added tensor and mirroring, also
     when the dilated kernel is taller and wider than the image, and with several column tiles (37 and 140 columns;
-    at 140, some tiles lie inside the image, and with 16 channels those load without masks); w is a strided view."""
+    at 140, some tiles lie inside the image, and with 16 channels those load without masks)."""
     from ops.lka import kernels
 
     for key, value in cfg.items():
@@ -104,17 +104,16 @@ def test_triton_depthwise_both_kernels(monkeypatch, cfg, flip, size, c):
     torch.manual_seed(0)
     k, dil = (3, 5), 2
     x = torch.randn(2, c, *size).contiguous(memory_format=torch.channels_last)
-    w = torch.randn(2 * c, 1, *k)[::2]          # every other channel: the row walk reads w in place, strided
-    bias, add = torch.randn(c), torch.randn_like(x)
+    w, bias, add = torch.randn(c, 1, *k), torch.randn(c), torch.randn_like(x)
+    wt = kernels.tap_major(w)
     launched = []
     real_launch = kernels.launch
     monkeypatch.setattr(kernels, "launch", lambda fn, *args, **kw: (launched.append(fn), real_launch(fn, *args, **kw)))
-    got = kernels.depthwise_triton(x, w, bias, dil, add=add, flip=flip)
+    got = kernels.depthwise_triton(x, wt, k, bias, dil, add=add, flip=flip)
     want = F.conv2d(x, w.flip(-2, -1) if flip else w, bias, padding=(dil * (k[0] // 2), dil * (k[1] // 2)),
                     dilation=dil, groups=c) + add
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-    tiles = [kernels._tap_major_kernel, kernels._dw_kernel]      # the row walk needs no tap-major copy
-    assert launched == (tiles if "rows_weights" in cfg else [kernels._dw_rows_kernel])
+    assert launched == [kernels._dw_kernel if "rows_weights" in cfg else kernels._dw_rows_kernel]
 
 
 @pytest.mark.parametrize("shape,k,dil", [((8, 256, 64, 64), 5, 1), ((32, 128, 64, 64), 5, 1),
@@ -227,10 +226,12 @@ def test_eager_path_is_autograd_function():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
-def test_tap_major_transposes_to_fp32():
-    """`tap_major(w)` of depthwise weights [C, 1, *k] is [taps, C] in fp32, 2-D and 3-D kernels."""
+def test_tap_major_stacks_both_weights():
+    """`tap_major(w0, w1)` is w0's taps then w1's, each [taps, C] in fp32; alone, w0's taps."""
     from ops.lka import kernels
 
     torch.manual_seed(0)
-    for w in (torch.randn(6, 1, 3, 5, dtype=torch.float64), torch.randn(5, 1, 3, 5, 7, dtype=torch.bfloat16)):
-        assert torch.equal(kernels.tap_major(w), w.reshape(w.shape[0], -1).t().float())
+    w0, w1 = torch.randn(6, 1, 3, 5, dtype=torch.float64), torch.randn(6, 1, 7, 7, dtype=torch.float64)
+    want0, want1 = (w.reshape(6, -1).t().float() for w in (w0, w1))
+    assert torch.equal(kernels.tap_major(w0, w1), torch.cat([want0, want1]))
+    assert torch.equal(kernels.tap_major(w0), want0)
