@@ -11,7 +11,10 @@ and a depthwise weight-gradient kernel; the two pointwise GEMMs of the backward 
 
 Depthwise weights reach the kernels tap-major in fp32 ([taps, C], see `tap_major`), so one tap's weights for a
 channel block are one contiguous vector load (read in place as [C, taps], each such load touches one sector per
-channel: the 3-D tile kernel took 1.5x as long on an H100); `FAST` (compiled, not interpreted) converts bf16 pairs
+channel: the 3-D tile kernel took 1.5x as long on an H100). The row walk reads that copy too, though it loads its
+weights once per program: reading the bf16 weights in place instead (22fae8e, reverted) saved the copy's launch
+(1-2 us) but made the 7x7 dilated conv 48 -> 67 us on an H100 (B8 C256 64x64, triton 3.6) with fewer registers
+(162 vs 168), likely converting them inside the row loop. `FAST` (compiled, not interpreted) converts bf16 pairs
 with two integer ops (`to_f32`)."""
 from __future__ import annotations
 
