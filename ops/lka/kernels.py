@@ -361,7 +361,9 @@ def _bc(c: int, most: int) -> int:
 # such tiles per program. The row walk (`_dw_rows_kernel`, planned by `_rows_plan`) holds at most rows_weights
 # weights per thread, keeps rows_stages input rows in flight, walks two column sub-tiles per program for kernels of
 # at most rows_sub_taps taps (5x5 faster, 7x7 slower), loads unmasked where it can (rows_split), and fits
-# rows_blocks_per_sm programs on an SM with one and with two sub-tiles (about 165 and 230 registers per thread);
+# rows_blocks_per_sm programs on an SM with one and with two sub-tiles (168 and 244 registers per thread, n_regs
+# of the compiled 7x7 d3 and 5x5 on an H100 with triton 3.6; not read from the kernel, so a Triton that allocates
+# differently leaves the plan stale but correct);
 # pdl: launch the tap-major, row-walk and pointwise kernels with programmatic dependent launch where the GPU has it
 # (compute capability 9.0 and up): each waits for the kernel before it at its top, so only launch latency overlaps.
 CFG = {"rows_weights": 100, "rows_bc": 64, "rows_warps": 4, "rows_halo": 8, "rows_stages": 4, "rows_split": True,
