@@ -29,7 +29,7 @@ def _na_s1() -> tuple[Callable, Callable, Callable]:
 
     shape, ks, dil, B, H, D, _ = NA_CASES["S1"]
     q, k, v = (torch.randn(B, *shape, H, D, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
-    fwd = launch_plans(q, make_params(shape, ks, dil))[0]
+    fwd = launch_plans(q, make_params(shape, ks, dil)).fwd
     qd = q.detach()
     args = (qd, k.detach(), v.detach(), torch.empty_like(qd),
             torch.empty(B, H, math.prod(shape), device="cuda"), D ** -0.5 * LOG2E)

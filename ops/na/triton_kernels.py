@@ -3,13 +3,16 @@
 Queries are tiled in dilation-group coordinates (a tile holds TX x TY x TZ queries of one dilation group, contiguous
 per axis), so the union of their key windows is a small box; each program walks that box in flattened blocks of
 keys with an exact per-(query, key) NA mask, online softmax in fp32 and no attention matrix in memory. The dK/dV
-kernel walks the inverse box (queries whose windows can reach a key tile). Tensors are contiguous
-`[B, X, Y, Z, H, D]`; the logsumexp (base 2) is `[B, H, N]`.
+kernel walks the inverse box (queries whose windows can reach a key tile). The backward either runs a dQ kernel and
+then the dK/dV kernel (split: deterministic), or, where `default_config` finds it faster, only the dK/dV kernel, which
+then also adds each block's dQ share into an fp32 buffer with atomics (fused: five products per block instead of
+seven over the two kernels). Tensors are contiguous `[B, X, Y, Z, H, D]`; the logsumexp (base 2) is `[B, H, N]`.
 """
 from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import torch
 import triton
@@ -19,7 +22,7 @@ from .._nd import cdiv, next_pow2
 from .._triton import INTERPRET, Launch
 from .params import NAParams
 
-__all__ = ["na_fwd_triton", "na_bwd_triton", "launch_plans", "default_config", "INTERPRET"]
+__all__ = ["na_fwd_triton", "na_bwd_triton", "launch_plans", "Plans", "default_config", "INTERPRET"]
 
 LOG2E = 1.4426950408889634
 
@@ -290,14 +293,30 @@ def _na_bwd_dq_kernel(
 
 
 @triton.jit
+def _na_bwd_delta_kernel(O, DO, DELTA, H, N, HD, BLOCK_T: tl.constexpr, HEAD_DIM: tl.constexpr):
+    """delta = rowsum(dO * O) `[B, H, N]` fp32, for the fused backward (the split one computes it in the dQ kernel)."""
+    tok = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    bh = tl.program_id(1)
+    dofs = tl.arange(0, HEAD_DIM)
+    ptr = (bh // H).to(tl.int64) * N * H * HD + (bh % H) * HD + tok[:, None] * (H * HD) + dofs[None, :]
+    mask = (tok[:, None] < N) & (dofs[None, :] < HD)
+    o = tl.load(O + ptr, mask=mask, other=0.0).to(tl.float32)
+    do = tl.load(DO + ptr, mask=mask, other=0.0).to(tl.float32)
+    tl.store(DELTA + bh.to(tl.int64) * N + tok, tl.sum(o * do, 1), mask=tok < N)
+
+
+@triton.jit
 def _na_bwd_dkv_kernel(
-    Q, K, V, DO, LSE, DELTA, DK, DV, qk_scale, sm_scale, H, N, HD,
+    Q, K, V, DO, LSE, DELTA, DK, DV, DQ, qk_scale, sm_scale, H, N, HD,
     Lx, Ly, Lz, Kx, Ky, Kz, Dx, Dy, Dz, Sx, Sy, Sz, TPGx, TPGy, TPGz,
     CX: tl.constexpr, CY: tl.constexpr, CZ: tl.constexpr,
     FX: tl.constexpr, FY: tl.constexpr, FZ: tl.constexpr, TRX: tl.constexpr, TRY: tl.constexpr,
     TX: tl.constexpr, TY: tl.constexpr, TZ: tl.constexpr, ROWS: tl.constexpr,
     BLOCK_M: tl.constexpr, HEAD_DIM: tl.constexpr, PREC: tl.constexpr, HEADS_FAST: tl.constexpr,
+    FUSED_DQ: tl.constexpr,
 ):
+    # FUSED_DQ: also add sm_scale * dS K of every block into DQ (fp32, zeroed), so that no dQ kernel runs
+    tl.static_assert(not (FUSED_DQ and ROWS), "the fused backward walks flattened query boxes only")
     pid, bh, row, base, dofs, dmask = _program(H, N, HD, HEAD_DIM, HEADS_FAST)
     (gx, gy, gz, ig0x, ig0y, ig0z, Lgx, Lgy, Lgz, kx, ky, kz, kvalid, tok_k) = _tile3(
         pid, Lx, Ly, Lz, Dx, Dy, Dz, TPGx, TPGy, TPGz, TX, TY, TZ)
@@ -369,6 +388,9 @@ def _na_bwd_dkv_kernel(
             dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
             ds = p * (tl.dot(do, tl.trans(vt), input_precision=PREC) - delta[:, None])
             dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PREC)
+            if FUSED_DQ:
+                dq = tl.dot(ds.to(kt.dtype), kt, input_precision=PREC) * sm_scale
+                tl.atomic_add(DQ + qptr, dq, mask=qvalid[:, None] & dmask, sem="relaxed")
     tl.store(DK + kptr, (dk * sm_scale).to(DK.dtype.element_ty), mask=kmask)
     tl.store(DV + kptr, dv.to(DV.dtype.element_ty), mask=kmask)
 
@@ -376,6 +398,7 @@ def _na_bwd_dkv_kernel(
 # ----------------------------------------------------------------------------------------------- launch helpers
 
 _TILE_64 = {1: (1, 1, 64), 2: (1, 8, 8), 3: (4, 4, 4)}  # 64-token tiles (X, Y, Z) per number of real axes
+_DELTA_TOKENS = 64  # tokens per program of the delta kernel
 
 
 def fit_tile(lg_max: tuple[int, ...], target: tuple[int, ...], min_tokens: int = 16) -> tuple[int, int, int]:
@@ -424,7 +447,9 @@ def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
     dQ walks rows on the forward's tile, 3 stages deep, whenever the forward does (S3 dQ 0.87 -> 0.55 ms,
     N2 31 -> 19 ms), and dK/dV runs 3 stages deep (S3 0.82 -> 0.77 ms, S4 0.29 -> 0.28, N2 40.2 -> 38.7). 1-D
     runs both backward kernels 2 stages deep (N1 dQ 1.16 -> 0.87 ms); 3-D keeps them unpipelined (2 stages: N3
-    +10 %, S7 +6 %, S6 +6 %)."""
+    +10 %, S7 +6 %, S6 +6 %). The backward is fused (dQ by atomics in the dK/dV kernel) for heads up to 64 and
+    windows of more than 64 keys: backward S4 1.27x, S6 1.20x, S3 1.14x, S2 1.07x, S7 1.03x faster than split;
+    split stays faster for 49-key windows (S1 0.98x, S5 0.94x) and head_dim 128 (N3 0.67x)."""
     lg = tuple(cdiv(L, d) for L, d in zip(p.shape, p.dilation))
     small = head_dim <= 32
     small_3d = ndim == 3 and small and max(p.kernel_size) <= 7
@@ -449,7 +474,8 @@ def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
                 dq_tile=fwd if rows_dq else fit_tile(lg, dq), dq_block_n=32 if narrow_dq else 64,
                 dq_warps=2 if narrow_dq else 4, dq_stages=3 if rows_dq else bwd_stages,
                 dkv_tile=fit_tile(lg, dkv), dkv_block_m=32 if ndim == 2 and small else 64,
-                dkv_warps=2 if ndim == 2 and small else 4, dkv_stages=3 if ndim == 2 and not small else bwd_stages)
+                dkv_warps=2 if ndim == 2 and small else 4, dkv_stages=3 if ndim == 2 and not small else bwd_stages,
+                fused_bwd=head_dim <= 64 and math.prod(p.kernel_size) > 64)
 
 
 def _rows_mode(pp: NAParams, tile: tuple[int, int, int], block: int, rows: bool | None) -> tuple[bool, int]:
@@ -469,35 +495,54 @@ def _check_index_range(q: torch.Tensor) -> None:
                          f"got {per_sample} for q of shape {tuple(q.shape)}")
 
 
+class Plans(NamedTuple):
+    """A problem's launches: forward, the split backward (dQ, then dK/dV) and, where `default_config` picks it and
+    the dK/dV kernel walks a flattened box, the fused backward (delta, then dK/dV with dQ by atomics)."""
+
+    fwd: Launch
+    dq: Launch
+    dkv: Launch
+    delta: Launch | None
+    fused: Launch | None
+
+
 @functools.lru_cache(maxsize=256)
-def _plans(p: NAParams, B: int, H: int, D: int, dtype: torch.dtype, config: tuple | None
-           ) -> tuple[Launch, Launch, Launch]:
-    """The forward, dQ and dK/dV launches (grids, the ints after the tensors and scales, constexprs, options).
-    Cached: host time per call matters for small problems, and these depend only on the problem and the config
-    (`config` as sorted items, or None for the defaults)."""
+def _plans(p: NAParams, B: int, H: int, D: int, dtype: torch.dtype, config: tuple | None) -> Plans:
+    """The launches (grids, the ints after the tensors and scales, constexprs, options). Cached: host time per call
+    matters for small problems, and these depend only on the problem and the config (`config` as sorted items, or
+    None for the defaults)."""
     pp = p if p.ndim == 3 else p.padded()
     cfg = default_config(pp, p.ndim, D)
     cfg.update(dict(config or ()))
     N = math.prod(p.shape)
     common = dict(_flags(pp), HEAD_DIM=next_pow2(max(16, D)), PREC="ieee" if dtype == torch.float32 else "tf32")
 
-    def plan(kernel, tile: tuple[int, int, int], block: int, block_name: str, warps: int, stages: int) -> Launch:
+    def plan(kernel, tile: tuple[int, int, int], block: int, block_name: str, warps: int, stages: int,
+             **extra) -> Launch:
         ints, ntiles = _geometry(pp, tile)
         rows, blk = _rows_mode(pp, tile, block, cfg.get("rows"))
         kw = dict(common, TX=tile[0], TY=tile[1], TZ=tile[2], ROWS=rows, HEADS_FAST=ntiles <= 65535,
-                  num_warps=warps, num_stages=stages, **{block_name: blk})
+                  num_warps=warps, num_stages=stages, **{block_name: blk}, **extra)
         return Launch(kernel, _grid(ntiles, B * H), (H, N, D, *ints), **kw)
 
-    return (plan(_na_fwd_kernel, cfg["fwd_tile"], cfg["fwd_block_n"], "BLOCK_N", cfg["fwd_warps"],
-                 cfg["fwd_stages"]),
-            plan(_na_bwd_dq_kernel, cfg["dq_tile"], cfg["dq_block_n"], "BLOCK_N", cfg["dq_warps"], cfg["dq_stages"]),
-            plan(_na_bwd_dkv_kernel, cfg["dkv_tile"], cfg["dkv_block_m"], "BLOCK_M", cfg["dkv_warps"],
-                 cfg["dkv_stages"]))
+    def dkv(fused: bool) -> Launch:
+        return plan(_na_bwd_dkv_kernel, cfg["dkv_tile"], cfg["dkv_block_m"], "BLOCK_M", cfg["dkv_warps"],
+                    cfg["dkv_stages"], FUSED_DQ=fused)
+
+    split = dkv(False)
+    fused = cfg["fused_bwd"] and not split.kwargs["ROWS"]
+    delta = Launch(_na_bwd_delta_kernel, (cdiv(N, _DELTA_TOKENS), B * H), (H, N, D), BLOCK_T=_DELTA_TOKENS,
+                   HEAD_DIM=common["HEAD_DIM"])
+    return Plans(plan(_na_fwd_kernel, cfg["fwd_tile"], cfg["fwd_block_n"], "BLOCK_N", cfg["fwd_warps"],
+                      cfg["fwd_stages"]),
+                 plan(_na_bwd_dq_kernel, cfg["dq_tile"], cfg["dq_block_n"], "BLOCK_N", cfg["dq_warps"],
+                      cfg["dq_stages"]),
+                 split, delta if fused else None, dkv(True) if fused else None)
 
 
-def launch_plans(q: torch.Tensor, p: NAParams, config: dict | None = None) -> tuple[Launch, Launch, Launch]:
-    """The forward, dQ and dK/dV launch plans for q's batch, heads, head_dim and dtype (`config` overrides
-    `default_config`'s entries); cached per problem."""
+def launch_plans(q: torch.Tensor, p: NAParams, config: dict | None = None) -> Plans:
+    """The launch plans for q's batch, heads, head_dim and dtype (`config` overrides `default_config`'s entries);
+    cached per problem."""
     return _plans(p, q.shape[0], q.shape[-2], q.shape[-1], q.dtype,
                   tuple(sorted(config.items())) if config else None)
 
@@ -506,7 +551,7 @@ def na_fwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: NAParams
                   config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward on contiguous `[B, *spatial, H, D]`; returns (out, logsumexp base 2 `[B, H, N]` fp32)."""
     _check_index_range(q)
-    fwd, _, _ = launch_plans(q, p, config)
+    fwd = launch_plans(q, p, config).fwd
     out = torch.empty_like(q)
     lse = torch.empty((q.shape[0], q.shape[-2], math.prod(p.shape)), device=q.device, dtype=torch.float32)
     fwd(q, k, v, out, lse, scale * LOG2E)
@@ -516,11 +561,19 @@ def na_fwd_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: NAParams
 def na_bwd_triton(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
                   lse: torch.Tensor, p: NAParams, scale: float, config: dict | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Backward (dq, dk, dv) from the forward's output and logsumexp; all tensors contiguous `[B, *spatial, H, D]`."""
+    """Backward (dq, dk, dv) from the forward's output and logsumexp; all tensors contiguous `[B, *spatial, H, D]`.
+    Fused where the plans have it, except under `torch.use_deterministic_algorithms` (dQ's atomics add in no fixed
+    order)."""
     _check_index_range(q)
-    _, dq_launch, dkv_launch = launch_plans(q, p, config)
+    plans = launch_plans(q, p, config)
     delta = torch.empty_like(lse)
-    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    dq_launch(q, k, v, out, do, lse, delta, dq, scale * LOG2E, scale)
-    dkv_launch(q, k, v, do, lse, delta, dk, dv, scale * LOG2E, scale)
+    dk, dv = torch.empty_like(k), torch.empty_like(v)
+    if plans.fused is not None and not torch.are_deterministic_algorithms_enabled():
+        plans.delta(out, do, delta)
+        dq32 = torch.zeros(q.shape, device=q.device, dtype=torch.float32)
+        plans.fused(q, k, v, do, lse, delta, dk, dv, dq32, scale * LOG2E, scale)
+        return dq32.to(q.dtype), dk, dv
+    dq = torch.empty_like(q)
+    plans.dq(q, k, v, out, do, lse, delta, dq, scale * LOG2E, scale)
+    plans.dkv(q, k, v, do, lse, delta, dk, dv, dq, scale * LOG2E, scale)  # dq: a pointer the split kernel ignores
     return dq, dk, dv

@@ -169,12 +169,75 @@ def test_triton_kernels_with_different_tiles():
         assert _rel(a, b) < 1e-5, (name, _rel(a, b))
 
 
+FUSED_CASES = [  # (shape, kernel, dilation, stride, causal, head_dim): windows > 64 keys, so fused by default
+    ((90,), 70, 1, 1, False, 16), ((70,), 66, 1, 3, True, 24), ((9, 12), (9, 8), 1, 1, False, 16),
+    ((19, 17), (9, 8), (2, 2), (2, 1), (False, True), 32), ((6, 5, 7), (5, 3, 5), 1, 1, False, 16),
+    ((5, 8, 6), (5, 4, 4), (1, 2, 1), (1, 1, 2), (True, False, False), 24),
+]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="interpreter test (CPU only)")
+@pytest.mark.parametrize("case", FUSED_CASES, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_triton_fused_backward_matches_reference(case, dtype):
+    """The fused backward (dQ added by atomics in the dK/dV kernel) is the default for these windows, and matches the
+    reference; small query blocks (with flattened walks, which these blocks would otherwise turn into row walks) make
+    several blocks add into each query's dQ."""
+    from ops.na.params import make_params
+    from ops.na.reference import na_reference
+    from ops.na.triton_kernels import launch_plans, na_bwd_triton, na_fwd_triton
+
+    shape, ks, dil, st, ca, hd = case
+    p = make_params(shape, ks, dil, st, ca)
+    g = torch.Generator().manual_seed(7)
+    q, k, v, do = (torch.randn(2, *shape, 2, hd, generator=g).to(dtype) for _ in range(4))
+    cfg = dict(dkv_block_m=16, rows=False)
+    assert launch_plans(q, p).fused is not None and launch_plans(q, p, cfg).fused is not None
+    out, lse = na_fwd_triton(q, k, v, p, hd ** -0.5)
+    dq, dk, dv = na_bwd_triton(do, q, k, v, out, lse, p, hd ** -0.5, cfg)
+    ref = _grads(lambda a, b, c: na_reference(a, b, c, p, hd ** -0.5), *(t.double() for t in (q, k, v, do)))
+    tol = 1e-5 if dtype == torch.float32 else 5e-3
+    for name, a, b in zip(("out", "dq", "dk", "dv"), (out, dq, dk, dv), ref):
+        assert a.dtype == dtype
+        assert _rel(a, b) < tol, (name, _rel(a, b))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="interpreter test (CPU only)")
+def test_triton_backward_split_when_deterministic_or_rows():
+    """Under torch.use_deterministic_algorithms the backward is the split one (bit for bit); a dK/dV walk by rows
+    has no fused plan, whatever the config asks."""
+    from ops.na.params import make_params
+    from ops.na.triton_kernels import launch_plans, na_bwd_triton, na_fwd_triton
+
+    p = make_params((9, 12), (9, 8), 1)
+    g = torch.Generator().manual_seed(8)
+    q, k, v, do = (torch.randn(1, 9, 12, 2, 16, generator=g) for _ in range(4))
+    out, lse = na_fwd_triton(q, k, v, p, 0.25)
+    split = na_bwd_triton(do, q, k, v, out, lse, p, 0.25, dict(fused_bwd=False))
+    cfg = dict(dkv_block_m=16, rows=False)
+    assert launch_plans(q, p, cfg).fused is not None
+    fused = na_bwd_triton(do, q, k, v, out, lse, p, 0.25, cfg)
+    assert _rel(fused[0], split[0]) < 1e-5
+    torch.use_deterministic_algorithms(True)
+    try:
+        det = na_bwd_triton(do, q, k, v, out, lse, p, 0.25, cfg)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    split16 = na_bwd_triton(do, q, k, v, out, lse, p, 0.25, dict(cfg, fused_bwd=False))
+    for a, b in zip(det, split16):
+        assert torch.equal(a, b)
+    p1 = make_params((200,), 150, 1)
+    q1 = torch.zeros(1, 200, 1, 16)
+    assert launch_plans(q1, p1).dkv.kwargs["ROWS"] and launch_plans(q1, p1, dict(fused_bwd=True)).fused is None
+
+
 # pipeline depths and key-box walks besides the defaults; all matched the reference on an H100 (triton 3.6) in a wider
 # sweep (docs/benchmarks/na.md). dK/dV walking rows with head_dim 96/128 at 2 or 3 stages is the regime where its old
 # form (dS transposed in registers) gave wrong dK
 PIPELINE_VARIANTS = [dict(fwd_stages=s) for s in (1, 2, 4)] + [dict(dq_stages=s) for s in (1, 3)] + [
     dict(dkv_stages=s) for s in (1, 2, 3)] + [dict(dkv_stages=2, dkv_warps=8), dict(dq_stages=3, dq_warps=8),
-                                                dict(fwd_stages=3, fwd_warps=8)]
+                                                dict(fwd_stages=3, fwd_warps=8)] + [
+    dict(fused_bwd=f) for f in (False, True)] + [dict(fused_bwd=True, dkv_stages=s) for s in (1, 2)]
 
 
 @pytest.mark.gpu
@@ -258,3 +321,28 @@ def test_triton_gpu_cached_launches_match_reference():
         for name, a, b in zip(("out", "dq", "dk", "dv"), got, ref):
             assert torch.isfinite(a).all(), (name, misalign)
             assert _rel(a, b) < 5e-3, (name, misalign, _rel(a, b))
+
+
+@pytest.mark.gpu
+def test_triton_gpu_deterministic_backward_is_reproducible():
+    """With torch.use_deterministic_algorithms the backward of a fused-by-default problem takes the split kernels:
+    bit for bit the same on every run, and as close to the fused backward as bf16 allows."""
+    from ops.na.params import make_params
+    from ops.na.triton_kernels import launch_plans, na_bwd_triton, na_fwd_triton
+
+    p = make_params((96, 80), 31, 1)
+    torch.manual_seed(0)
+    q, k, v, do = (torch.randn(2, 96, 80, 4, 64, device="cuda").to(torch.bfloat16) for _ in range(4))
+    assert launch_plans(q, p).fused is not None
+    out, lse = na_fwd_triton(q, k, v, p, 0.125)
+    fused = na_bwd_triton(do, q, k, v, out, lse, p, 0.125)
+    torch.use_deterministic_algorithms(True)
+    try:
+        runs = [na_bwd_triton(do, q, k, v, out, lse, p, 0.125) for _ in range(3)]
+    finally:
+        torch.use_deterministic_algorithms(False)
+    for run in runs[1:]:
+        for a, b in zip(run, runs[0]):
+            assert torch.equal(a, b)
+    for name, a, b in zip(("dq", "dk", "dv"), fused, runs[0]):
+        assert _rel(a, b) < 1e-2, (name, _rel(a, b))
