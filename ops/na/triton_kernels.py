@@ -448,8 +448,9 @@ def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
     N2 31 -> 19 ms), and dK/dV runs 3 stages deep (S3 0.82 -> 0.77 ms, S4 0.29 -> 0.28, N2 40.2 -> 38.7). 1-D
     runs both backward kernels 2 stages deep (N1 dQ 1.16 -> 0.87 ms); 3-D keeps them unpipelined (2 stages: N3
     +10 %, S7 +6 %, S6 +6 %). The backward is fused (dQ by atomics in the dK/dV kernel) for heads up to 64 and
-    windows of more than 64 keys: backward S4 1.27x, S6 1.20x, S3 1.14x, S2 1.07x, S7 1.03x faster than split;
-    split stays faster for 49-key windows (S1 0.98x, S5 0.94x) and head_dim 128 (N3 0.67x)."""
+    windows of at least 128 keys: backward S4 1.27x, S6 1.20x, S3 1.14x, S2 1.07x faster than split. Split stays
+    for 49-key windows (S1 0.98x, S5 0.94x), head_dim 128 (N3 0.67x) and S7's 125 keys (1.03x, not worth its fp32
+    dQ buffer: peak memory 264 -> 392 MiB)."""
     lg = tuple(cdiv(L, d) for L, d in zip(p.shape, p.dilation))
     small = head_dim <= 32
     small_3d = ndim == 3 and small and max(p.kernel_size) <= 7
@@ -475,7 +476,7 @@ def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
                 dq_warps=2 if narrow_dq else 4, dq_stages=3 if rows_dq else bwd_stages,
                 dkv_tile=fit_tile(lg, dkv), dkv_block_m=32 if ndim == 2 and small else 64,
                 dkv_warps=2 if ndim == 2 and small else 4, dkv_stages=3 if ndim == 2 and not small else bwd_stages,
-                fused_bwd=head_dim <= 64 and math.prod(p.kernel_size) > 64)
+                fused_bwd=head_dim <= 64 and math.prod(p.kernel_size) >= 128)
 
 
 def _rows_mode(pp: NAParams, tile: tuple[int, int, int], block: int, rows: bool | None) -> tuple[bool, int]:

@@ -169,10 +169,10 @@ def test_triton_kernels_with_different_tiles():
         assert _rel(a, b) < 1e-5, (name, _rel(a, b))
 
 
-FUSED_CASES = [  # (shape, kernel, dilation, stride, causal, head_dim): windows > 64 keys, so fused by default
-    ((90,), 70, 1, 1, False, 16), ((70,), 66, 1, 3, True, 24), ((9, 12), (9, 8), 1, 1, False, 16),
-    ((19, 17), (9, 8), (2, 2), (2, 1), (False, True), 32), ((6, 5, 7), (5, 3, 5), 1, 1, False, 16),
-    ((5, 8, 6), (5, 4, 4), (1, 2, 1), (1, 1, 2), (True, False, False), 24),
+FUSED_CASES = [  # (shape, kernel, dilation, stride, causal, head_dim): windows of >= 128 keys, so fused by default
+    ((150,), 130, 1, 1, False, 16), ((150,), 132, 1, 3, True, 24), ((12, 16), (12, 11), 1, 1, False, 16),
+    ((26, 13), (13, 10), (2, 1), (2, 1), (False, True), 32), ((6, 7, 7), (5, 5, 6), 1, 1, False, 16),
+    ((5, 8, 8), (5, 4, 7), (1, 2, 1), (1, 1, 2), (True, False, False), 24),
 ]
 
 
@@ -209,9 +209,9 @@ def test_triton_backward_split_when_deterministic_or_rows():
     from ops.na.params import make_params
     from ops.na.triton_kernels import launch_plans, na_bwd_triton, na_fwd_triton
 
-    p = make_params((9, 12), (9, 8), 1)
+    p = make_params((12, 16), (12, 11), 1)
     g = torch.Generator().manual_seed(8)
-    q, k, v, do = (torch.randn(1, 9, 12, 2, 16, generator=g) for _ in range(4))
+    q, k, v, do = (torch.randn(1, 12, 16, 2, 16, generator=g) for _ in range(4))
     out, lse = na_fwd_triton(q, k, v, p, 0.25)
     split = na_bwd_triton(do, q, k, v, out, lse, p, 0.25, dict(fused_bwd=False))
     cfg = dict(dkv_block_m=16, rows=False)
