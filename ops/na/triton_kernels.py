@@ -533,12 +533,12 @@ def _plans(p: NAParams, B: int, H: int, D: int, dtype: torch.dtype, config: tupl
     split = dkv(False)
     fused = cfg["fused_bwd"] and not split.kwargs["ROWS"]
     delta = Launch(_na_bwd_delta_kernel, (cdiv(N, _DELTA_TOKENS), B * H), (H, N, D), BLOCK_T=_DELTA_TOKENS,
-                   HEAD_DIM=common["HEAD_DIM"])
+                   HEAD_DIM=common["HEAD_DIM"]) if fused else None
     return Plans(plan(_na_fwd_kernel, cfg["fwd_tile"], cfg["fwd_block_n"], "BLOCK_N", cfg["fwd_warps"],
                       cfg["fwd_stages"]),
                  plan(_na_bwd_dq_kernel, cfg["dq_tile"], cfg["dq_block_n"], "BLOCK_N", cfg["dq_warps"],
                       cfg["dq_stages"]),
-                 split, delta if fused else None, dkv(True) if fused else None)
+                 split, delta, dkv(True) if fused else None)
 
 
 def launch_plans(q: torch.Tensor, p: NAParams, config: dict | None = None) -> Plans:
