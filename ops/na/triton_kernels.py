@@ -295,11 +295,10 @@ def _na_bwd_dq_kernel(
 @triton.jit
 def _na_bwd_delta_kernel(O, DO, DELTA, H, N, HD, BLOCK_T: tl.constexpr, HEAD_DIM: tl.constexpr):
     """delta = rowsum(dO * O) `[B, H, N]` fp32, for the fused backward (the split one computes it in the dQ kernel)."""
-    tok = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
-    bh = tl.program_id(1)
-    dofs = tl.arange(0, HEAD_DIM)
-    ptr = (bh // H).to(tl.int64) * N * H * HD + (bh % H) * HD + tok[:, None] * (H * HD) + dofs[None, :]
-    mask = (tok[:, None] < N) & (dofs[None, :] < HD)
+    pid, bh, row, base, dofs, dmask = _program(H, N, HD, HEAD_DIM, False)
+    tok = pid * BLOCK_T + tl.arange(0, BLOCK_T)
+    ptr = base + tok[:, None] * row + dofs[None, :]
+    mask = (tok[:, None] < N) & dmask
     o = tl.load(O + ptr, mask=mask, other=0.0).to(tl.float32)
     do = tl.load(DO + ptr, mask=mask, other=0.0).to(tl.float32)
     tl.store(DELTA + bh.to(tl.int64) * N + tok, tl.sum(o * do, 1), mask=tok < N)
