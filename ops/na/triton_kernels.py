@@ -397,6 +397,8 @@ def _na_bwd_dkv_kernel(
 # ----------------------------------------------------------------------------------------------- launch helpers
 
 _TILE_64 = {1: (1, 1, 64), 2: (1, 8, 8), 3: (4, 4, 4)}  # 64-token tiles (X, Y, Z) per number of real axes
+_SHORT_2D_KEYS = 256  # 2-D windows up to this many keys run the forward on 64-query tiles walking rows
+_SHORT_2D_TILES = ((1, 4, 16), (1, 2, 32), (1, 8, 8))  # its candidates; the one that walks the fewest keys wins
 _DELTA_TOKENS = 64  # tokens per program of the delta kernel
 
 
@@ -449,7 +451,10 @@ def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
     +10 %, S7 +6 %, S6 +6 %). The backward is fused (dQ by atomics in the dK/dV kernel) for heads up to 64 and
     windows of at least 128 keys: backward S4 1.27x, S6 1.20x, S3 1.14x, S2 1.07x faster than split. Split stays
     for 49-key windows (S1 0.98x, S5 0.94x), head_dim 128 (N3 0.67x) and S7's 125 keys (1.03x, not worth its fp32
-    dQ buffer: peak memory 264 -> 392 MiB)."""
+    dQ buffer: peak memory 264 -> 392 MiB). 2-D windows of up to 256 keys run the forward on 64-query tiles
+    walking rows in 32-key chunks (`fwd_rows`, even where chunks are a third padding), on whichever of 4x16, 2x32
+    and 8x8 walks the fewest keys: forward S4 1.50x, S2 1.38x, S5 1.17x, S1 1.12x faster than the
+    flattened walk on 64- or 128-query tiles; 961 keys (S3) stay faster on 128-query tiles."""
     lg = tuple(cdiv(L, d) for L, d in zip(p.shape, p.dilation))
     small = head_dim <= 32
     small_3d = ndim == 3 and small and max(p.kernel_size) <= 7
@@ -464,18 +469,29 @@ def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
         dkv = _TILE_64[ndim]
     block_n = 128 if ndim == 3 and small and not small_3d else 64
     fits = [fit_tile(lg, t) for t in fwd_opts]
-    fwd, rows = next(((t, True) for t in fits if _rows_mode(p, t, block_n, None)[0]), (fits[0], False))
+    tile, rows = next(((t, True) for t in fits if _rows_mode(p, t, block_n, None)[0]), (fits[0], False))
     narrow_fwd = ndim == 2 and small and not rows
+    fwd, fwd_block_n, fwd_warps, fwd_rows = tile, 32 if narrow_fwd else block_n, 2 if narrow_fwd else 4, None
+    if ndim == 2 and math.prod(p.kernel_size) <= _SHORT_2D_KEYS:
+        fwd = min((fit_tile(lg, t) for t in _SHORT_2D_TILES), key=lambda t: _walked_keys(p, lg, t, 32))
+        fwd_block_n, fwd_rows = 32, True
     narrow_dq = (ndim == 2 and small) or small_3d
     rows_dq = ndim == 2 and not small and rows
     bwd_stages = 1 if ndim == 3 else 2
-    return dict(fwd_tile=fwd, fwd_block_n=32 if narrow_fwd else block_n, fwd_warps=2 if narrow_fwd else 4,
+    return dict(fwd_tile=fwd, fwd_block_n=fwd_block_n, fwd_warps=fwd_warps, fwd_rows=fwd_rows,
                 fwd_stages=3 if ndim == 2 or rows else 2,
-                dq_tile=fwd if rows_dq else fit_tile(lg, dq), dq_block_n=32 if narrow_dq else 64,
+                dq_tile=tile if rows_dq else fit_tile(lg, dq), dq_block_n=32 if narrow_dq else 64,
                 dq_warps=2 if narrow_dq else 4, dq_stages=3 if rows_dq else bwd_stages,
                 dkv_tile=fit_tile(lg, dkv), dkv_block_m=32 if ndim == 2 and small else 64,
                 dkv_warps=2 if ndim == 2 and small else 4, dkv_stages=3 if ndim == 2 and not small else bwd_stages,
                 fused_bwd=head_dim <= 64 and math.prod(p.kernel_size) >= 128)
+
+
+def _walked_keys(p: NAParams, lg: tuple[int, ...], tile: tuple[int, int, int], block: int) -> int:
+    """Keys all of one group's tiles walk by rows in chunks of `block`: tiles times box keys, the box's innermost
+    extent rounded up to whole chunks."""
+    ext = [min(t + k + s - 2, n) for t, k, s, n in zip(tile, p.kernel_size, p.stride, lg)]
+    return math.prod(cdiv(n, t) for n, t in zip(lg, tile)) * ext[0] * ext[1] * cdiv(ext[2], block) * block
 
 
 def _rows_mode(pp: NAParams, tile: tuple[int, int, int], block: int, rows: bool | None) -> tuple[bool, int]:
@@ -518,9 +534,9 @@ def _plans(p: NAParams, B: int, H: int, D: int, dtype: torch.dtype, config: tupl
     common = dict(_flags(pp), HEAD_DIM=next_pow2(max(16, D)), PREC="ieee" if dtype == torch.float32 else "tf32")
 
     def plan(kernel, tile: tuple[int, int, int], block: int, block_name: str, warps: int, stages: int,
-             **extra) -> Launch:
+             row_default: bool | None = None, **extra) -> Launch:
         ints, ntiles = _geometry(pp, tile)
-        rows, blk = _rows_mode(pp, tile, block, cfg.get("rows"))
+        rows, blk = _rows_mode(pp, tile, block, cfg.get("rows", row_default))
         kw = dict(common, TX=tile[0], TY=tile[1], TZ=tile[2], ROWS=rows, HEADS_FAST=ntiles <= 65535,
                   num_warps=warps, num_stages=stages, **{block_name: blk}, **extra)
         return Launch(kernel, _grid(ntiles, B * H), (H, N, D, *ints), **kw)
@@ -534,7 +550,7 @@ def _plans(p: NAParams, B: int, H: int, D: int, dtype: torch.dtype, config: tupl
     delta = Launch(_na_bwd_delta_kernel, (cdiv(N, _DELTA_TOKENS), B * H), (H, N, D), BLOCK_T=_DELTA_TOKENS,
                    HEAD_DIM=common["HEAD_DIM"]) if fused else None
     return Plans(plan(_na_fwd_kernel, cfg["fwd_tile"], cfg["fwd_block_n"], "BLOCK_N", cfg["fwd_warps"],
-                      cfg["fwd_stages"]),
+                      cfg["fwd_stages"], cfg["fwd_rows"]),
                  plan(_na_bwd_dq_kernel, cfg["dq_tile"], cfg["dq_block_n"], "BLOCK_N", cfg["dq_warps"],
                       cfg["dq_stages"]),
                  split, delta, dkv(True) if fused else None)

@@ -230,6 +230,27 @@ def test_triton_backward_split_when_deterministic_or_rows():
     assert launch_plans(q1, p1).dkv.kwargs["ROWS"] and launch_plans(q1, p1, dict(fused_bwd=True)).fused is None
 
 
+@pytest.mark.parametrize("shape, ks, dil, tile", [((64, 64), 7, 1, (1, 4, 16)), ((128, 128), 7, 4, (1, 2, 32)),
+                                                  ((256, 256), 13, 1, (1, 4, 16)), ((64, 64), (7, 21), 1, (1, 8, 8))],
+                         ids=["S1", "S5", "S4", "7x21"])
+def test_short_2d_forward_walks_rows_on_fewest_keys(shape, ks, dil, tile):
+    """2-D windows of up to 256 keys run the forward on the 64-query tile whose row walks read the fewest keys (S1:
+    4x16 boxes are 10 rows of one 32-key chunk, 5 keys a query, against 8 for 2x32 and 7 for 8x8; S5's dilation-4
+    groups are 32 long, so 2x32 reads 8 whole group rows, 4 a query; a 7x21 kernel takes 8x8, 7 keys a query
+    against 10 for 4x16 and 8 for 2x32); an explicit `rows` config still wins, and 961-key windows keep 128-query
+    tiles."""
+    from ops.na.params import make_params
+    from ops.na.triton_kernels import launch_plans
+
+    p = make_params(shape, ks, dil)
+    q = torch.zeros(1, *shape, 1, 32)
+    fwd = launch_plans(q, p).fwd.kwargs
+    assert (fwd["TX"], fwd["TY"], fwd["TZ"], fwd["ROWS"], fwd["BLOCK_N"]) == (*tile, True, 32)
+    assert not launch_plans(q, p, dict(rows=False)).fwd.kwargs["ROWS"]
+    long = launch_plans(torch.zeros(1, 128, 128, 1, 64), make_params((128, 128), 31, 1)).fwd.kwargs
+    assert long["TX"] * long["TY"] * long["TZ"] == 128 and long["BLOCK_N"] == 64
+
+
 # pipeline depths and key-box walks besides the defaults; all matched the reference on an H100 (triton 3.6) in a wider
 # sweep (docs/benchmarks/na.md). dK/dV walking rows with head_dim 96/128 at 2 or 3 stages is the regime where its old
 # form (dS transposed in registers) gave wrong dK
