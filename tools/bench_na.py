@@ -150,9 +150,9 @@ def _render_graphed(rows: list[dict]) -> str:
 
 def tune(names: list[str], parts: list[str], top: int = 4) -> None:
     """Sweep Triton configurations on the given cases and print the defaults' raw kernel times and the `top` fastest
-    configurations of each part: "fwd" (tile, warps, pipeline stages, key block), "dq" and "dkv" (the backward's two
-    kernels apart: tile, key/query block, warps; the other kernel keeps its default; "dq" runs the split backward,
-    "dkv" whichever backward the case defaults to)."""
+    configurations of each part: "fwd" (tile, warps, pipeline stages, key block, row or flattened walk), "dq" and
+    "dkv" (the backward's two kernels apart: tile, key/query block, warps; the other kernel keeps its default; "dq"
+    runs the split backward, "dkv" whichever backward the case defaults to)."""
     from ops.na.params import make_params
     from ops.na.triton_kernels import default_config, na_bwd_triton, na_fwd_triton
 
@@ -175,8 +175,8 @@ def tune(names: list[str], parts: list[str], top: int = 4) -> None:
         print(f"DEFAULT {name} fwd {time_ms(fwd, warmup=5, rep=40):.4f} ms, bwd {time_ms(bwd, warmup=5, rep=40):.4f} "
               f"ms: {base}", flush=True)
         sweeps = {
-            "fwd": (fwd, itertools.product(tiles[len(shape)], (2, 4, 8), (2, 3), (32, 64, 128)),
-                    lambda t, w, st, bn: dict(fwd_tile=t, fwd_warps=w, fwd_stages=st, fwd_block_n=bn)),
+            "fwd": (fwd, itertools.product(tiles[len(shape)], (2, 4, 8), (2, 3), (32, 64, 128), (True, False)),
+                    lambda t, w, st, bn, r: dict(fwd_tile=t, fwd_warps=w, fwd_stages=st, fwd_block_n=bn, fwd_rows=r)),
             "dq": (bwd, itertools.product(tiles[len(shape)], (2, 4, 8), (32, 64, 128)),
                    lambda t, w, bn: dict(dq_tile=t, dq_warps=w, dq_block_n=bn, fused_bwd=False)),
             "dkv": (bwd, itertools.product(tiles[len(shape)], (2, 4, 8), (32, 64, 128)),
