@@ -469,6 +469,8 @@ def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
         dkv = _TILE_64[ndim]
     block_n = 128 if ndim == 3 and small and not small_3d else 64
     fits = [fit_tile(lg, t) for t in fwd_opts]
+    # the tile of the padding rule (`_rows_mode`): the forward's, unless short 2-D windows take their own below;
+    # dQ walks rows on it wherever the rule picks rows
     tile, rows = next(((t, True) for t in fits if _rows_mode(p, t, block_n, None)[0]), (fits[0], False))
     narrow_fwd = ndim == 2 and small and not rows
     fwd, fwd_block_n, fwd_warps, fwd_rows = tile, 32 if narrow_fwd else block_n, 2 if narrow_fwd else 4, None
@@ -487,17 +489,22 @@ def default_config(p: NAParams, ndim: int, head_dim: int) -> dict:
                 fused_bwd=head_dim <= 64 and math.prod(p.kernel_size) >= 128)
 
 
+def _box_extent(p: NAParams, tile: tuple[int, int, int], axis: int) -> int:
+    """Upper bound on a tile's key-box extent along `axis`: tile + kernel + stride - 2, before clamping to the axis."""
+    return tile[axis] + p.kernel_size[axis] + p.stride[axis] - 2
+
+
 def _walked_keys(p: NAParams, lg: tuple[int, ...], tile: tuple[int, int, int], block: int) -> int:
     """Keys all of one group's tiles walk by rows in chunks of `block`: tiles times box keys, the box's innermost
     extent rounded up to whole chunks."""
-    ext = [min(t + k + s - 2, n) for t, k, s, n in zip(tile, p.kernel_size, p.stride, lg)]
+    ext = [min(_box_extent(p, tile, a), n) for a, n in enumerate(lg)]
     return math.prod(cdiv(n, t) for n, t in zip(lg, tile)) * ext[0] * ext[1] * cdiv(ext[2], block) * block
 
 
 def _rows_mode(pp: NAParams, tile: tuple[int, int, int], block: int, rows: bool | None) -> tuple[bool, int]:
     """(ROWS, block): walk boxes row by row when the innermost box extent (about tile + kernel + stride) fills
     whole blocks with little padding (<= 12.5 %); `rows` forces the mode."""
-    extent = tile[2] + pp.kernel_size[2] + pp.stride[2] - 2
+    extent = _box_extent(pp, tile, 2)
     for bn in (block, 32) if block > 32 else (block,):
         if cdiv(extent, bn) * bn <= 1.125 * extent and rows is not False:
             return True, bn
